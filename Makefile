@@ -1,0 +1,143 @@
+# hotpath - build, dependencies, run, tests, sanitizers, fuzzing, benchmarks.
+#
+#   make run     install what is missing, build, start the upstream stub and
+#                hotpath on config/hotpath.json
+#   make test    install what is missing, build, run unit + integration tests,
+#                then the same tests built with ASan+UBSan
+#
+# Everything builds out of tree under $(BUILD); the sanitizer build lives in
+# $(BUILD)/asan and is produced by this same Makefile with SAN=1.
+
+CC       ?= cc
+BUILD    ?= build
+SAN      ?=
+O        ?= 2
+
+LLHTTP_SRC ?= /usr/share/llhttp
+LLHTTP_INC ?= /usr/share/include/llhttp
+
+# Debian packages: what building and testing needs, and what benchmarking
+# adds. `make deps` installs whatever of these is missing and nothing else.
+DEB_BUILD = pkg-config libuv1-dev node-llhttp libcjson-dev libcmocka-dev
+DEB_TEST  = prometheus valgrind
+DEB_BENCH = wrk nghttp2-client nginx-light gnuplot-nox valgrind procps util-linux
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Recursively expanded on purpose: pkg-config runs when a recipe needs the
+# flags, which is after `deps` has installed the .pc files on a fresh machine.
+PKG_CFLAGS = $(shell pkg-config --cflags libuv libcjson 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs libuv libcjson 2>/dev/null || echo -luv -lcjson)
+CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -O$(O) -g $(WARN) -I. -I$(LLHTTP_INC) $(PKG_CFLAGS) $(CFLAGS)
+LDLIBS_ALL = $(PKG_LIBS) -lpthread -lm $(LDLIBS)
+
+ifeq ($(SAN),1)
+CFLAGS_ALL += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS    += -fsanitize=address,undefined
+endif
+
+# The library: every module but the two mains. Folder order is the order a
+# request travels: server (listener, connection, parser, chain, response),
+# middleware, handlers, cache, upstream.
+LIB_SRC  = $(filter-out server/main.c,$(wildcard server/*.c)) \
+           $(wildcard middleware/*.c) $(wildcard handlers/*.c) \
+           $(wildcard cache/*.c) $(wildcard upstream/*.c)
+LLHTTP_OBJ = $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(LLHTTP_OBJ)
+LIB      = $(BUILD)/libhotpath.a
+
+UNIT_SRC = $(wildcard tests/test_*.c)
+UNIT_BIN = $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%)
+IT_SRC   = $(wildcard tests/it_*.c)
+IT_BIN   = $(IT_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_SUPPORT = $(filter-out $(UNIT_SRC) $(IT_SRC),$(wildcard tests/*.c))
+TEST_SUPPORT_OBJ = $(TEST_SUPPORT:%.c=$(BUILD)/%.o)
+
+BINS = $(BUILD)/hotpath $(BUILD)/hotpath-upstream
+
+.PHONY: all deps bench-deps build run test test-unit test-it test-asan clean format \
+        bench bench-quick soak fuzz fuzz-replay valgrind
+
+all: deps
+	@$(MAKE) --no-print-directory build
+
+build: $(BINS) $(UNIT_BIN) $(IT_BIN)
+
+deps:
+	@missing=$$(for p in $(DEB_BUILD) $(DEB_TEST); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing missing Debian packages:" $$missing; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+bench-deps: deps
+	@missing=$$(for p in $(DEB_BENCH); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing missing Debian packages:" $$missing; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+# llhttp's generated parser is third-party code: compile it as shipped, with
+# its own warnings silenced, but with the same optimisation and sanitizers.
+$(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out $(WARN),$(CFLAGS_ALL)) -w -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/hotpath: $(BUILD)/server/main.o $(LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS_ALL) -o $@
+
+$(BUILD)/hotpath-upstream: $(BUILD)/loadtest/upstream_stub.o $(LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS_ALL) -o $@
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_SUPPORT_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) $^ $(CMOCKA_LIBS) $(LDLIBS_ALL) -o $@
+
+# Tests find the binaries under test through these variables.
+TEST_ENV = HOTPATH_BIN=$(abspath $(BUILD)/hotpath) \
+           HOTPATH_UPSTREAM_BIN=$(abspath $(BUILD)/hotpath-upstream) \
+           HOTPATH_ROOT=$(abspath .)
+
+test: deps
+	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory test-unit test-it
+	@$(MAKE) --no-print-directory test-asan
+	@echo "make test: all passed"
+
+# One cmocka binary per module, so a crash stops one module's run only.
+test-unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $(TEST_ENV) $$t; done
+
+test-it: $(BINS) $(IT_BIN)
+	@set -e; for t in $(IT_BIN); do echo "== $$t"; $(TEST_ENV) $$t; done
+
+# The same unit and integration tests, with every binary (servers included)
+# built with AddressSanitizer, LeakSanitizer and UBSan.
+test-asan:
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan SAN=1 O=1 build
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    $(MAKE) --no-print-directory BUILD=$(BUILD)/asan SAN=1 O=1 test-unit test-it
+
+run: deps
+	@$(MAKE) --no-print-directory $(BINS)
+	@loadtest/run.sh $(BUILD) config/hotpath.json
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,75 @@
+/*
+ * alloc.h - the counted allocator every request-path allocation goes through.
+ *
+ * Three doors lead to the heap and all three are counted here: hotpath's own
+ * hp_malloc family, libuv's allocator (installed with uv_replace_allocator)
+ * and cJSON's (installed with cJSON_InitHooks). hp_alloc_install() must run
+ * once, on the main thread, before any other libuv or cJSON call.
+ *
+ * Counts are per thread: each worker binds its own hp_alloc_stats_t, so the
+ * request path never shares a cache line with another worker. On top of the
+ * thread totals, the calling thread may name a *scope* that allocations are
+ * also charged to; the server points it at the route and mode of the request
+ * it is running, which is how /stats reports allocations per request exactly.
+ *
+ * Allocation never fails from the caller's point of view: out of memory
+ * aborts with a message (as Redis's zmalloc does), so callers do not test for
+ * NULL.
+ */
+#ifndef HP_ALLOC_H
+#define HP_ALLOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    HP_ALLOC_OWN = 0, /* hp_malloc and friends */
+    HP_ALLOC_UV,      /* libuv, through uv_replace_allocator */
+    HP_ALLOC_CJSON,   /* cJSON, through cJSON_InitHooks */
+    HP_ALLOC_SOURCES
+} hp_alloc_source_t;
+
+/* What one scope is charged: allocation calls and bytes requested. */
+typedef struct {
+    uint64_t count;
+    uint64_t bytes;
+} hp_alloc_counter_t;
+
+/* A thread's totals, by door. Written only by its thread (see counter.h). */
+typedef struct {
+    hp_alloc_counter_t by_source[HP_ALLOC_SOURCES];
+    uint64_t frees;
+} hp_alloc_stats_t;
+
+/* Install the libuv and cJSON hooks. Call once before any uv_* or cJSON_*. */
+void hp_alloc_install(void);
+
+/* Never return NULL (abort on out-of-memory). hp_free(NULL) is a no-op.
+ * hp_realloc counts as one allocation when it is asked to grow or move. */
+void *hp_malloc(size_t n);
+void *hp_calloc(size_t n, size_t size);
+void *hp_realloc(void *p, size_t n);
+void hp_free(void *p);
+
+/* Returns owned: a NUL-terminated copy of s[0..n); free with hp_free. */
+char *hp_strndup(const char *s, size_t n);
+
+/* Point the calling thread's totals at stats (borrowed; must outlive every
+ * allocation the thread makes afterwards). Threads that never bind count
+ * into a private thread-local block. */
+void hp_alloc_bind_thread(hp_alloc_stats_t *stats);
+
+/* The calling thread's totals (borrowed). */
+const hp_alloc_stats_t *hp_alloc_thread_stats(void);
+
+/* Sum of a stats block over the three doors, read with relaxed loads so any
+ * thread may call it on any worker's block. */
+hp_alloc_counter_t hp_alloc_stats_sum(const hp_alloc_stats_t *stats);
+
+/* Charge the calling thread's following allocations to scope as well
+ * (borrowed; NULL for none). Returns the previous scope so callers can
+ * restore it: prev = hp_alloc_scope_set(x); ...; hp_alloc_scope_set(prev). */
+hp_alloc_counter_t *hp_alloc_scope_set(hp_alloc_counter_t *scope);
+hp_alloc_counter_t *hp_alloc_scope_get(void);
+
+#endif
