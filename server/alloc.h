@@ -44,8 +44,9 @@ typedef struct {
 /* Install the libuv and cJSON hooks. Call once before any uv_* or cJSON_*. */
 void hp_alloc_install(void);
 
-/* Never return NULL (abort on out-of-memory). hp_free(NULL) is a no-op.
- * hp_realloc counts as one allocation when it is asked to grow or move. */
+/* Never return NULL (abort on out-of-memory), except hp_realloc(p, 0),
+ * which frees p and returns NULL. hp_free(NULL) is a no-op. Every
+ * hp_realloc call with n > 0 counts as one allocation of n bytes. */
 void *hp_malloc(size_t n);
 void *hp_calloc(size_t n, size_t size);
 void *hp_realloc(void *p, size_t n);

@@ -32,3 +32,8 @@ size_t hp_buf_footprint(const hp_buf_t *b)
 {
     return sizeof(*b) + b->ctype_len + 1 + b->len;
 }
+
+void hp_buf_dispose(hp_value_t v)
+{
+    hp_buf_unref(v.ptr);
+}

@@ -12,6 +12,8 @@
 #ifndef HP_BUF_H
 #define HP_BUF_H
 
+#include "task.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +39,10 @@ static inline hp_buf_t *hp_buf_ref(hp_buf_t *b)
 
 /* Drops a reference; the last frees. NULL is a no-op. */
 void hp_buf_unref(hp_buf_t *b);
+
+/* hp_task_set_dispose's callback for tasks whose result is an hp_buf_t *
+ * they own (upstream responses, cache fills). */
+void hp_buf_dispose(hp_value_t v);
 
 /* Memory the buffer holds, header included (what a cache bound counts). */
 size_t hp_buf_footprint(const hp_buf_t *b);

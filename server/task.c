@@ -1,7 +1,7 @@
 /*
  * task.c - hp_task (see task.h).
  *
- * Layout: 72 bytes on x86-64. The first continuation lives in the task
+ * Layout: 80 bytes on x86-64. The first continuation lives in the task
  * because almost every task has exactly one waiter (the request that started
  * it); only single-flight fills collect more, and those pay for an array that
  * doubles (1 allocation for the 2nd waiter, then log2(n) more).

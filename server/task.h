@@ -17,7 +17,9 @@
  *
  * Ownership: every function that returns hp_task_t * returns one owned
  * reference; drop it with hp_task_unref. A pending task must eventually be
- * completed or failed: its waiters hold references until then.
+ * completed or failed, or its continuations never run. A continuation does
+ * not own a reference: whoever registers one keeps the task alive (its
+ * vtask, or its own reference) until it has run.
  */
 #ifndef HP_TASK_H
 #define HP_TASK_H

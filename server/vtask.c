@@ -214,10 +214,14 @@ hp_task_t *hp_vtask_as_task(hp_vtask_t *vt)
         vt->kind = HP_VT_NONE;
         hp_vtask_on_completed(&b->vt, bridge_cb, b);
     } else {
-        /* completed, inline, stale or consumed: read it now */
+        /* completed, inline, stale or consumed: read it now. A source still
+         * pending here has its one continuation already (registered through
+         * vt or a copy), so converting it would be a second await: refuse it
+         * as on_completed does, leaving vt for that continuation to read. */
         hp_value_t v;
         const char *msg = NULL;
         int rc = hp_vtask_result(vt, &v, &msg);
+        if (rc == HP_EVTASK_PENDING) rc = misuse(NULL, HP_EVTASK_CONSUMED);
         t = rc == 0 ? hp_task_from_result(v) : hp_task_from_error(rc, msg);
     }
     if (st->tasks_allocated != before) hp_counter_add(&st->as_task_allocs, 1);

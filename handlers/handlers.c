@@ -1,0 +1,78 @@
+/*
+ * handlers.c - the route table: every endpoint, in one place.
+ *
+ * Routes are matched in order by exact path or by prefix; a path that
+ * matches with the wrong method is a 405 carrying the route's Allow. The
+ * table is small and the common paths come first, so a linear scan of
+ * memcmp's is what the lookup is (a trie would win only past dozens of
+ * routes).
+ */
+#include "handlers.h"
+
+#include "server/http.h"
+
+#include <string.h>
+
+#define GET_HEAD (HP_METHOD_BIT(HP_GET) | HP_METHOD_BIT(HP_HEAD))
+#define ANY_METHOD (~UINT64_C(0))
+
+enum { R_NOT_FOUND = 9, R_METHOD_NOT_ALLOWED = 10 };
+
+static const hp_route_t routes[] = {
+    {"/plaintext", HP_ROUTE_PLAIN_PATH, GET_HEAD, "GET, HEAD", false, &hp_handler_plaintext,
+     "\"Hello, World!\" as text/plain (synchronous)", 0},
+    {"/json", HP_ROUTE_PLAIN_PATH, GET_HEAD, "GET, HEAD", false, &hp_handler_json,
+     "{\"message\":\"Hello, World!\"}, serialized per request (synchronous)", 1},
+    {"/cache/", HP_ROUTE_PREFIX, GET_HEAD, "GET, HEAD", false, &hp_handler_cache,
+     "a cached /items/{key} from the upstream: hit inline, miss async, misses coalesced", 2},
+    {"/upstream/", HP_ROUTE_PREFIX, GET_HEAD, "GET, HEAD", false, &hp_handler_upstream,
+     "proxied to the upstream (always asynchronous: a task)", 3},
+    {"/echo", HP_ROUTE_PLAIN_PATH, ANY_METHOD, "*", true, &hp_handler_echo,
+     "any method: the request body back (Content-Length or chunked)", 4},
+    {"/", HP_ROUTE_PLAIN_PATH, GET_HEAD, "GET, HEAD", false, &hp_handler_index,
+     "this index", 5},
+    {"/stats", HP_ROUTE_PLAIN_PATH, GET_HEAD, "GET, HEAD", false, &hp_handler_stats,
+     "JSON counters: requests, allocations per request per mode, cache, upstream", 6},
+    {"/metrics", HP_ROUTE_PLAIN_PATH, GET_HEAD, "GET, HEAD", false, &hp_handler_metrics,
+     "the same in Prometheus text format", 7},
+    {"/advice", HP_ROUTE_PLAIN_PATH, GET_HEAD, "GET, HEAD", false, &hp_handler_advice,
+     "the Task vs ValueTask decision tree, per layer, from live figures", 8},
+    /* The two answers for requests the routes above do not serve. */
+    {"(not found)", HP_ROUTE_PLAIN_PATH, ANY_METHOD, "", false, &hp_handler_not_found, "404",
+     R_NOT_FOUND},
+    {"(method not allowed)", HP_ROUTE_PLAIN_PATH, ANY_METHOD, "", false,
+     &hp_handler_method_not_allowed, "405", R_METHOD_NOT_ALLOWED},
+};
+
+#define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
+#define N_SERVED 9 /* the routes a path can match */
+
+static bool matches(const hp_route_t *r, hp_str_t path)
+{
+    size_t n = strlen(r->path);
+    if (r->match == HP_ROUTE_PREFIX) return path.len >= n && memcmp(path.ptr, r->path, n) == 0;
+    return path.len == n && memcmp(path.ptr, r->path, n) == 0;
+}
+
+const hp_route_t *hp_route_find(hp_str_t path, unsigned method)
+{
+    for (size_t i = 0; i < N_SERVED; i++) {
+        const hp_route_t *r = &routes[i];
+        if (!matches(r, path)) continue;
+        return (r->methods & HP_METHOD_BIT(method)) ? r : &routes[R_METHOD_NOT_ALLOWED];
+    }
+    return &routes[R_NOT_FOUND];
+}
+
+const char *hp_route_allow(hp_str_t path)
+{
+    for (size_t i = 0; i < N_SERVED; i++)
+        if (matches(&routes[i], path)) return routes[i].allow;
+    return NULL;
+}
+
+const hp_route_t *hp_route_table(size_t *n)
+{
+    *n = N_ROUTES;
+    return routes;
+}

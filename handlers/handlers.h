@@ -1,0 +1,33 @@
+/*
+ * handlers.h - the endpoints. One file per endpoint family, one descriptor
+ * each; handlers.c holds the route table that maps paths to them.
+ *
+ * The synchronous handlers (plaintext, json, echo, index, stats, status)
+ * return valuetasks; cache returns a valuetask that is inline on a hit and
+ * pending on a miss; upstream returns a heap task, always.
+ */
+#ifndef HP_HANDLERS_H
+#define HP_HANDLERS_H
+
+#include "server/chain.h"
+#include "server/task.h"
+
+extern const hp_handler_t hp_handler_plaintext;
+extern const hp_handler_t hp_handler_json;
+extern const hp_handler_t hp_handler_echo;
+extern const hp_handler_t hp_handler_index;
+extern const hp_handler_t hp_handler_stats;
+extern const hp_handler_t hp_handler_metrics;
+extern const hp_handler_t hp_handler_advice;
+extern const hp_handler_t hp_handler_cache;
+extern const hp_handler_t hp_handler_upstream;
+extern const hp_handler_t hp_handler_not_found;
+extern const hp_handler_t hp_handler_method_not_allowed;
+
+/* The cache's fill function (hp_cache_fill_fn): fetch /items/{key} from the
+ * upstream pool of the worker passed as arg. Returns an owned task whose
+ * result is an hp_buf_t * it owns; a non-200 answer faults it, so errors
+ * are never cached. */
+hp_task_t *hp_cache_fill(void *worker, const char *key, size_t key_len);
+
+#endif

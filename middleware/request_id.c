@@ -1,0 +1,86 @@
+/*
+ * request_id - an X-Request-Id on every answer: the client's own when it
+ * sent a well-formed one (parser.c checks the characters and the length),
+ * otherwise one generated here.
+ *
+ * Before: decide the id, so every layer below (the access log, a handler)
+ * can use it. After: put it on the answer. A generated id is the server's
+ * boot id, the worker, and the worker's request number, in hex
+ * ("5f3c9a1e-0-1b"): unique per process run without a random draw or a
+ * lock per request, like Kestrel's connection id + request number.
+ *
+ * Options: "trust_incoming" (default true): keep the client's id.
+ */
+#include "middleware.h"
+
+#include "server/alloc.h"
+#include "server/server.h"
+#include "server/worker.h"
+
+typedef struct {
+    bool trust_incoming;
+} request_id_t;
+
+static int create(const cJSON *section, const char *path, void **out, char *err, size_t errlen)
+{
+    static const char *const keys[] = {"trust_incoming", NULL};
+    if (hp_mw_check_keys(section, path, keys, err, errlen)) return -1;
+    request_id_t *self = hp_calloc(1, sizeof(*self));
+    if (hp_mw_opt_bool(section, path, "trust_incoming", true, &self->trust_incoming, err,
+                       errlen)) {
+        hp_free(self);
+        return -1;
+    }
+    *out = self;
+    return 0;
+}
+
+static void destroy(void *self)
+{
+    hp_free(self);
+}
+
+static char *put_hex(char *p, uint64_t n)
+{
+    char tmp[16];
+    int i = 0;
+    do {
+        tmp[i++] = "0123456789abcdef"[n & 15];
+        n >>= 4;
+    } while (n);
+    while (i) *p++ = tmp[--i];
+    return p;
+}
+
+static hp_str_t generate(hp_ctx_t *ctx)
+{
+    char *start = hp_ctx_alloc(ctx, 8 + 1 + 16 + 1 + 16);
+    char *p = start;
+    uint32_t boot = ctx->worker->server ? ctx->worker->server->boot_id : 0;
+    for (int shift = 28; shift >= 0; shift -= 4) *p++ = "0123456789abcdef"[(boot >> shift) & 15];
+    *p++ = '-';
+    p = put_hex(p, ctx->worker->index);
+    *p++ = '-';
+    p = put_hex(p, ctx->seq);
+    return (hp_str_t){start, (size_t)(p - start)};
+}
+
+static void after(void *arg, hp_ctx_t *ctx, int status)
+{
+    hp_resp_header(ctx, "X-Request-Id", ctx->req.request_id);
+}
+
+static hp_vtask_t invoke(void *arg, hp_ctx_t *ctx)
+{
+    request_id_t *self = arg;
+    if (!self->trust_incoming || ctx->req.request_id.len == 0) ctx->req.request_id = generate(ctx);
+    return hp_then(ctx, hp_next(ctx), self, after);
+}
+
+const hp_middleware_t hp_mw_request_id = {
+    .name = "request_id",
+    .summary = "X-Request-Id: kept from the request or generated",
+    .create = create,
+    .destroy = destroy,
+    .invoke = invoke,
+};

@@ -1,0 +1,142 @@
+/*
+ * chain.c - running the middleware chain (see chain.h for the contract).
+ *
+ * The chain is a call stack, not a list walk: each layer's invoke calls
+ * hp_next, which invokes the layer below, down to the handler. When every
+ * layer completes synchronously the whole request runs in one descent and
+ * one return, with each layer's result an inline valuetask passed back in
+ * two registers: no allocation, no indirection (in task mode: one heap task
+ * per layer, which is the price being measured).
+ *
+ * When a layer below pends, the layers above it park: hp_then stores the
+ * downstream valuetask in the layer's slot in the context, registers
+ * then_awaited as its one continuation, and returns the layer's own pending
+ * valuetask (the slot's pooled source, or a heap task in task mode). When
+ * the bottom completes, the completions ripple up through then_awaited, each
+ * running its layer's `after` and completing its own slot, which runs the
+ * next continuation up, until the connection's continuation sees the end.
+ *
+ * Rejected alternative: a continuation-passing chain where every layer
+ * takes a "next" callback. It never allocates either, but the synchronous
+ * case then also runs through callbacks, and the ValueTask point - that the
+ * common case is a plain return - disappears from the code.
+ */
+#include "chain.h"
+
+#include "counter.h"
+#include "errors.h"
+#include "metrics.h"
+#include "worker.h"
+
+static inline hp_value_t ctx_value(hp_ctx_t *ctx)
+{
+    /* Every layer's result is the context itself: a reference type's value,
+     * as Task<HttpResponse> would carry, so task mode never benefits from
+     * the completed-task singletons (they cover small integers and null). */
+    return hp_value_ptr(ctx);
+}
+
+hp_vtask_t hp_chain_start(hp_ctx_t *ctx)
+{
+    ctx->depth = -1;
+    return hp_next(ctx);
+}
+
+hp_vtask_t hp_next(hp_ctx_t *ctx)
+{
+    hp_gen_t *gen = ctx->gen;
+    int d = ctx->depth + 1;
+    hp_vtask_t vt;
+    ctx->depth = d;
+    if (d < (int)gen->nmw) {
+        vt = gen->mw[d].desc->invoke(gen->mw[d].self, ctx);
+        hp_layer_record(gen->mw[d].stats[ctx->mode], &vt);
+    } else {
+        const hp_handler_t *h = ctx->route->handler;
+        if (h->invoke) vt = h->invoke(ctx);
+        else vt = hp_vtask_from_task(h->invoke_task(ctx));
+        hp_layer_record(ctx->worker->handler_stats[ctx->route->id][ctx->mode], &vt);
+    }
+    ctx->depth = d - 1;
+    return vt;
+}
+
+hp_vtask_t hp_done(hp_ctx_t *ctx)
+{
+    return hp_vtask_completed(ctx->mode, ctx_value(ctx));
+}
+
+hp_vtask_t hp_fail(hp_ctx_t *ctx, int err, const char *msg)
+{
+    return hp_vtask_failed(err, msg);
+}
+
+int hp_chain_consume(hp_ctx_t *ctx, hp_vtask_t *vt)
+{
+    hp_value_t v;
+    const char *msg = NULL;
+    int rc = hp_vtask_result(vt, &v, &msg);
+    if (rc) ctx->fault = msg ? msg : hp_strerror(rc);
+    return rc;
+}
+
+hp_layer_t *hp_layer_current(hp_ctx_t *ctx)
+{
+    return &ctx->layers[ctx->depth];
+}
+
+hp_vtask_t hp_layer_pending(hp_layer_t *layer)
+{
+    if (layer->ctx->mode == HP_MODE_TASK) {
+        layer->task = hp_task_new();
+        return hp_vtask_from_task(hp_task_ref(layer->task));
+    }
+    return hp_vtsource_vtask(&layer->source);
+}
+
+void hp_layer_complete(hp_layer_t *layer, int status, const char *msg)
+{
+    hp_ctx_t *ctx = layer->ctx;
+    hp_task_t *t = layer->task;
+    if (t) {
+        layer->task = NULL;
+        if (status) hp_task_fail(t, status, msg);
+        else hp_task_complete(t, ctx_value(ctx));
+        hp_task_unref(t);
+    } else if (status) {
+        hp_vtsource_fail(&layer->source, status, msg);
+    } else {
+        hp_vtsource_complete(&layer->source, ctx_value(ctx));
+    }
+}
+
+/* The slow path: a downstream layer pended, and has now completed. */
+static void then_awaited(void *arg)
+{
+    hp_layer_t *layer = arg;
+    hp_ctx_t *ctx = layer->ctx;
+    int status = hp_chain_consume(ctx, &layer->downstream);
+    /* `after` sees the chain as it would synchronously: its own layer is the
+     * current one (hp_layer_current works the same on both paths). */
+    int depth = ctx->depth;
+    ctx->depth = (int)(layer - ctx->layers);
+    layer->after(layer->self, ctx, status);
+    ctx->depth = depth;
+    hp_layer_complete(layer, status, status ? ctx->fault : NULL);
+}
+
+hp_vtask_t hp_then(hp_ctx_t *ctx, hp_vtask_t downstream, void *self, hp_after_cb after)
+{
+    if (hp_vtask_is_completed(&downstream)) {
+        int status = hp_chain_consume(ctx, &downstream);
+        after(self, ctx, status);
+        return status ? hp_fail(ctx, status, ctx->fault) : hp_done(ctx);
+    }
+    hp_layer_t *layer = &ctx->layers[ctx->depth];
+    layer->downstream = downstream;
+    layer->self = self;
+    layer->after = after;
+    hp_vtask_t mine = hp_layer_pending(layer);
+    hp_vtask_on_completed(&layer->downstream, then_awaited, layer);
+    return mine;
+}

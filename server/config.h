@@ -1,0 +1,122 @@
+/*
+ * config.h - hotpath's configuration: parsed from JSON with cJSON, checked
+ * whole, then immutable and shared by every worker.
+ *
+ * One table in config.c drives every scalar option: its JSON path, type,
+ * bounds, default, and the comment saying where the default comes from. A
+ * file is refused with a message naming the offending key ("limits.
+ * header_bytes: expected an integer from 1024 to 1048576"); unknown keys are
+ * refused too, since a typo silently ignored is a setting silently lost.
+ *
+ * Who calls it: main (start-up, command-line overrides) and the control
+ * thread on SIGHUP. Workers only read a config, through the reference they
+ * were handed; the refcount is atomic because the control thread drops
+ * references that workers took.
+ */
+#ifndef HP_CONFIG_H
+#define HP_CONFIG_H
+
+#include "vtask.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The middleware chain holds at most this many layers (STYLE: a fixed,
+ * visible chain; nginx's phase list is fixed the same way). */
+#define HP_CHAIN_MAX 8
+
+typedef struct cJSON cJSON;
+
+typedef struct {
+    char name[32];
+    bool enabled;
+    const cJSON *section; /* the entry's JSON object, owned by the config */
+} hp_config_mw_t;
+
+typedef struct {
+    uint32_t request_line_bytes;
+    uint32_t header_bytes;
+    uint32_t header_count;
+    uint64_t body_bytes;
+    uint32_t header_timeout_ms;
+    uint32_t idle_timeout_ms;
+    uint32_t min_body_rate;      /* bytes per second, 0 = off */
+    uint32_t body_grace_ms;
+    uint32_t max_connections;    /* per worker */
+    uint32_t drain_timeout_ms;
+} hp_limits_t;
+
+typedef struct hp_config {
+    int refs; /* atomic builtins only */
+
+    char host[64];
+    int port;
+    unsigned workers; /* 0 in the file means "one per core", resolved at load */
+    hp_mode_t mode;
+
+    size_t n_middleware;
+    hp_config_mw_t middleware[HP_CHAIN_MAX];
+
+    hp_limits_t limits;
+
+    struct {
+        uint64_t max_bytes;
+        uint32_t ttl_ms;
+        uint32_t stale_ms;
+        char policy[8]; /* "sieve" | "lru" */
+    } cache;
+
+    struct {
+        char host[64];
+        int port;
+        uint32_t pool_size;
+        uint32_t connect_timeout_ms;
+        uint32_t response_timeout_ms;
+        uint32_t idle_timeout_ms;
+        uint64_t max_response_bytes;
+    } upstream;
+
+    struct {
+        uint32_t window_s;       /* the advisor's "recent" window */
+        uint32_t hot_rate;       /* calls/s above which a layer is "hot" */
+        uint32_t sync_share_pct; /* % synchronous above which "usually sync" */
+    } advice;
+
+    cJSON *json; /* the parsed document; sections above point into it */
+    char source[256]; /* the file it came from, or "(defaults)" */
+} hp_config_t;
+
+/* Command-line settings that override the file, re-applied on every reload
+ * so SIGHUP never undoes a flag. Negative / HP_MODE_UNSET means "not set". */
+typedef struct {
+    int port;
+    int workers;
+    int mode;
+} hp_config_overrides_t;
+
+#define HP_CONFIG_NO_OVERRIDES {-1, -1, -1}
+
+/* Returns owned (free with hp_config_unref): the defaults, with no file. */
+hp_config_t *hp_config_defaults(void);
+
+/* Load and check path. On success *out is owned. On failure returns
+ * HP_ECONFIG (or a libuv code for I/O) and writes a message naming the file
+ * and key into err (errlen bytes). Overrides may be NULL. */
+int hp_config_load(const char *path, const hp_config_overrides_t *ov, hp_config_t **out,
+                   char *err, size_t errlen);
+
+/* The same from a JSON string (tests, and the fuzzer). */
+int hp_config_parse(const char *json, size_t len, const char *source,
+                    const hp_config_overrides_t *ov, hp_config_t **out, char *err, size_t errlen);
+
+hp_config_t *hp_config_ref(hp_config_t *c);
+void hp_config_unref(hp_config_t *c); /* NULL is a no-op */
+
+/* Parse "task" / "valuetask". Returns 0 or HP_ECONFIG. */
+int hp_config_mode_from_string(const char *s, hp_mode_t *out);
+
+/* Print every option with its default and the default's source (--help). */
+void hp_config_print_options(void *file);
+
+#endif

@@ -1,0 +1,675 @@
+/*
+ * conn.c - a client connection, from accept to close.
+ *
+ * A request's journey, in the names used below:
+ *
+ *   accept      hp_conn_accept       listener callback: one hp_conn, read starts
+ *   read        on_alloc / on_read   into the worker's read buffer (one per loop)
+ *   parse       hp_conn_feed, parse  llhttp_execute; callbacks in parser.c
+ *   chain       hp_conn_dispatch     on_message_complete: hp_chain_start runs
+ *                                    middleware, then the handler
+ *   (async)     request_awaited      the chain pended: stop reading; when it
+ *                                    completes the connection goes on the
+ *                                    worker's ready list, and
+ *               resume               runs in the loop's check phase
+ *   response    finish               hp_response_write into the worker's
+ *                                    output buffer
+ *   write       flush                one uv_try_write per read batch; the rest,
+ *                                    if the socket is full, via uv_write
+ *   keep-alive  proceed              parse what is left (pipelining), read again
+ *   close       start_linger, hp_conn_close, on_close
+ *
+ * Pipelining answers strictly in order by running one request at a time:
+ * while a request pends, parsing stops at its end (llhttp paused from
+ * on_message_complete) and the bytes after it wait in `carry` until it has
+ * been answered. Kestrel and nginx do the same; the alternative - running
+ * pipelined requests concurrently and reordering their answers - needs a
+ * queue of contexts per connection and buffers every later answer, for a
+ * client behaviour (pipelining behind a slow request) nobody relies on.
+ * Synchronous requests never pause, so a batch of 16 pipelined /plaintext
+ * requests is parsed, run and answered in one read and one write.
+ *
+ * Memory: an idle connection is this struct only (see conn.h). Input is read
+ * into the worker's buffer and parsed in place; only bytes after a pause
+ * point are copied (carry), only output the kernel refused is copied (a
+ * queued write), and both are freed as soon as they drain.
+ *
+ * Closing: a connection that answered with Connection: close (a rejection, a
+ * client's close, a drain) shuts its write side down and reads until the peer
+ * closes or LINGER_MS passes, as nginx's lingering close does, so the answer
+ * is not destroyed by a reset when unread input was still in flight.
+ */
+#include "conn.h"
+
+#include "alloc.h"
+#include "chain.h"
+#include "counter.h"
+#include "errors.h"
+#include "response.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* nginx's lingering_timeout. */
+#define LINGER_MS 5000
+/* Flush mid-batch once this much output is waiting: bounds the output
+ * buffer when a client pipelines thousands of requests in one read. */
+#define FLUSH_AT (64 * 1024)
+
+typedef struct {
+    uv_write_t req;
+    uv_buf_t buf;
+    char data[];
+} wreq_t;
+
+static void proceed(hp_conn_t *c);
+static void flush(hp_conn_t *c);
+
+/* --- timers ------------------------------------------------------------ */
+
+static void list_unlink(hp_conn_t *c)
+{
+    if (c->list == HP_LIST_NONE) return;
+    hp_conn_list_t *l = &c->w->lists[c->list];
+    if (c->prev) c->prev->next = c->next;
+    else l->head = c->next;
+    if (c->next) c->next->prev = c->prev;
+    else l->tail = c->prev;
+    c->prev = c->next = NULL;
+    l->n--;
+    c->list = HP_LIST_NONE;
+}
+
+void hp_conn_set_timer(hp_conn_t *c, uint8_t list, uint64_t deadline)
+{
+    list_unlink(c);
+    if (list == HP_LIST_NONE) return;
+    hp_conn_list_t *l = &c->w->lists[list];
+    c->list = list;
+    c->deadline = deadline;
+    c->prev = l->tail;
+    if (l->tail) l->tail->next = c;
+    else l->head = c;
+    l->tail = c;
+    l->n++;
+}
+
+static uint64_t now_ms(hp_conn_t *c)
+{
+    return uv_now(&c->w->loop);
+}
+
+static const hp_limits_t *limits(hp_conn_t *c)
+{
+    return &c->w->gen->limits;
+}
+
+/* --- reading ----------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    hp_conn_t *c = h->data;
+    *buf = uv_buf_init(c->w->rbuf, (unsigned)c->w->rbuf_size);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    hp_conn_t *c = s->data;
+    if (nread > 0) {
+        hp_counter_add(&c->w->metrics.reads, 1);
+        hp_counter_add(&c->w->metrics.bytes_in, (uint64_t)nread);
+        hp_conn_feed(c, buf->base, (size_t)nread);
+    } else if (nread < 0) {
+        hp_conn_eof(c, (int)nread);
+    }
+}
+
+static void start_reading(hp_conn_t *c)
+{
+    if (c->flags & (HP_CF_READING | HP_CF_CLOSED | HP_CF_MEMORY | HP_CF_EOF)) return;
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->flags |= HP_CF_READING;
+    else hp_conn_close(c);
+}
+
+static void stop_reading(hp_conn_t *c)
+{
+    if (!(c->flags & HP_CF_READING)) return;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->flags &= ~HP_CF_READING;
+}
+
+/* --- accept and close -------------------------------------------------- */
+
+static void on_close(uv_handle_t *h)
+{
+    hp_free(h->data);
+}
+
+static void on_refused_close(uv_handle_t *h)
+{
+    hp_free(h);
+}
+
+static hp_conn_t *conn_new(hp_worker_t *w)
+{
+    hp_conn_t *c = hp_calloc(1, sizeof(*c));
+    uv_tcp_init(&w->loop, &c->tcp);
+    c->tcp.data = c;
+    c->w = w;
+    c->id = ++w->conn_seq;
+    c->list = HP_LIST_NONE;
+    llhttp_init(&c->parser, HTTP_REQUEST, &hp_parser_settings);
+    c->parser.data = c;
+    c->all_next = w->all;
+    if (w->all) w->all->all_prev = c;
+    w->all = c;
+    w->nconns++;
+    hp_counter_add(&w->metrics.conns_accepted, 1);
+    hp_counter_set(&w->metrics.conns_open, w->nconns);
+    if (w->nconns > hp_counter_get(&w->metrics.conns_peak))
+        hp_counter_set(&w->metrics.conns_peak, w->nconns);
+    return c;
+}
+
+void hp_conn_accept(uv_stream_t *listener, int status)
+{
+    hp_worker_t *w = listener->data;
+    if (status < 0) return; /* EMFILE and friends: libuv retries */
+    hp_alloc_counter_t *prev = hp_alloc_scope_set(&w->metrics.conn_alloc);
+    if (w->nconns >= w->gen->limits.max_connections || w->draining) {
+        /* Over the limit: accept and close at once, without a response, so
+         * the client fails fast instead of waiting in the backlog. */
+        uv_tcp_t *t = hp_malloc(sizeof(*t));
+        uv_tcp_init(&w->loop, t);
+        uv_accept(listener, (uv_stream_t *)t);
+        uv_close((uv_handle_t *)t, on_refused_close);
+        hp_counter_add(&w->metrics.conns_refused, 1);
+        hp_alloc_scope_set(prev);
+        return;
+    }
+    hp_conn_t *c = conn_new(w);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        hp_conn_close(c);
+        hp_alloc_scope_set(prev);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    /* Until its first byte, a new connection has the header timeout: a
+     * client that connects and sends nothing is a slowloris of zero bytes. */
+    hp_conn_set_timer(c, HP_LIST_HEAD, now_ms(c) + limits(c)->header_timeout_ms);
+    start_reading(c);
+    hp_alloc_scope_set(prev);
+}
+
+hp_conn_t *hp_conn_new_memory(hp_worker_t *w, hp_conn_sink_cb sink, void *arg)
+{
+    hp_alloc_counter_t *prev = hp_alloc_scope_set(&w->metrics.conn_alloc);
+    hp_conn_t *c = conn_new(w);
+    c->flags |= HP_CF_MEMORY;
+    c->sink = sink;
+    c->sink_arg = arg;
+    hp_alloc_scope_set(prev);
+    return c;
+}
+
+static void ready_unlink(hp_conn_t *c)
+{
+    if (!(c->flags & HP_CF_READY)) return;
+    for (hp_conn_t **p = &c->w->ready; *p; p = &(*p)->ready_next) {
+        if (*p == c) {
+            *p = c->ready_next;
+            break;
+        }
+    }
+    c->flags &= ~HP_CF_READY;
+}
+
+/* End the request on c without answering it (the connection is going). */
+static void drop_request(hp_conn_t *c)
+{
+    hp_ctx_t *ctx = c->ctx;
+    if (ctx == NULL) return;
+    c->ctx = NULL;
+    if (c->state == HP_CONN_BUSY && ctx->top.kind != HP_VT_NONE) {
+        /* Still running: it finishes on its own and then frees itself
+         * (request_awaited sees no connection). */
+        ctx->conn = NULL;
+        return;
+    }
+    hp_gen_t *gen = ctx->gen;
+    hp_ctx_release(&c->w->ctx_pool, ctx);
+    hp_gen_release(gen);
+}
+
+void hp_conn_close(hp_conn_t *c)
+{
+    if (c->flags & HP_CF_CLOSED) return;
+    hp_worker_t *w = c->w;
+    c->flags |= HP_CF_CLOSED;
+    stop_reading(c);
+    hp_conn_set_timer(c, HP_LIST_NONE, 0);
+    ready_unlink(c);
+    drop_request(c);
+    hp_free(c->carry);
+    c->carry = NULL;
+    c->carry_len = 0;
+    if (c->all_prev) c->all_prev->all_next = c->all_next;
+    else w->all = c->all_next;
+    if (c->all_next) c->all_next->all_prev = c->all_prev;
+    w->nconns--;
+    hp_counter_set(&w->metrics.conns_open, w->nconns);
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    hp_free(req);
+}
+
+static void start_linger(hp_conn_t *c)
+{
+    if (c->state == HP_CONN_LINGER || (c->flags & HP_CF_CLOSED)) return;
+    if (c->flags & (HP_CF_MEMORY | HP_CF_EOF)) {
+        hp_conn_close(c);
+        return;
+    }
+    c->state = HP_CONN_LINGER;
+    uv_shutdown_t *req = hp_malloc(sizeof(*req));
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        hp_free(req);
+        hp_conn_close(c);
+        return;
+    }
+    hp_conn_set_timer(c, HP_LIST_LINGER, now_ms(c) + LINGER_MS);
+    start_reading(c);
+}
+
+void hp_conn_eof(hp_conn_t *c, int err)
+{
+    stop_reading(c);
+    c->flags |= HP_CF_EOF | HP_CF_CLOSE;
+    /* A peer that half-closes after sending a request (HTTP/1.0 tools do)
+     * still gets its answer; anything else ends here. */
+    if (err == UV_EOF && c->state == HP_CONN_BUSY) return;
+    if (err == UV_EOF && (c->flags & HP_CF_WBLOCK) && c->state != HP_CONN_LINGER) return;
+    hp_conn_close(c);
+}
+
+/* --- output ------------------------------------------------------------ */
+
+static void on_write(uv_write_t *req, int status)
+{
+    wreq_t *wr = req->data;
+    hp_conn_t *c = req->handle->data;
+    hp_free(wr);
+    if (c->flags & HP_CF_CLOSED) return;
+    if (status < 0) {
+        hp_conn_close(c);
+        return;
+    }
+    if (((uv_stream_t *)&c->tcp)->write_queue_size > 0) return;
+    c->flags &= ~HP_CF_WBLOCK;
+    hp_conn_set_timer(c, HP_LIST_NONE, 0);
+    proceed(c);
+}
+
+static void queue_write(hp_conn_t *c, const char *data, size_t len)
+{
+    wreq_t *wr = hp_malloc(sizeof(*wr) + len);
+    memcpy(wr->data, data, len);
+    wr->buf = uv_buf_init(wr->data, (unsigned)len);
+    wr->req.data = wr;
+    if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &wr->buf, 1, on_write) != 0) {
+        hp_free(wr);
+        hp_conn_close(c);
+        return;
+    }
+    hp_counter_add(&c->w->metrics.write_queued, 1);
+    c->flags |= HP_CF_WBLOCK;
+    stop_reading(c);
+    /* A peer that stops reading is held to the idle timeout, as one that
+     * stops writing is. */
+    hp_conn_set_timer(c, HP_LIST_WRITE, now_ms(c) + limits(c)->idle_timeout_ms);
+}
+
+/* Send what the worker's output buffer holds for c: one write syscall when
+ * the kernel takes it all, which on loopback is nearly always. */
+static void flush(hp_conn_t *c)
+{
+    hp_wbuf_t *out = &c->w->out;
+    if (out->len == 0) return;
+    size_t len = out->len;
+    out->len = 0;
+    hp_counter_add(&c->w->metrics.bytes_out, len);
+    if (c->flags & HP_CF_CLOSED) return;
+    if (c->flags & HP_CF_MEMORY) {
+        c->sink(c->sink_arg, out->data, len);
+        return;
+    }
+    if (c->flags & HP_CF_WBLOCK) {
+        queue_write(c, out->data, len);
+        return;
+    }
+    uv_buf_t b = uv_buf_init(out->data, (unsigned)len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    hp_counter_add(&c->w->metrics.writes, 1);
+    if (n == (int)len) return;
+    if (n < 0 && n != UV_EAGAIN) {
+        hp_conn_close(c);
+        return;
+    }
+    if (n < 0) n = 0;
+    queue_write(c, out->data + n, len - (size_t)n);
+}
+
+void hp_conn_continue(hp_conn_t *c)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    memcpy(hp_wbuf_reserve(&c->w->out, sizeof(cont) - 1), cont, sizeof(cont) - 1);
+    c->w->out.len += sizeof(cont) - 1;
+    flush(c);
+}
+
+/* --- requests ---------------------------------------------------------- */
+
+hp_ctx_t *hp_conn_begin(hp_conn_t *c)
+{
+    hp_worker_t *w = c->w;
+    hp_ctx_t *ctx = hp_ctx_acquire(&w->ctx_pool);
+    hp_counter_set(&w->metrics.ctx_pool_size, w->ctx_pool.size);
+    ctx->conn = c;
+    ctx->worker = w;
+    ctx->gen = hp_gen_acquire(w);
+    ctx->mode = ctx->gen->mode;
+    ctx->seq = ++w->req_seq;
+    c->ctx = ctx;
+    return ctx;
+}
+
+/* Write ctx's answer and end the request. status is the chain's result. */
+static void finish(hp_conn_t *c, hp_ctx_t *ctx, int status)
+{
+    hp_worker_t *w = c->w;
+    if (status != 0) {
+        /* A fault reached the top: nobody answered for it, so the server
+         * does, with the fault's message, as Kestrel answers an unhandled
+         * exception with 500. */
+        hp_resp_t *r = &ctx->resp;
+        hp_buf_unref(r->buf);
+        r->buf = NULL;
+        r->nheaders = 0;
+        hp_resp_set(ctx, 500, "text/plain", HP_STR("internal error\n"));
+        r->close = false;
+    }
+    if (ctx->resp.status == 0) hp_resp_set(ctx, 500, "text/plain", HP_STR("no response\n"));
+    if (ctx->resp.close || w->draining) c->flags |= HP_CF_CLOSE;
+    hp_response_write(&w->out, ctx, !(c->flags & HP_CF_CLOSE));
+    hp_route_stats_t *rs = &w->metrics.routes[ctx->route->id][ctx->mode];
+    hp_counter_add(&rs->requests, 1);
+    c->requests++;
+    c->ctx = NULL;
+    c->state = HP_CONN_IDLE;
+    hp_gen_t *gen = ctx->gen;
+    hp_ctx_release(&w->ctx_pool, ctx);
+    hp_gen_release(gen);
+}
+
+static void request_awaited(void *arg)
+{
+    hp_ctx_t *ctx = arg;
+    hp_conn_t *c = ctx->conn;
+    hp_worker_t *w = ctx->worker;
+    if (c == NULL) {
+        /* The client left while its request ran: finish it quietly. */
+        hp_alloc_counter_t *prev = hp_alloc_scope_set(ctx->scope);
+        hp_chain_consume(ctx, &ctx->top);
+        hp_gen_t *gen = ctx->gen;
+        hp_ctx_release(&w->ctx_pool, ctx);
+        hp_gen_release(gen);
+        hp_alloc_scope_set(prev);
+        return;
+    }
+    /* Not here: this runs inside whatever completed the request (an
+     * upstream read, a cache fill), and answering may start new work on
+     * that same object. The check phase runs it on a clean stack. */
+    if (!(c->flags & HP_CF_READY)) {
+        c->flags |= HP_CF_READY;
+        c->ready_next = w->ready;
+        w->ready = c;
+    }
+}
+
+int hp_conn_dispatch(hp_conn_t *c)
+{
+    hp_worker_t *w = c->w;
+    hp_ctx_t *ctx = c->ctx;
+    c->state = HP_CONN_BUSY;
+    hp_conn_set_timer(c, HP_LIST_NONE, 0);
+    if (!ctx->req.keep_alive || (c->flags & HP_CF_UPGRADE)) c->flags |= HP_CF_CLOSE;
+
+    ctx->scope = &w->metrics.routes[ctx->route->id][ctx->mode].alloc;
+    hp_alloc_counter_t *prev = hp_alloc_scope_set(ctx->scope);
+    hp_vtask_t vt = hp_chain_start(ctx);
+    if (hp_vtask_is_completed(&vt)) {
+        finish(c, ctx, hp_chain_consume(ctx, &vt));
+        hp_alloc_scope_set(prev);
+        if (c->flags & HP_CF_CLOSE) return HPE_PAUSED;
+        if (w->out.len >= FLUSH_AT) {
+            flush(c);
+            if (c->flags & (HP_CF_WBLOCK | HP_CF_CLOSED)) return HPE_PAUSED;
+        }
+        return 0;
+    }
+    hp_alloc_scope_set(prev);
+    ctx->top = vt;
+    hp_vtask_on_completed(&ctx->top, request_awaited, ctx);
+    stop_reading(c);
+    return HPE_PAUSED;
+}
+
+static void resume(hp_conn_t *c)
+{
+    hp_ctx_t *ctx = c->ctx;
+    hp_alloc_counter_t *prev = hp_alloc_scope_set(ctx->scope);
+    finish(c, ctx, hp_chain_consume(ctx, &ctx->top));
+    hp_alloc_scope_set(&c->w->metrics.conn_alloc);
+    proceed(c);
+    hp_alloc_scope_set(prev);
+}
+
+void hp_conn_resume_ready(hp_worker_t *w)
+{
+    while (w->ready) {
+        hp_conn_t *c = w->ready;
+        w->ready = c->ready_next;
+        c->flags &= ~HP_CF_READY;
+        if (!(c->flags & HP_CF_CLOSED)) resume(c);
+    }
+}
+
+/* --- parsing ----------------------------------------------------------- */
+
+static hp_reject_t reason_for(enum llhttp_errno err)
+{
+    switch (err) {
+    case HPE_INVALID_VERSION: return HP_REJECT_VERSION;
+    case HPE_INVALID_HEADER_TOKEN:
+    case HPE_LF_EXPECTED:
+    case HPE_CR_EXPECTED: return HP_REJECT_BAD_HEADER;
+    case HPE_INVALID_CONTENT_LENGTH:
+    case HPE_UNEXPECTED_CONTENT_LENGTH:
+    case HPE_INVALID_TRANSFER_ENCODING:
+    case HPE_INVALID_CHUNK_SIZE:
+    case HPE_INVALID_EOF_STATE:
+    case HPE_STRICT: return HP_REJECT_BAD_BODY;
+    default: return HP_REJECT_BAD_REQUEST;
+    }
+}
+
+static void reject(hp_conn_t *c, hp_reject_t why)
+{
+    hp_worker_t *w = c->w;
+    drop_request(c);
+    hp_counter_add(&w->metrics.rejects[why], 1);
+    hp_response_reject(&w->out, why, w->date);
+    c->flags |= HP_CF_CLOSE;
+    c->state = HP_CONN_IDLE;
+    hp_conn_set_timer(c, HP_LIST_NONE, 0);
+}
+
+/* Keep the input after a pause point for later. pos may point into the
+ * current carry itself (resuming from it), so move, don't copy. */
+static void keep_carry(hp_conn_t *c, const char *pos, size_t rest)
+{
+    if (c->carry && pos >= c->carry && pos < c->carry + c->carry_len + rest) {
+        memmove(c->carry, pos, rest);
+    } else {
+        hp_free(c->carry);
+        c->carry = hp_malloc(rest);
+        memcpy(c->carry, pos, rest);
+    }
+    c->carry_len = (uint32_t)rest;
+}
+
+static void parse(hp_conn_t *c, const char *data, size_t len)
+{
+    enum llhttp_errno err = llhttp_execute(&c->parser, data, len);
+    if (err == HPE_OK) {
+        if (c->state == HP_CONN_IDLE && c->ctx == NULL)
+            hp_conn_set_timer(c, HP_LIST_IDLE, now_ms(c) + limits(c)->idle_timeout_ms);
+        return;
+    }
+    if (err == HPE_PAUSED) {
+        /* llhttp does not remember where it stopped: the rest starts at
+         * the error position, and the parser continues from a resume. */
+        const char *pos = llhttp_get_error_pos(&c->parser);
+        llhttp_resume(&c->parser);
+        size_t rest = (size_t)(data + len - pos);
+        if (rest && !(c->flags & HP_CF_CLOSE)) keep_carry(c, pos, rest);
+        return;
+    }
+    if (err == HPE_PAUSED_UPGRADE) {
+        c->flags |= HP_CF_CLOSE; /* answered; no protocol switch here */
+        return;
+    }
+    reject(c, c->reject ? (hp_reject_t)c->reject : reason_for(err));
+}
+
+void hp_conn_feed(hp_conn_t *c, const char *data, size_t len)
+{
+    if (c->state == HP_CONN_LINGER || (c->flags & (HP_CF_CLOSE | HP_CF_CLOSED))) {
+        /* Lingering, or answered with close: what still arrives is drained
+         * and dropped. */
+        return;
+    }
+    hp_alloc_counter_t *prev = hp_alloc_scope_set(&c->w->metrics.conn_alloc);
+    parse(c, data, len);
+    proceed(c);
+    hp_alloc_scope_set(prev);
+}
+
+/* After anything happened on c: go on with pipelined input if nothing
+ * blocks, send the output, and read again, linger or close. */
+static void proceed(hp_conn_t *c)
+{
+    if (c->w->draining && c->state == HP_CONN_IDLE && c->ctx == NULL) c->flags |= HP_CF_CLOSE;
+    while (c->carry && c->state != HP_CONN_BUSY &&
+           !(c->flags & (HP_CF_WBLOCK | HP_CF_CLOSE | HP_CF_CLOSED))) {
+        char *buf = c->carry;
+        size_t n = c->carry_len;
+        c->carry_len = 0;
+        parse(c, buf, n);
+        if (c->carry_len == 0) {
+            hp_free(c->carry);
+            c->carry = NULL;
+        }
+    }
+    flush(c);
+    if (c->flags & HP_CF_CLOSED) return;
+    if (c->flags & HP_CF_CLOSE) {
+        if (!(c->flags & HP_CF_WBLOCK) && c->state != HP_CONN_BUSY) start_linger(c);
+        return;
+    }
+    if (c->state == HP_CONN_BUSY || (c->flags & HP_CF_WBLOCK)) return;
+    if (c->state == HP_CONN_IDLE && c->list == HP_LIST_NONE)
+        hp_conn_set_timer(c, HP_LIST_IDLE, now_ms(c) + limits(c)->idle_timeout_ms);
+    start_reading(c);
+}
+
+/* --- timeouts, drain --------------------------------------------------- */
+
+static void expire(hp_conn_t *c, uint8_t list)
+{
+    hp_worker_t *w = c->w;
+    switch (list) {
+    case HP_LIST_HEAD:
+        if (c->state == HP_CONN_HEAD) {
+            reject(c, HP_REJECT_HEADER_TIMEOUT);
+            proceed(c);
+        } else {
+            hp_conn_close(c); /* connected, never sent a byte */
+        }
+        break;
+    case HP_LIST_BODY:
+        reject(c, HP_REJECT_BODY_TIMEOUT);
+        proceed(c);
+        break;
+    case HP_LIST_IDLE:
+        hp_counter_add(&w->metrics.idle_closed, 1);
+        hp_conn_close(c);
+        break;
+    default: hp_conn_close(c); break;
+    }
+}
+
+unsigned hp_conn_sweep(hp_worker_t *w, uint64_t now)
+{
+    unsigned n = 0;
+    hp_alloc_counter_t *prev = hp_alloc_scope_set(&w->metrics.conn_alloc);
+    for (uint8_t l = 0; l < HP_LISTS; l++) {
+        hp_conn_t *c = w->lists[l].head;
+        while (c) {
+            hp_conn_t *next = c->next;
+            if (c->deadline <= now) {
+                expire(c, l);
+                n++;
+            } else if (l != HP_LIST_BODY) {
+                break; /* sorted: the rest are later */
+            }
+            c = next;
+        }
+    }
+    hp_alloc_scope_set(prev);
+    return n;
+}
+
+void hp_conn_drain_all(hp_worker_t *w)
+{
+    /* Idle connections close now; the others answer what they are reading
+     * or running with Connection: close (finish() checks w->draining). */
+    hp_conn_t *c = w->all;
+    while (c) {
+        hp_conn_t *next = c->all_next;
+        if (c->state == HP_CONN_IDLE && c->ctx == NULL && !(c->flags & HP_CF_WBLOCK))
+            hp_conn_close(c);
+        c = next;
+    }
+}
+
+void hp_conn_close_all(hp_worker_t *w)
+{
+    while (w->all) hp_conn_close(w->all);
+}
+
+const char *hp_ctx_peer(hp_ctx_t *ctx, char *buf, size_t len)
+{
+    hp_conn_t *c = ctx->conn;
+    struct sockaddr_storage ss;
+    int n = sizeof(ss);
+    if (c == NULL || (c->flags & HP_CF_MEMORY) ||
+        uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &n) != 0)
+        return "-";
+    if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, buf, len);
+    else uv_ip4_name((struct sockaddr_in *)&ss, buf, len);
+    return buf;
+}

@@ -1,0 +1,142 @@
+/*
+ * ctx.c - request contexts: the pool, the arena, response helpers (ctx.h).
+ *
+ * The arena is a bump pointer over the context's own 2 KiB; a request that
+ * needs more spills to heap chunks on a list freed at release. Nothing is
+ * freed individually: request-scoped memory lives exactly as long as the
+ * request, as in nginx's per-request pools.
+ */
+#include "ctx.h"
+
+#include "alloc.h"
+
+#include <string.h>
+#include <uv.h>
+
+struct spill {
+    struct spill *next;
+    char data[];
+};
+
+void *hp_ctx_alloc(hp_ctx_t *ctx, size_t n)
+{
+    size_t at = (ctx->arena_used + 7) & ~(size_t)7;
+    if (at + n <= sizeof(ctx->arena)) {
+        ctx->arena_used = at + n;
+        return ctx->arena + at;
+    }
+    struct spill *s = hp_malloc(sizeof(*s) + n);
+    s->next = ctx->spill;
+    ctx->spill = s;
+    return s->data;
+}
+
+hp_str_t hp_ctx_strdup(hp_ctx_t *ctx, const char *s, size_t n)
+{
+    char *d = hp_ctx_alloc(ctx, n + 1);
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return (hp_str_t){d, n};
+}
+
+int hp_resp_header(hp_ctx_t *ctx, const char *name, hp_str_t value)
+{
+    hp_resp_t *r = &ctx->resp;
+    if (r->nheaders == HP_RESP_MAX_HEADERS) return UV_ENOBUFS;
+    r->headers[r->nheaders++] = (hp_header_t){name, value};
+    return 0;
+}
+
+void hp_resp_set(hp_ctx_t *ctx, uint16_t status, const char *ctype, hp_str_t body)
+{
+    ctx->resp.status = status;
+    ctx->resp.ctype = ctype;
+    ctx->resp.body = body;
+}
+
+void hp_resp_take(hp_ctx_t *ctx, uint16_t status, const char *ctype, char *body, size_t len)
+{
+    hp_free(ctx->resp.body_owned);
+    ctx->resp.body_owned = body;
+    hp_resp_set(ctx, status, ctype, (hp_str_t){body, len});
+}
+
+void hp_resp_buf(hp_ctx_t *ctx, hp_buf_t *buf)
+{
+    hp_buf_unref(ctx->resp.buf);
+    ctx->resp.buf = buf;
+    hp_resp_set(ctx, buf->status, buf->ctype, (hp_str_t){buf->body, buf->len});
+}
+
+static void reset(hp_ctx_t *ctx)
+{
+    char *body = ctx->req.body;
+    memset(ctx, 0, offsetof(hp_ctx_t, layers));
+    ctx->req.body = body;
+    ctx->depth = -1;
+    for (int i = 0; i <= HP_CHAIN_MAX; i++) {
+        hp_layer_t *l = &ctx->layers[i];
+        hp_vtsource_reset(&l->source); /* outstanding tokens go stale */
+        l->task = NULL;
+        l->downstream.kind = HP_VT_NONE;
+        l->self = NULL;
+        l->mark = 0;
+        l->after = NULL;
+    }
+}
+
+hp_ctx_t *hp_ctx_acquire(hp_ctx_pool_t *pool)
+{
+    hp_ctx_t *ctx = pool->free;
+    if (ctx) {
+        pool->free = ctx->next_free;
+        pool->idle--;
+        ctx->next_free = NULL;
+        return ctx;
+    }
+    ctx = hp_calloc(1, sizeof(*ctx));
+    for (int i = 0; i <= HP_CHAIN_MAX; i++) {
+        hp_vtsource_init(&ctx->layers[i].source);
+        ctx->layers[i].ctx = ctx;
+    }
+    ctx->depth = -1;
+    pool->size++;
+    return ctx;
+}
+
+/* Bodies up to this size keep their buffer for the next request on the
+ * context, so steady /echo traffic stops allocating; bigger ones are freed
+ * so one large upload does not pin memory in the pool. */
+#define KEEP_BODY_CAP (64 * 1024)
+
+void hp_ctx_release(hp_ctx_pool_t *pool, hp_ctx_t *ctx)
+{
+    while (ctx->spill) {
+        struct spill *s = ctx->spill;
+        ctx->spill = s->next;
+        hp_free(s);
+    }
+    hp_free(ctx->resp.body_owned);
+    hp_buf_unref(ctx->resp.buf);
+    for (int i = 0; i <= HP_CHAIN_MAX; i++) hp_task_unref(ctx->layers[i].task);
+    if (ctx->body_cap > KEEP_BODY_CAP) {
+        hp_free(ctx->req.body);
+        ctx->req.body = NULL;
+        ctx->body_cap = 0;
+    }
+    reset(ctx);
+    ctx->next_free = pool->free;
+    pool->free = ctx;
+    pool->idle++;
+}
+
+void hp_ctx_pool_free(hp_ctx_pool_t *pool)
+{
+    while (pool->free) {
+        hp_ctx_t *ctx = pool->free;
+        pool->free = ctx->next_free;
+        hp_free(ctx->req.body);
+        hp_free(ctx);
+    }
+    pool->idle = 0;
+}

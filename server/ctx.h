@@ -1,0 +1,138 @@
+/*
+ * ctx.h - hp_ctx, the per-request context: the request, the response, and
+ * the chain's per-layer state, in one pooled object.
+ *
+ * A connection takes a context from its worker's pool when a request begins
+ * and gives it back when the response has been written (or the connection
+ * has gone). Idle keep-alive connections hold none, which is what keeps an
+ * idle connection under half a kilobyte; the pool keeps the request path
+ * free of allocations once it has grown to the worker's concurrency.
+ *
+ * The context embeds one hp_vtsource per chain layer: a layer that cannot
+ * finish synchronously hands its caller a valuetask backed by its own source
+ * (IValueTaskSource pooled in the request, as Kestrel pools its
+ * HttpProtocol), so even the asynchronous path allocates nothing in
+ * valuetask mode. Returning the context to the pool resets every source,
+ * which bumps its version: a valuetask kept past its request is detected as
+ * stale, never silently read.
+ *
+ * Request-scoped memory (hp_ctx_alloc) comes from an arena inside the
+ * context, spilling to the heap only when a request needs more.
+ *
+ * Threading: a context belongs to one worker.
+ */
+#ifndef HP_CTX_H
+#define HP_CTX_H
+
+#include "alloc.h"
+#include "config.h"
+#include "http.h"
+#include "vtask.h"
+
+typedef struct hp_ctx hp_ctx_t;
+typedef struct hp_worker hp_worker_t;
+typedef struct hp_gen hp_gen_t;
+typedef struct hp_conn hp_conn_t;
+typedef struct hp_route hp_route_t;
+typedef struct hp_layer_stats hp_layer_stats_t;
+
+/* What a layer runs after its downstream completed, synchronously or not.
+ * status is 0 when the downstream produced a response, or its fault code. */
+typedef void (*hp_after_cb)(void *self, hp_ctx_t *ctx, int status);
+
+/* One chain layer's state inside the context (see chain.h). Private to the
+ * chain except for `mark`, which the layer may use for the request. */
+typedef struct {
+    hp_vtsource_t source;   /* valuetask mode: what a pending layer returns */
+    hp_task_t *task;        /* task mode: the pending layer's heap task */
+    hp_vtask_t downstream;  /* what the layer waits for */
+    hp_ctx_t *ctx;
+    void *self;
+    hp_after_cb after;
+    uint64_t mark;          /* the layer's own per-request value (a start time) */
+} hp_layer_t;
+
+/* 2 KiB: a request target of typical length, the few headers kept, the
+ * generated request id and a serialized /json body fit with room to spare;
+ * longer targets spill to the heap (counted). */
+#define HP_CTX_ARENA 2048
+
+struct hp_ctx {
+    /* --- what middleware and handlers use --------------------------- */
+    hp_req_t req;
+    hp_resp_t resp;
+    hp_mode_t mode;            /* the mode this request started under */
+    hp_worker_t *worker;
+    const hp_route_t *route;
+    const char *fault;         /* message of a fault that reached the top */
+
+    /* --- private: chain, connection, parser ------------------------- */
+    hp_gen_t *gen;             /* the configuration generation it runs under */
+    hp_conn_t *conn;           /* NULL once the connection has gone */
+    hp_alloc_counter_t *scope; /* where its allocations are charged */
+    int depth;                 /* layer currently running; -1 = the server */
+    hp_vtask_t top;            /* the whole chain's valuetask, when pending */
+    uint64_t seq;              /* request number on its worker */
+
+    uint32_t head_bytes;       /* request line + headers seen so far */
+    uint32_t line_bytes;       /* request line seen so far */
+    uint16_t nheaders;
+    uint8_t hdr;               /* which kept header is being read */
+    uint8_t hname_len;
+    char hname[24];            /* the current header name, lowercased */
+    hp_reject_t reject;
+    bool body_wanted;          /* the route reads the body; else drained */
+    struct spill *spill;       /* heap chunks beyond the arena */
+    size_t arena_used;
+
+    /* --- kept across requests (hp_ctx_release zeroes only the above) -- */
+    hp_layer_t layers[HP_CHAIN_MAX + 1];
+    size_t body_cap;           /* capacity of req.body, kept for reuse */
+    hp_ctx_t *next_free;
+    char arena[HP_CTX_ARENA];
+};
+
+/* Request-scoped memory, 8-byte aligned, freed when the request ends. */
+void *hp_ctx_alloc(hp_ctx_t *ctx, size_t n);
+
+/* A request-scoped copy of s[0..n). */
+hp_str_t hp_ctx_strdup(hp_ctx_t *ctx, const char *s, size_t n);
+
+/* Add a response header. name must be static; value is borrowed and must
+ * live until the response is written (static, or hp_ctx_alloc'd). Returns
+ * UV_ENOBUFS when HP_RESP_MAX_HEADERS are already set. */
+int hp_resp_header(hp_ctx_t *ctx, const char *name, hp_str_t value);
+
+/* Set status, content type (static) and body (borrowed, must live until the
+ * write) in one call. */
+void hp_resp_set(hp_ctx_t *ctx, uint16_t status, const char *ctype, hp_str_t body);
+
+/* Answer with a body the context takes (hp_malloc'd). */
+void hp_resp_take(hp_ctx_t *ctx, uint16_t status, const char *ctype, char *body, size_t len);
+
+/* Answer from a buffer: takes one reference (dropped after the write). */
+void hp_resp_buf(hp_ctx_t *ctx, hp_buf_t *buf);
+
+/* The client's address as text ("127.0.0.1"), or "-" when unknown. One
+ * getpeername call: for the access log, not for the hot path. */
+const char *hp_ctx_peer(hp_ctx_t *ctx, char *buf, size_t len);
+
+/* --- the pool (worker and connection only) ----------------------------- */
+
+typedef struct {
+    hp_ctx_t *free;
+    uint64_t size;   /* contexts ever made */
+    uint64_t idle;   /* contexts in the pool now */
+} hp_ctx_pool_t;
+
+/* Returns a reset context, allocating only when the pool is empty. */
+hp_ctx_t *hp_ctx_acquire(hp_ctx_pool_t *pool);
+
+/* End the request: free its request-scoped memory and drop its response
+ * references, reset every layer source (stale tokens from now on), return
+ * it to the pool. */
+void hp_ctx_release(hp_ctx_pool_t *pool, hp_ctx_t *ctx);
+
+void hp_ctx_pool_free(hp_ctx_pool_t *pool);
+
+#endif

@@ -1,0 +1,70 @@
+/*
+ * metrics.c - naming, recording and summing worker metrics (metrics.h).
+ */
+#include "metrics.h"
+
+#include "chain.h"
+#include "counter.h"
+
+#include <string.h>
+
+static const uint64_t lat_bounds_us[HP_LAT_BUCKETS - 1] = HP_LAT_BOUNDS_US;
+
+static void add_layer(hp_metrics_t *m, const char *name)
+{
+    if (hp_metrics_layer_index(m, name) >= 0 || m->nlayers == HP_LAYERS_MAX) return;
+    m->layer_names[m->nlayers++] = name;
+}
+
+void hp_metrics_init(hp_metrics_t *m)
+{
+    if (m->nlayers) return;
+    const hp_middleware_t *mw;
+    for (size_t i = 0; (mw = hp_middleware_at(i)) != NULL; i++) add_layer(m, mw->name);
+    size_t n;
+    const hp_route_t *routes = hp_route_table(&n);
+    for (size_t i = 0; i < n; i++) add_layer(m, routes[i].handler->name);
+    add_layer(m, "cache.get");
+    add_layer(m, "upstream.request");
+}
+
+int hp_metrics_layer_index(const hp_metrics_t *m, const char *name)
+{
+    for (size_t i = 0; i < m->nlayers; i++)
+        if (strcmp(m->layer_names[i], name) == 0) return (int)i;
+    return -1;
+}
+
+hp_layer_stats_t *hp_metrics_layer(hp_metrics_t *m, const char *name, hp_mode_t mode)
+{
+    int i = hp_metrics_layer_index(m, name);
+    return i < 0 ? NULL : &m->layers[i][mode];
+}
+
+void hp_metrics_request(hp_metrics_t *m, unsigned route, hp_mode_t mode, unsigned status,
+                        uint64_t latency_ns)
+{
+    hp_route_stats_t *rs = &m->routes[route][mode];
+    unsigned cls = status / 100;
+    hp_counter_add(&rs->status[cls < 6 ? cls : 0], 1);
+    uint64_t us = latency_ns / 1000;
+    hp_counter_add(&rs->latency_us_sum, us);
+    unsigned b = 0;
+    while (b < HP_LAT_BUCKETS - 1 && us > lat_bounds_us[b]) b++;
+    hp_counter_add(&rs->latency[b], 1);
+}
+
+void hp_metrics_sum(hp_metrics_t *const *blocks, size_t n, hp_metrics_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    size_t words = offsetof(hp_metrics_t, nlayers) / sizeof(uint64_t);
+    uint64_t *dst = (uint64_t *)out;
+    for (size_t b = 0; b < n; b++) {
+        const uint64_t *src = (const uint64_t *)blocks[b];
+        for (size_t i = 0; i < words; i++) dst[i] += hp_counter_get(&src[i]);
+    }
+    if (n) {
+        out->nlayers = blocks[0]->nlayers;
+        memcpy(out->layer_names, blocks[0]->layer_names, sizeof(out->layer_names));
+    }
+}

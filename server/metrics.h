@@ -1,0 +1,111 @@
+/*
+ * metrics.h - per-worker counters: routes, chain layers, connections,
+ * rejections, allocations; summed across workers for /stats and /metrics.
+ *
+ * Each worker owns one hp_metrics_t and is its only writer (counter.h);
+ * /stats and /metrics, running on any worker, read every worker's block with
+ * relaxed loads and add them up. Nothing on the request path takes a lock or
+ * a locked instruction.
+ *
+ * Allocations are charged per route *and mode*: the connection points the
+ * thread's allocation scope (alloc.h) at routes[route][mode].alloc while the
+ * request runs, so "allocations per request" is a division of two exact
+ * counters, not an estimate.
+ */
+#ifndef HP_METRICS_H
+#define HP_METRICS_H
+
+#include "alloc.h"
+#include "counter.h"
+#include "http.h"
+#include "task.h"
+#include "vtask.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HP_ROUTES_MAX 16
+#define HP_LAYERS_MAX 32
+
+/* Latency histogram upper bounds, in microseconds; the last bucket is +Inf.
+ * Chosen to straddle loopback latencies (tens of µs) up to timeouts. */
+#define HP_LAT_BOUNDS_US                                                                           \
+    {25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000, 5000000}
+#define HP_LAT_BUCKETS 16
+
+typedef struct {
+    uint64_t requests;
+    uint64_t status[6];                /* by status / 100 */
+    uint64_t latency_us_sum;
+    uint64_t latency[HP_LAT_BUCKETS];  /* not cumulative */
+    hp_alloc_counter_t alloc;          /* allocations charged to this route */
+} hp_route_stats_t;
+
+/* One chain layer (a middleware, a handler, the cache get, the upstream
+ * call): what its valuetasks looked like. The decision advisor reads these. */
+struct hp_layer_stats {
+    uint64_t calls;
+    uint64_t sync;        /* completed before returning */
+    uint64_t inline_vt;   /* inline valuetasks: one allocation avoided each */
+    uint64_t task_vt;     /* task-backed valuetasks (a heap task each) */
+    uint64_t source_vt;   /* pending on a pooled source (no allocation) */
+    uint64_t faults;
+    uint64_t waiters;     /* waiters beyond the first on shared tasks */
+    uint64_t as_task;     /* callers that needed a task conversion */
+};
+typedef struct hp_layer_stats hp_layer_stats_t;
+
+typedef struct {
+    /* Counters only, all uint64_t, up to `nlayers`: hp_metrics_sum adds
+     * them as one array. */
+    hp_route_stats_t routes[HP_ROUTES_MAX][2]; /* [route id][mode] */
+    hp_layer_stats_t layers[HP_LAYERS_MAX][2]; /* [layer][mode] */
+    hp_alloc_counter_t conn_alloc;   /* allocations outside any request */
+    uint64_t conns_accepted;
+    uint64_t conns_refused;          /* over limits.max_connections */
+    uint64_t conns_open;             /* gauge */
+    uint64_t conns_peak;             /* gauge */
+    uint64_t rejects[HP_REJECT_COUNT];
+    uint64_t idle_closed;            /* keep-alive idle timeouts */
+    uint64_t reads;
+    uint64_t writes;                 /* write syscalls */
+    uint64_t write_queued;           /* output the kernel did not take at once */
+    uint64_t bytes_in, bytes_out;
+    uint64_t reloads;
+    uint64_t ctx_pool_size;          /* gauge: request contexts ever made */
+
+    /* Names, set once at start-up (static strings). */
+    size_t nlayers;
+    const char *layer_names[HP_LAYERS_MAX];
+} hp_metrics_t;
+
+/* Name the layers every worker reports, in a fixed order (the same on all
+ * workers, so they can be summed index by index). Idempotent. */
+void hp_metrics_init(hp_metrics_t *m);
+
+/* The layer slot for a name, or NULL when unknown. */
+hp_layer_stats_t *hp_metrics_layer(hp_metrics_t *m, const char *name, hp_mode_t mode);
+int hp_metrics_layer_index(const hp_metrics_t *m, const char *name);
+
+/* Record what one layer call returned. Owner thread only. */
+static inline void hp_layer_record(hp_layer_stats_t *s, const hp_vtask_t *vt)
+{
+    if (s == NULL) return;
+    hp_counter_add(&s->calls, 1);
+    if (hp_vtask_is_completed(vt)) hp_counter_add(&s->sync, 1);
+    switch (vt->kind) {
+    case HP_VT_INLINE: hp_counter_add(&s->inline_vt, 1); break;
+    case HP_VT_TASK: hp_counter_add(&s->task_vt, 1); break;
+    case HP_VT_SOURCE: hp_counter_add(&s->source_vt, 1); break;
+    default: break;
+    }
+}
+
+/* A finished request. Owner thread only. */
+void hp_metrics_request(hp_metrics_t *m, unsigned route, hp_mode_t mode, unsigned status,
+                        uint64_t latency_ns);
+
+/* Sum n workers' blocks into out (any thread; relaxed reads). */
+void hp_metrics_sum(hp_metrics_t *const *blocks, size_t n, hp_metrics_t *out);
+
+#endif

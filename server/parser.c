@@ -1,0 +1,332 @@
+/*
+ * parser.c - llhttp's callbacks: limits, the few headers the server keeps,
+ * routing at headers-complete, body buffering or draining.
+ *
+ * Streaming, not re-parsing: llhttp keeps its state across reads, and these
+ * callbacks copy what they keep (the target, X-Request-Id, Content-Type,
+ * Accept, Expect) into the request context's arena as the pieces arrive, so
+ * a request split across reads costs no more than one in a single read and
+ * nothing ever points into the per-loop read buffer after the read callback
+ * returns. Every other header is counted against the limits and dropped.
+ *
+ * Limits are enforced here, as the bytes arrive, so an oversized request is
+ * refused after reading at most limit + one read's worth, never buffered:
+ * request line (414), header bytes and count (431), declared and actual
+ * body size (413). llhttp's lenient flags all stay off: conflicting
+ * Content-Length/Transfer-Encoding, bad chunk sizes, bare CR or NUL and
+ * invalid token characters are llhttp errors, answered 400 by conn.c.
+ *
+ * A callback refuses by setting c->reject and returning -1 (or HPE_USER);
+ * conn.c maps the stop to the rejection table.
+ */
+#include "alloc.h"
+#include "chain.h"
+#include "conn.h"
+#include "counter.h"
+#include "ctx.h"
+#include "worker.h"
+
+#include <string.h>
+
+/* The headers the server keeps; everything else is only counted. */
+enum { H_NONE = 0, H_REQUEST_ID, H_CONTENT_TYPE, H_ACCEPT, H_EXPECT, H_SKIP };
+
+/* X-Request-Id values longer than this are ignored (and one generated):
+ * ids are logged and echoed, so they are bounded, as Kestrel bounds
+ * TraceIdentifier by what it accepts from W3C trace context. */
+#define REQUEST_ID_MAX 128
+/* Content types and Accept values beyond this are not worth keeping. */
+#define VALUE_MAX 256
+
+static inline hp_conn_t *conn_of(llhttp_t *p)
+{
+    return p->data;
+}
+
+static int refuse(hp_conn_t *c, hp_reject_t why)
+{
+    c->reject = (uint8_t)why;
+    return HPE_USER;
+}
+
+/* Append a piece to a request-scoped string (pieces arrive split when the
+ * request is split across reads). */
+static void append(hp_ctx_t *ctx, hp_str_t *s, const char *at, size_t len)
+{
+    if (s->len == 0) {
+        *s = hp_ctx_strdup(ctx, at, len);
+        return;
+    }
+    char *d = hp_ctx_alloc(ctx, s->len + len + 1);
+    memcpy(d, s->ptr, s->len);
+    memcpy(d + s->len, at, len);
+    d[s->len + len] = '\0';
+    s->ptr = d;
+    s->len += len;
+}
+
+static int on_message_begin(llhttp_t *p)
+{
+    hp_conn_t *c = conn_of(p);
+    hp_ctx_t *ctx = hp_conn_begin(c);
+    c->state = HP_CONN_HEAD;
+    hp_conn_set_timer(c, HP_LIST_HEAD, uv_now(&c->w->loop) + ctx->gen->limits.header_timeout_ms);
+    return 0;
+}
+
+static int on_method(llhttp_t *p, const char *at, size_t len)
+{
+    hp_conn_t *c = conn_of(p);
+    hp_ctx_t *ctx = c->ctx;
+    ctx->line_bytes += (uint32_t)len;
+    ctx->head_bytes += (uint32_t)len;
+    if (ctx->line_bytes > ctx->gen->limits.request_line_bytes) return refuse(c, HP_REJECT_URI_TOO_LONG);
+    return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+    hp_conn_t *c = conn_of(p);
+    hp_ctx_t *ctx = c->ctx;
+    ctx->line_bytes += (uint32_t)len;
+    ctx->head_bytes += (uint32_t)len;
+    if (ctx->line_bytes > ctx->gen->limits.request_line_bytes) return refuse(c, HP_REJECT_URI_TOO_LONG);
+    append(ctx, &ctx->req.target, at, len);
+    return 0;
+}
+
+static int on_version(llhttp_t *p, const char *at, size_t len)
+{
+    hp_conn_t *c = conn_of(p);
+    c->ctx->line_bytes += (uint32_t)len;
+    c->ctx->head_bytes += (uint32_t)len;
+    if (c->ctx->line_bytes > c->ctx->gen->limits.request_line_bytes)
+        return refuse(c, HP_REJECT_URI_TOO_LONG);
+    return 0;
+}
+
+static int on_version_complete(llhttp_t *p)
+{
+    /* HTTP/1.0 and 1.1 only; llhttp also lets 0.9 and 2.0 through. */
+    if (p->http_major != 1 || p->http_minor > 1) return refuse(conn_of(p), HP_REJECT_VERSION);
+    return 0;
+}
+
+static int count_head(hp_conn_t *c, size_t len)
+{
+    hp_ctx_t *ctx = c->ctx;
+    ctx->head_bytes += (uint32_t)len;
+    if (ctx->head_bytes > ctx->gen->limits.header_bytes)
+        return refuse(c, HP_REJECT_HEADERS_TOO_LARGE);
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    hp_conn_t *c = conn_of(p);
+    hp_ctx_t *ctx = c->ctx;
+    if (count_head(c, len)) return HPE_USER;
+    for (size_t i = 0; i < len; i++) {
+        if (ctx->hname_len >= sizeof(ctx->hname)) {
+            ctx->hname_len = UINT8_MAX; /* longer than any name we keep */
+            break;
+        }
+        char ch = at[i];
+        ctx->hname[ctx->hname_len++] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+    }
+    return 0;
+}
+
+static bool name_is(const hp_ctx_t *ctx, const char *lit, size_t n)
+{
+    return ctx->hname_len == n && memcmp(ctx->hname, lit, n) == 0;
+}
+
+static int on_header_field_complete(llhttp_t *p)
+{
+    hp_conn_t *c = conn_of(p);
+    hp_ctx_t *ctx = c->ctx;
+    if (++ctx->nheaders > ctx->gen->limits.header_count)
+        return refuse(c, HP_REJECT_TOO_MANY_HEADERS);
+    if (name_is(ctx, "x-request-id", 12)) ctx->hdr = H_REQUEST_ID;
+    else if (name_is(ctx, "content-type", 12)) ctx->hdr = H_CONTENT_TYPE;
+    else if (name_is(ctx, "accept", 6)) ctx->hdr = H_ACCEPT;
+    else if (name_is(ctx, "expect", 6)) ctx->hdr = H_EXPECT;
+    else ctx->hdr = H_NONE;
+    ctx->hname_len = 0;
+    return 0;
+}
+
+static hp_str_t *kept_value(hp_ctx_t *ctx)
+{
+    switch (ctx->hdr) {
+    case H_REQUEST_ID: return &ctx->req.request_id;
+    case H_CONTENT_TYPE: return &ctx->req.content_type;
+    default: return NULL;
+    }
+}
+
+/* Accept and Expect are decided from their value, then dropped; they are
+ * accumulated in a scratch string while they arrive. */
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    hp_conn_t *c = conn_of(p);
+    hp_ctx_t *ctx = c->ctx;
+    if (count_head(c, len)) return HPE_USER;
+    if (ctx->hdr == H_NONE || ctx->hdr == H_SKIP) return 0;
+    hp_str_t *dst = kept_value(ctx);
+    size_t max = ctx->hdr == H_REQUEST_ID ? REQUEST_ID_MAX : VALUE_MAX;
+    hp_str_t *scratch = dst ? dst : &ctx->req.param; /* param is unused until routing */
+    if (scratch->len + len > max) {
+        scratch->len = 0;
+        ctx->hdr = H_SKIP; /* too long to keep: ignore it whole */
+        return 0;
+    }
+    append(ctx, scratch, at, len);
+    return 0;
+}
+
+static bool ieq_prefix(hp_str_t s, const char *lit)
+{
+    size_t n = strlen(lit);
+    if (s.len < n) return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s.ptr[i];
+        if ((ch >= 'A' && ch <= 'Z' ? ch + 32 : ch) != lit[i]) return false;
+    }
+    return true;
+}
+
+static bool valid_request_id(hp_str_t s)
+{
+    if (s.len == 0) return false;
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char ch = (unsigned char)s.ptr[i];
+        bool ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  ch == '-' || ch == '_' || ch == '.' || ch == ':' || ch == '/' || ch == '+' ||
+                  ch == '=';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+static int on_header_value_complete(llhttp_t *p)
+{
+    hp_conn_t *c = conn_of(p);
+    hp_ctx_t *ctx = c->ctx;
+    hp_str_t *v = &ctx->req.param;
+    switch (ctx->hdr) {
+    case H_REQUEST_ID:
+        if (!valid_request_id(ctx->req.request_id)) ctx->req.request_id = (hp_str_t){0};
+        break;
+    case H_ACCEPT:
+        /* A first choice is a preference: "text/plain" or "application/json"
+         * leading the list; "*" alone is no preference. */
+        if (ieq_prefix(*v, "text/plain")) ctx->req.accept = HP_ACCEPT_TEXT;
+        else if (ieq_prefix(*v, "application/json")) ctx->req.accept = HP_ACCEPT_JSON;
+        break;
+    case H_EXPECT:
+        if (v->len == 12 && ieq_prefix(*v, "100-continue")) ctx->req.expect_continue = true;
+        break;
+    default: break;
+    }
+    *v = (hp_str_t){0};
+    ctx->hdr = H_NONE;
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    hp_conn_t *c = conn_of(p);
+    hp_ctx_t *ctx = c->ctx;
+    hp_req_t *req = &ctx->req;
+    const hp_limits_t *lim = &ctx->gen->limits;
+
+    req->method = llhttp_get_method(p);
+    req->http_minor = llhttp_get_http_minor(p);
+    req->keep_alive = llhttp_should_keep_alive(p);
+    req->chunked = (p->flags & F_CHUNKED) != 0;
+    req->content_length = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
+    req->start_ns = uv_hrtime();
+    if (p->upgrade || req->method == HTTP_CONNECT) c->flags |= HP_CF_UPGRADE;
+
+    if (req->target.len == 0 || req->target.ptr[0] != '/') {
+        /* Origin-form only: absolute-form is for proxies, asterisk-form for
+         * OPTIONS * which no route serves. */
+        c->reject = HP_REJECT_BAD_REQUEST;
+        return -1;
+    }
+    const char *q = memchr(req->target.ptr, '?', req->target.len);
+    size_t plen = q ? (size_t)(q - req->target.ptr) : req->target.len;
+    req->path = (hp_str_t){req->target.ptr, plen};
+    req->query = q ? (hp_str_t){q + 1, req->target.len - plen - 1} : (hp_str_t){"", 0};
+    ctx->route = hp_route_find(req->path, req->method);
+    if (ctx->route->match == HP_ROUTE_PREFIX) {
+        size_t n = strlen(ctx->route->path);
+        req->param = (hp_str_t){req->path.ptr + n, req->path.len - n};
+    }
+    ctx->body_wanted = ctx->route->reads_body;
+    if (req->content_length > lim->body_bytes) {
+        c->reject = HP_REJECT_BODY_TOO_LARGE;
+        return -1;
+    }
+    bool has_body = req->chunked || req->content_length > 0;
+    if (has_body) {
+        uint64_t now = uv_now(&c->w->loop);
+        c->state = HP_CONN_BODY;
+        hp_conn_set_timer(c, HP_LIST_BODY, now + lim->body_grace_ms);
+        if (req->expect_continue) hp_conn_continue(c);
+    } else {
+        hp_conn_set_timer(c, HP_LIST_NONE, 0);
+    }
+    return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+    hp_conn_t *c = conn_of(p);
+    hp_ctx_t *ctx = c->ctx;
+    hp_req_t *req = &ctx->req;
+    const hp_limits_t *lim = &ctx->gen->limits;
+    size_t have = req->body_len + len;
+    if (have > lim->body_bytes) return refuse(c, HP_REJECT_BODY_TOO_LARGE);
+    if (ctx->body_wanted) {
+        if (have > ctx->body_cap) {
+            size_t cap = ctx->body_cap ? ctx->body_cap : 1024;
+            while (cap < have) cap *= 2;
+            if (cap > lim->body_bytes && lim->body_bytes >= have) cap = lim->body_bytes;
+            req->body = hp_realloc(req->body, cap);
+            ctx->body_cap = cap;
+        }
+        memcpy(req->body + req->body_len, at, len);
+    }
+    req->body_len = have; /* counted whether kept or drained */
+    /* Minimum data rate as a credit: every byte buys 1/rate seconds beyond
+     * the grace period, so one deadline per connection says it all. */
+    if (lim->min_body_rate && c->list == HP_LIST_BODY) {
+        uint64_t start = c->deadline - lim->body_grace_ms - (have - len) * 1000 / lim->min_body_rate;
+        hp_conn_set_timer(c, HP_LIST_BODY,
+                          start + lim->body_grace_ms + have * 1000 / lim->min_body_rate);
+    }
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    return hp_conn_dispatch(conn_of(p));
+}
+
+const llhttp_settings_t hp_parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_method = on_method,
+    .on_url = on_url,
+    .on_version = on_version,
+    .on_version_complete = on_version_complete,
+    .on_header_field = on_header_field,
+    .on_header_field_complete = on_header_field_complete,
+    .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
