@@ -330,7 +330,9 @@ static void fill_done_cb(void *arg)
     }
     gauge_sub(&c->stats.pending, 1);
     hp_value_t v;
-    if (hp_task_result(t, &v) == 0 && v.ptr != NULL) {
+    /* Only a 2xx answer is stored: an upstream's 404 or 500 reaches the
+     * waiters of this fill (they read the task) but is not cached. */
+    if (hp_task_result(t, &v) == 0 && v.ptr != NULL && ((hp_buf_t *)v.ptr)->status / 100 == 2) {
         store(c, e, v.ptr);
     } else {
         hp_counter_add(&c->stats.fill_failures, 1);

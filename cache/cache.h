@@ -51,7 +51,8 @@ typedef struct {
 
 /* Starts a fill for key: returns an owned hp_task whose successful result is
  * an hp_buf_t * the task owns (set with hp_task_set_dispose(t, <unref>)); it
- * may complete synchronously or later; a fault means the fill failed. key is
+ * may complete synchronously or later; a fault, or a buffer whose status is
+ * not 2xx, means the fill failed (waiters still get that buffer). key is
  * borrowed and stays valid until the returned task completes. A call that
  * returns a task must see it completed or failed eventually: the cache and
  * every coalesced request wait for it. It must not call into the cache. */

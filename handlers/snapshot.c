@@ -23,7 +23,7 @@ void hp_snapshot_take(hp_ctx_t *ctx, hp_snapshot_t *s)
     hp_worker_t *self = ctx->worker;
     hp_server_t *srv = self->server;
     unsigned n = srv ? srv->nworkers : 1;
-    hp_metrics_t *blocks[256]; /* the config allows at most 256 workers */
+    hp_metrics_t *blocks[256] = {0}; /* the config allows at most 256 workers */
     if (n > 256) n = 256;
     for (unsigned i = 0; i < n; i++) {
         hp_worker_t *w = srv ? hp_server_worker(srv, i) : self;

@@ -43,7 +43,7 @@ static cJSON *route_mode_json(const hp_route_stats_t *rs)
         if (rs->status[i]) cJSON_AddNumberToObject(st, cls[i], (double)rs->status[i]);
     uint64_t timed = 0;
     for (int i = 0; i < HP_LAT_BUCKETS; i++) timed += rs->latency[i];
-    cJSON_AddNumberToObject(o, "latency_mean_us", per(rs->latency_us_sum, timed));
+    cJSON_AddNumberToObject(o, "latency_mean_us", per(rs->latency_ns_sum, timed) / 1000.0);
     return o;
 }
 
@@ -277,7 +277,7 @@ static void prometheus(hp_sbuf_t *b, const hp_snapshot_t *s)
             }
             hp_sbuf_printf(b,
                            "hotpath_request_duration_seconds_sum{route=\"%s\",mode=\"%s\"} %.6f\n",
-                           routes[r].path, mode_names[mode], (double)rs->latency_us_sum / 1e6);
+                           routes[r].path, mode_names[mode], (double)rs->latency_ns_sum / 1e9);
             hp_sbuf_printf(b,
                            "hotpath_request_duration_seconds_count{route=\"%s\",mode=\"%s\"} %llu\n",
                            routes[r].path, mode_names[mode], (unsigned long long)cum);

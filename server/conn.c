@@ -258,6 +258,7 @@ void hp_conn_close(hp_conn_t *c)
     if (c->all_next) c->all_next->all_prev = c->all_prev;
     w->nconns--;
     hp_counter_set(&w->metrics.conns_open, w->nconns);
+    if (c->flags & HP_CF_MEMORY) c->sink(c->sink_arg, NULL, 0);
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
@@ -307,7 +308,7 @@ static void on_write(uv_write_t *req, int status)
         hp_conn_close(c);
         return;
     }
-    if (((uv_stream_t *)&c->tcp)->write_queue_size > 0) return;
+    if (c->tcp.write_queue_size > 0) return;
     c->flags &= ~HP_CF_WBLOCK;
     hp_conn_set_timer(c, HP_LIST_NONE, 0);
     proceed(c);
@@ -533,6 +534,7 @@ static void keep_carry(hp_conn_t *c, const char *pos, size_t rest)
 
 static void parse(hp_conn_t *c, const char *data, size_t len)
 {
+    c->w->parse_end = data + len;
     enum llhttp_errno err = llhttp_execute(&c->parser, data, len);
     if (err == HPE_OK) {
         if (c->state == HP_CONN_IDLE && c->ctx == NULL)

@@ -81,6 +81,8 @@ struct hp_ctx {
     uint8_t hname_len;
     char hname[24];            /* the current header name, lowercased */
     hp_reject_t reject;
+    bool value_piece;          /* a piece of the current header value was seen */
+    bool value_piece_at_end;   /* ...and it ended where the input ended */
     bool body_wanted;          /* the route reads the body; else drained */
     struct spill *spill;       /* heap chunks beyond the arena */
     size_t arena_used;

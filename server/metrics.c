@@ -48,7 +48,7 @@ void hp_metrics_request(hp_metrics_t *m, unsigned route, hp_mode_t mode, unsigne
     unsigned cls = status / 100;
     hp_counter_add(&rs->status[cls < 6 ? cls : 0], 1);
     uint64_t us = latency_ns / 1000;
-    hp_counter_add(&rs->latency_us_sum, us);
+    hp_counter_add(&rs->latency_ns_sum, latency_ns);
     unsigned b = 0;
     while (b < HP_LAT_BUCKETS - 1 && us > lat_bounds_us[b]) b++;
     hp_counter_add(&rs->latency[b], 1);

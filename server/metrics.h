@@ -36,7 +36,7 @@
 typedef struct {
     uint64_t requests;
     uint64_t status[6];                /* by status / 100 */
-    uint64_t latency_us_sum;
+    uint64_t latency_ns_sum;
     uint64_t latency[HP_LAT_BUCKETS];  /* not cumulative */
     hp_alloc_counter_t alloc;          /* allocations charged to this route */
 } hp_route_stats_t;

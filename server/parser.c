@@ -173,6 +173,15 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     hp_conn_t *c = conn_of(p);
     hp_ctx_t *ctx = c->ctx;
     if (count_head(c, len)) return HPE_USER;
+    /* obs-fold (a value continued on the next line) is refused, as RFC
+     * 9112 allows: llhttp reports the continuation as a second piece of the
+     * same value. A second piece is also what a value split across two
+     * reads looks like, but then the first piece ended where the input
+     * did; a piece that ended mid-input and is followed by another was
+     * folded. */
+    if (ctx->value_piece && !ctx->value_piece_at_end) return refuse(c, HP_REJECT_BAD_HEADER);
+    ctx->value_piece = true;
+    ctx->value_piece_at_end = at + len == c->w->parse_end;
     if (ctx->hdr == H_NONE || ctx->hdr == H_SKIP) return 0;
     hp_str_t *dst = kept_value(ctx);
     size_t max = ctx->hdr == H_REQUEST_ID ? REQUEST_ID_MAX : VALUE_MAX;
@@ -232,6 +241,7 @@ static int on_header_value_complete(llhttp_t *p)
     }
     *v = (hp_str_t){0};
     ctx->hdr = H_NONE;
+    ctx->value_piece = ctx->value_piece_at_end = false;
     return 0;
 }
 
@@ -249,6 +259,12 @@ static int on_headers_complete(llhttp_t *p)
     req->content_length = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
     req->start_ns = uv_hrtime();
     if (p->upgrade || req->method == HTTP_CONNECT) c->flags |= HP_CF_UPGRADE;
+    /* A request line without a version is HTTP/0.9 to llhttp: for an
+     * HTTP/1.x server it is a malformed line (Kestrel answers the same). */
+    if (p->http_major == 0 && p->http_minor == 9) {
+        c->reject = HP_REJECT_BAD_REQUEST;
+        return -1;
+    }
 
     if (req->target.len == 0 || req->target.ptr[0] != '/') {
         /* Origin-form only: absolute-form is for proxies, asterisk-form for

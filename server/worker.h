@@ -88,6 +88,7 @@ struct hp_worker {
     uint64_t drain_deadline;
     bool closing;           /* handles are being closed; the loop is ending */
 
+    const char *parse_end;  /* end of the input llhttp is parsing now */
     char *rbuf;             /* the per-loop read buffer */
     size_t rbuf_size;
     hp_wbuf_t out;

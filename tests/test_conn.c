@@ -1,0 +1,297 @@
+/*
+ * test_conn.c - the connection's parser, limits and rejections, driven
+ * through an in-memory connection: the real parser, chain and handlers, with
+ * the output captured instead of written to a socket.
+ *
+ * The rejection table is raw bytes -> expected status and whether the
+ * connection closes. Each row is fed whole and, separately, one byte at a
+ * time: a request split at every point must get the same answer.
+ */
+#include "server/alloc.h"
+#include "server/config.h"
+#include "server/conn.h"
+#include "server/counter.h"
+#include "server/worker.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+typedef struct {
+    char *data;
+    size_t len;
+    bool closed;
+} capture_t;
+
+static void sink(void *arg, const char *data, size_t len)
+{
+    capture_t *cap = arg;
+    if (data == NULL) {
+        cap->closed = true;
+        return;
+    }
+    cap->data = realloc(cap->data, cap->len + len + 1);
+    memcpy(cap->data + cap->len, data, len);
+    cap->len += len;
+    cap->data[cap->len] = '\0';
+}
+
+typedef struct {
+    hp_config_t *cfg;
+    hp_worker_t w;
+} fixture_t;
+
+/* Small limits so the table can cross them with short inputs. */
+static const char config_json[] = "{\"limits\":{\"request_line_bytes\":1024,\"header_bytes\":2048,"
+                                  "\"header_count\":10,\"body_bytes\":4096}}";
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+    char err[256];
+    assert_int_equal(hp_config_parse(config_json, strlen(config_json), "test", NULL, &f->cfg, err,
+                                     sizeof(err)),
+                     0);
+    assert_int_equal(hp_worker_init(&f->w, NULL, 0, f->cfg, 0, err, sizeof(err)), 0);
+    assert_int_equal(hp_worker_open(&f->w, false), 0);
+    hp_alloc_bind_thread(&f->w.alloc);
+    hp_runtime_bind_thread(&f->w.runtime);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    hp_worker_stop_now(&f->w);
+    hp_worker_run(&f->w); /* runs until every handle has closed */
+    hp_worker_close(&f->w);
+    hp_alloc_bind_thread(NULL);
+    hp_runtime_bind_thread(NULL);
+    hp_config_unref(f->cfg);
+    free(f);
+    return 0;
+}
+
+/* Feed input (whole, or byte by byte), let the loop settle, return what
+ * came out. The connection is closed afterwards if it is still open. */
+static void exchange(fixture_t *f, const char *in, size_t len, bool bytewise, capture_t *cap)
+{
+    memset(cap, 0, sizeof(*cap));
+    hp_conn_t *c = hp_conn_new_memory(&f->w, sink, cap);
+    if (bytewise) {
+        for (size_t i = 0; i < len && !cap->closed; i++) hp_conn_feed(c, in + i, 1);
+    } else {
+        hp_conn_feed(c, in, len);
+    }
+    uv_run(&f->w.loop, UV_RUN_NOWAIT);
+    bool closed_by_server = cap->closed;
+    if (!closed_by_server) hp_conn_close(c);
+    uv_run(&f->w.loop, UV_RUN_NOWAIT);
+    cap->closed = closed_by_server;
+}
+
+static int status_of(const char *resp)
+{
+    int status = 0;
+    if (resp == NULL || sscanf(resp, "HTTP/1.1 %d", &status) != 1) return 0;
+    return status;
+}
+
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; p && (p = strstr(p, needle)); p += strlen(needle)) n++;
+    return n;
+}
+
+typedef struct {
+    const char *name;
+    const char *in;
+    size_t len;   /* 0: strlen(in) */
+    int status;   /* first answer's status; 0 = no answer */
+    bool closes;  /* the server closes after answering */
+    int answers;  /* answers expected (0 means 1) */
+} row_t;
+
+#define ROW(n, in, st, cl) {n, in, 0, st, cl, 0}
+
+static const row_t rows[] = {
+    ROW("plain GET", "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n", 200, false),
+    ROW("HTTP/1.0 closes", "GET /plaintext HTTP/1.0\r\n\r\n", 200, true),
+    ROW("HTTP/1.0 keep-alive", "GET /plaintext HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 200,
+        false),
+    ROW("Connection: close", "GET /json HTTP/1.1\r\nConnection: close\r\n\r\n", 200, true),
+    ROW("HEAD", "HEAD /plaintext HTTP/1.1\r\n\r\n", 200, false),
+    ROW("unknown path", "GET /nope HTTP/1.1\r\n\r\n", 404, false),
+    ROW("wrong method", "DELETE /plaintext HTTP/1.1\r\n\r\n", 405, false),
+    ROW("echo with body", "POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", 200, false),
+    ROW("echo chunked", "PUT /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        200, false),
+    ROW("garbage", "HELLO\r\n\r\n", 400, true),
+    ROW("lowercase method", "get /plaintext HTTP/1.1\r\n\r\n", 400, true),
+    ROW("HTTP/2.0", "GET /plaintext HTTP/2.0\r\n\r\n", 505, true),
+    ROW("HTTP/1.2", "GET /plaintext HTTP/1.2\r\n\r\n", 505, true),
+    ROW("HTTP/0.9 style", "GET /plaintext\r\n\r\n", 400, true),
+    ROW("absolute-form", "GET http://x/plaintext HTTP/1.1\r\n\r\n", 400, true),
+    ROW("asterisk-form", "OPTIONS * HTTP/1.1\r\n\r\n", 400, true),
+    ROW("CL and TE", "POST /echo HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "0\r\n\r\n", 400, true),
+    ROW("two Content-Lengths", "POST /echo HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
+        "hello!", 400, true),
+    ROW("TE not chunked last", "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        400, true),
+    ROW("TE gzip only", "POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nhello", 400, true),
+    ROW("bad Content-Length", "POST /echo HTTP/1.1\r\nContent-Length: 5x\r\n\r\nhello", 400, true),
+    ROW("space in header name", "GET /plaintext HTTP/1.1\r\nBad Header: x\r\n\r\n", 400, true),
+    ROW("space before colon", "GET /plaintext HTTP/1.1\r\nHost : x\r\n\r\n", 400, true),
+    ROW("bare CR in value", "GET /plaintext HTTP/1.1\r\nX-A: a\rb\r\n\r\n", 400, true),
+    ROW("bare LF line end", "GET /plaintext HTTP/1.1\nHost: x\n\n", 400, true),
+    ROW("obs-fold", "GET /plaintext HTTP/1.1\r\nX-A: a\r\n b\r\n\r\n", 400, true),
+    ROW("bad chunk size", "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400,
+        true),
+    ROW("chunk size overflow", "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "fffffffffffffffffffff\r\n", 400, true),
+    ROW("declared body too large", "POST /echo HTTP/1.1\r\nContent-Length: 4097\r\n\r\n", 413,
+        true),
+    ROW("drained body is not a request",
+        "POST /plaintext HTTP/1.1\r\nContent-Length: 28\r\n\r\nGET /json HTTP/1.1\r\nHost: x\r\n\r\n",
+        405, false),
+    ROW("Upgrade answered then closed",
+        "GET /plaintext HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", 200, true),
+    ROW("CONNECT authority-form", "CONNECT example.com:443 HTTP/1.1\r\n\r\n", 400, true),
+};
+
+static void check_row(fixture_t *f, const row_t *r, bool bytewise)
+{
+    size_t len = r->len ? r->len : strlen(r->in);
+    capture_t cap;
+    exchange(f, r->in, len, bytewise, &cap);
+    if (status_of(cap.data) != r->status || cap.closed != r->closes)
+        fail_msg("%s (%s): expected %d%s, got %d%s:\n%s", r->name, bytewise ? "bytewise" : "whole",
+                 r->status, r->closes ? " + close" : "", status_of(cap.data),
+                 cap.closed ? " + close" : "", cap.data ? cap.data : "(nothing)");
+    if (r->closes && r->status >= 400)
+        assert_non_null(strstr(cap.data, "\r\nConnection: close\r\n"));
+    int answers = r->answers ? r->answers : 1;
+    assert_int_equal(count(cap.data, "HTTP/1.1 "), answers);
+    free(cap.data);
+}
+
+static void rejection_table(void **state)
+{
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        check_row(*state, &rows[i], false);
+        check_row(*state, &rows[i], true);
+    }
+}
+
+/* Limits: one row per limit, built at run time (they are long). */
+static void limits(void **state)
+{
+    fixture_t *f = *state;
+    char buf[8192];
+    capture_t cap;
+
+    /* request line over 1024 -> 414 */
+    int n = snprintf(buf, sizeof(buf), "GET /%01100d HTTP/1.1\r\n\r\n", 0);
+    exchange(f, buf, (size_t)n, false, &cap);
+    assert_int_equal(status_of(cap.data), 414);
+    assert_true(cap.closed);
+    free(cap.data);
+
+    /* header bytes over 2048 -> 431 */
+    n = snprintf(buf, sizeof(buf), "GET /plaintext HTTP/1.1\r\nX-Big: %02100d\r\n\r\n", 0);
+    exchange(f, buf, (size_t)n, false, &cap);
+    assert_int_equal(status_of(cap.data), 431);
+    assert_true(cap.closed);
+    free(cap.data);
+
+    /* 11 headers over a count of 10 -> 431; exactly 10 is fine */
+    for (int headers = 10; headers <= 11; headers++) {
+        n = snprintf(buf, sizeof(buf), "GET /plaintext HTTP/1.1\r\n");
+        for (int i = 0; i < headers; i++) n += snprintf(buf + n, sizeof(buf) - n, "X-%d: v\r\n", i);
+        n += snprintf(buf + n, sizeof(buf) - n, "\r\n");
+        exchange(f, buf, (size_t)n, false, &cap);
+        assert_int_equal(status_of(cap.data), headers == 10 ? 200 : 431);
+        free(cap.data);
+    }
+
+    /* a chunked body over 4096 in total -> 413 */
+    n = snprintf(buf, sizeof(buf), "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for (int i = 0; i < 3; i++) {
+        n += snprintf(buf + n, sizeof(buf) - n, "800\r\n");
+        memset(buf + n, 'a', 0x800);
+        n += 0x800;
+        n += snprintf(buf + n, sizeof(buf) - n, "\r\n");
+    }
+    exchange(f, buf, (size_t)n, false, &cap);
+    assert_int_equal(status_of(cap.data), 413);
+    assert_true(cap.closed);
+    free(cap.data);
+
+    /* every rejection above was counted */
+    assert_int_equal(hp_counter_get(&f->w.metrics.rejects[HP_REJECT_URI_TOO_LONG]), 1);
+    assert_int_equal(hp_counter_get(&f->w.metrics.rejects[HP_REJECT_HEADERS_TOO_LARGE]), 1);
+    assert_int_equal(hp_counter_get(&f->w.metrics.rejects[HP_REJECT_TOO_MANY_HEADERS]), 1);
+    assert_int_equal(hp_counter_get(&f->w.metrics.rejects[HP_REJECT_BODY_TOO_LARGE]), 1);
+}
+
+/* Pipelined requests are answered in order, and in one output batch. */
+static void pipelining_in_order(void **state)
+{
+    fixture_t *f = *state;
+    static const char in[] = "GET /plaintext HTTP/1.1\r\n\r\n"
+                             "GET /json HTTP/1.1\r\n\r\n"
+                             "HEAD /plaintext HTTP/1.1\r\n\r\n"
+                             "GET /nope HTTP/1.1\r\n\r\n"
+                             "POST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
+                             "GET /plaintext HTTP/1.1\r\n\r\n";
+    capture_t cap;
+    exchange(f, in, sizeof(in) - 1, false, &cap);
+    assert_int_equal(count(cap.data, "HTTP/1.1 "), 6);
+    const char *order[] = {"Hello, World!", "{\"message\":\"Hello, World!\"}", "404 Not Found",
+                           "\r\n\r\nabc", "Hello, World!"};
+    const char *p = cap.data;
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+        const char *q = strstr(p, order[i]);
+        if (q == NULL) fail_msg("answer %zu (%s) missing or out of order:\n%s", i, order[i], cap.data);
+        p = q + strlen(order[i]);
+    }
+    free(cap.data);
+}
+
+/* The request path allocates nothing in valuetask mode once warm. */
+static void valuetask_mode_allocates_nothing(void **state)
+{
+    fixture_t *f = *state;
+    static const char req[] = "GET /plaintext HTTP/1.1\r\n\r\nGET /json HTTP/1.1\r\n\r\n";
+    capture_t cap = {0};
+    hp_conn_t *c = hp_conn_new_memory(&f->w, sink, &cap);
+    hp_conn_feed(c, req, sizeof(req) - 1); /* warm: the context pool */
+    hp_alloc_counter_t before = hp_alloc_stats_sum(hp_alloc_thread_stats());
+    for (int i = 0; i < 1000; i++) hp_conn_feed(c, req, sizeof(req) - 1);
+    hp_alloc_counter_t after = hp_alloc_stats_sum(hp_alloc_thread_stats());
+    assert_int_equal(after.count - before.count, 0);
+    assert_int_equal(count(cap.data, "HTTP/1.1 200"), 2002);
+    hp_conn_close(c);
+    uv_run(&f->w.loop, UV_RUN_NOWAIT);
+    free(cap.data);
+}
+
+int main(void)
+{
+    hp_alloc_install();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(rejection_table, setup, teardown),
+        cmocka_unit_test_setup_teardown(limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(pipelining_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(valuetask_mode_allocates_nothing, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
