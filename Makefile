@@ -20,7 +20,7 @@ LLHTTP_INC ?= /usr/share/include/llhttp
 # adds. `make deps` installs whatever of these is missing and nothing else.
 DEB_BUILD = pkg-config libuv1-dev node-llhttp libcjson-dev libcmocka-dev
 DEB_TEST  = prometheus valgrind
-DEB_BENCH = wrk nghttp2-client nginx-light gnuplot-nox valgrind procps util-linux
+DEB_BENCH = wrk nghttp2-client nginx-light gnuplot-nox valgrind procps util-linux python3
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -61,7 +61,7 @@ IT_BIN   = $(IT_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT = $(filter-out $(UNIT_SRC) $(IT_SRC),$(wildcard tests/*.c))
 TEST_SUPPORT_OBJ = $(TEST_SUPPORT:%.c=$(BUILD)/%.o)
 
-BINS = $(BUILD)/hotpath $(BUILD)/hotpath-upstream
+BINS = $(BUILD)/hotpath $(BUILD)/hotpath-upstream $(BUILD)/hotpath-load
 
 .PHONY: all deps bench-deps build run test test-unit test-it test-asan clean format \
         bench bench-quick soak fuzz fuzz-replay valgrind
@@ -108,6 +108,10 @@ $(BUILD)/hotpath: $(BUILD)/server/main.o $(LIB)
 $(BUILD)/hotpath-upstream: $(BUILD)/loadtest/upstream_stub.o $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS_ALL) -o $@
 
+# The open-loop, fixed-rate load generator of the threshold sweep.
+$(BUILD)/hotpath-load: $(BUILD)/loadtest/load.o $(LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS_ALL) -o $@
+
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_SUPPORT_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) $^ $(CMOCKA_LIBS) $(LDLIBS_ALL) -o $@
 
@@ -138,7 +142,17 @@ test-asan:
 
 run: deps
 	@$(MAKE) --no-print-directory $(BINS)
-	@loadtest/run.sh $(BUILD) config/hotpath.json
+	@loadtest/serve.sh $(BUILD) config/hotpath.json
+
+# Load tests: they measure and report, they never assert. bench-quick
+# finishes in under 3 minutes; bench is the full run.
+bench: bench-deps
+	@$(MAKE) --no-print-directory $(BINS)
+	python3 loadtest/bench.py --build $(BUILD)
+
+bench-quick: bench-deps
+	@$(MAKE) --no-print-directory $(BINS)
+	python3 loadtest/bench.py --build $(BUILD) --quick
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

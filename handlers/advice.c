@@ -1,7 +1,17 @@
 /*
- * advice - GET /advice: the .NET Task vs ValueTask decision tree, walked for
- * every layer of this server with its live figures.
+ * advice - GET /advice: the Task vs ValueTask decision tree (advice.h),
+ * walked for every layer of this server with its live figures: the
+ * middleware, the handlers, the cache get and the upstream call.
+ *
+ * The figures per layer come from the chain's own bookkeeping (metrics.h:
+ * every layer call records whether its valuetask was inline, a task, or a
+ * pooled source, and whether it had completed), summed over both modes and
+ * all workers. The rate is the last complete window's (advice.window_s),
+ * or the average since start before the first window closes.
+ *
+ * JSON by default; a plain-text table when the client asks for text/plain.
  */
+#include "advice.h"
 #include "handlers.h"
 #include "snapshot.h"
 
@@ -9,22 +19,180 @@
 #include "server/worker.h"
 
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <string.h>
+
+const char *hp_advice_name(hp_advice_rec_t rec)
+{
+    switch (rec) {
+    case HP_ADVICE_VALUETASK: return "valuetask";
+    case HP_ADVICE_TASK: return "task";
+    default: return "either";
+    }
+}
+
+void hp_advice_decide(const hp_advice_in_t *in, const hp_advice_thresholds_t *th,
+                      hp_advice_out_t *out)
+{
+    double share = in->calls ? (double)in->sync / (double)in->calls : 0.0;
+    out->sync_share = share;
+    out->avoidable_per_s = in->rate * share;
+    char shared[96] = "";
+    if (in->waiters)
+        snprintf(shared, sizeof(shared), "; its pending results were shared by %llu extra waiters",
+                 (unsigned long long)in->waiters);
+
+    if (in->as_task) {
+        out->rec = HP_ADVICE_TASK;
+        snprintf(out->reason, sizeof(out->reason),
+                 "callers converted its result to a task %llu times (to store, share or combine "
+                 "it): return the Task they need%s",
+                 (unsigned long long)in->as_task, shared);
+    } else if (share < th->sync_share) {
+        out->rec = HP_ADVICE_TASK;
+        snprintf(out->reason, sizeof(out->reason),
+                 "only %.1f%% of %llu calls completed synchronously (threshold %.0f%%): most "
+                 "calls pay for a task anyway, so a valuetask buys little%s",
+                 100 * share, (unsigned long long)in->calls, 100 * th->sync_share, shared);
+    } else if (in->rate >= th->hot_rate) {
+        out->rec = HP_ADVICE_VALUETASK;
+        snprintf(out->reason, sizeof(out->reason),
+                 "%.0f calls/s (hot: >= %.0f) and %.1f%% synchronous: a valuetask avoids %.0f "
+                 "allocations/s (%.1f MB/s of tasks)%s",
+                 in->rate, th->hot_rate, 100 * share, out->avoidable_per_s,
+                 out->avoidable_per_s * th->task_bytes / 1e6, shared);
+    } else {
+        out->rec = HP_ADVICE_EITHER;
+        snprintf(out->reason, sizeof(out->reason),
+                 "%.1f%% synchronous but %.0f calls/s is below the hot threshold (%.0f): a "
+                 "valuetask would avoid only %.0f allocations/s, and Task is the simpler "
+                 "contract%s",
+                 100 * share, in->rate, th->hot_rate, out->avoidable_per_s, shared);
+    }
+}
+
+static const char *layer_kind(const char *name)
+{
+    if (hp_middleware_find(name)) return "middleware";
+    if (!strcmp(name, "cache.get")) return "cache";
+    if (!strcmp(name, "upstream.request")) return "upstream";
+    return "handler";
+}
+
+typedef struct {
+    const char *name;
+    hp_advice_in_t in;
+    hp_advice_out_t out;
+} row_t;
+
+static size_t evaluate(const hp_snapshot_t *s, const hp_config_t *cfg, row_t *rows)
+{
+    hp_advice_thresholds_t th = {
+        .hot_rate = cfg->advice.hot_rate,
+        .sync_share = cfg->advice.sync_share_pct / 100.0,
+        .task_bytes = 80, /* sizeof(hp_task) on x86-64, as /stats measures */
+    };
+    size_t n = 0;
+    for (size_t i = 0; i < s->m.nlayers; i++) {
+        hp_advice_in_t in = {0};
+        uint64_t recent = 0;
+        for (int mode = 0; mode < 2; mode++) {
+            const hp_layer_stats_t *l = &s->m.layers[i][mode];
+            in.calls += l->calls;
+            in.sync += l->sync;
+            in.allocated += l->task_vt;
+            in.avoided += l->inline_vt;
+            in.waiters += l->waiters;
+            in.as_task += l->as_task;
+            recent += s->m.window[i][mode].calls;
+        }
+        if (in.calls == 0) continue;
+        if (s->m.window_ms) in.rate = (double)recent * 1000.0 / (double)s->m.window_ms;
+        else if (s->uptime_ms) in.rate = (double)in.calls * 1000.0 / (double)s->uptime_ms;
+        rows[n].name = s->m.layer_names[i];
+        rows[n].in = in;
+        hp_advice_decide(&in, &th, &rows[n].out);
+        n++;
+    }
+    return n;
+}
+
+static char *as_json(const hp_snapshot_t *s, const hp_config_t *cfg, const row_t *rows, size_t n)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "mode", hp_mode_name(s->mode));
+    cJSON_AddNumberToObject(root, "window_s", (double)s->m.window_ms / 1000.0);
+    cJSON *th = cJSON_AddObjectToObject(root, "thresholds");
+    cJSON_AddNumberToObject(th, "hot_rate", cfg->advice.hot_rate);
+    cJSON_AddNumberToObject(th, "sync_share_pct", cfg->advice.sync_share_pct);
+    cJSON *mis = cJSON_AddObjectToObject(root, "misuse");
+    cJSON_AddNumberToObject(mis, "consumed", (double)s->runtime.misuse_consumed);
+    cJSON_AddNumberToObject(mis, "stale", (double)s->runtime.misuse_stale);
+    cJSON *arr = cJSON_AddArrayToObject(root, "layers");
+    for (size_t i = 0; i < n; i++) {
+        const row_t *r = &rows[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "layer", r->name);
+        cJSON_AddStringToObject(o, "kind", layer_kind(r->name));
+        cJSON_AddNumberToObject(o, "calls", (double)r->in.calls);
+        cJSON_AddNumberToObject(o, "calls_per_s", r->in.rate);
+        cJSON_AddNumberToObject(o, "completed_synchronously", (double)r->in.sync);
+        cJSON_AddNumberToObject(o, "sync_share", r->out.sync_share);
+        cJSON_AddNumberToObject(o, "allocations", (double)r->in.allocated);
+        cJSON_AddNumberToObject(o, "allocations_avoided", (double)r->in.avoided);
+        cJSON_AddNumberToObject(o, "shared_waiters", (double)r->in.waiters);
+        cJSON_AddNumberToObject(o, "as_task", (double)r->in.as_task);
+        cJSON_AddStringToObject(o, "recommendation", hp_advice_name(r->out.rec));
+        cJSON_AddStringToObject(o, "reason", r->out.reason);
+        cJSON_AddItemToArray(arr, o);
+    }
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return text;
+}
+
+static char *as_text(const hp_snapshot_t *s, const hp_config_t *cfg, const row_t *rows, size_t n,
+                     size_t *len)
+{
+    hp_sbuf_t b = {0};
+    hp_sbuf_printf(&b,
+                   "Task vs ValueTask, per layer (mode %s; hot >= %u calls/s, usually "
+                   "synchronous >= %u%%; misuse detected: %llu consumed, %llu stale)\n\n",
+                   hp_mode_name(s->mode), cfg->advice.hot_rate, cfg->advice.sync_share_pct,
+                   (unsigned long long)s->runtime.misuse_consumed,
+                   (unsigned long long)s->runtime.misuse_stale);
+    hp_sbuf_printf(&b, "%-20s %-10s %12s %10s %6s %12s %12s %8s  %-9s\n", "layer", "kind", "calls",
+                   "calls/s", "sync%", "allocated", "avoided", "waiters", "advice");
+    for (size_t i = 0; i < n; i++) {
+        const row_t *r = &rows[i];
+        hp_sbuf_printf(&b, "%-20s %-10s %12llu %10.0f %6.1f %12llu %12llu %8llu  %-9s\n",
+                       r->name, layer_kind(r->name), (unsigned long long)r->in.calls, r->in.rate,
+                       100 * r->out.sync_share, (unsigned long long)r->in.allocated,
+                       (unsigned long long)r->in.avoided, (unsigned long long)r->in.waiters,
+                       hp_advice_name(r->out.rec));
+    }
+    hp_sbuf_printf(&b, "\n");
+    for (size_t i = 0; i < n; i++)
+        hp_sbuf_printf(&b, "%s: %s - %s\n", rows[i].name, hp_advice_name(rows[i].out.rec),
+                       rows[i].out.reason);
+    return hp_sbuf_take(&b, len);
+}
 
 static hp_vtask_t advice(hp_ctx_t *ctx)
 {
     hp_snapshot_t s;
     hp_snapshot_take(ctx, &s);
-    hp_sbuf_t b = {0};
-    for (size_t i = 0; i < s.m.nlayers; i++) {
-        const hp_layer_stats_t *l = &s.m.layers[i][s.mode];
-        if (!l->calls) continue;
-        hp_sbuf_printf(&b, "%-20s calls %llu sync %llu\n", s.m.layer_names[i],
-                       (unsigned long long)l->calls, (unsigned long long)l->sync);
+    const hp_config_t *cfg = ctx->gen->config;
+    row_t rows[HP_LAYERS_MAX];
+    size_t n = evaluate(&s, cfg, rows);
+    if (ctx->req.accept == HP_ACCEPT_TEXT) {
+        size_t len;
+        char *text = as_text(&s, cfg, rows, n, &len);
+        hp_resp_take(ctx, 200, "text/plain; charset=utf-8", text, len);
+    } else {
+        char *text = as_json(&s, cfg, rows, n);
+        hp_resp_take(ctx, 200, "application/json", text, strlen(text));
     }
-    size_t len;
-    char *text = hp_sbuf_take(&b, &len);
-    hp_resp_take(ctx, 200, "text/plain", text, len);
     return hp_done(ctx);
 }
 

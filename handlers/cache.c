@@ -21,6 +21,7 @@
 
 #include "cache/cache.h"
 #include "server/alloc.h"
+#include "server/counter.h"
 #include "server/errors.h"
 #include "server/metrics.h"
 #include "server/worker.h"
@@ -68,6 +69,8 @@ static hp_vtask_t cache_get(hp_ctx_t *ctx)
     hp_cache_outcome_t how;
     hp_vtask_t vt = hp_cache_get(w->cache, ctx->mode, key.ptr, key.len, uv_now(&w->loop), &how);
     hp_layer_record(w->cache_stats[ctx->mode], &vt);
+    /* A coalesced get is one more waiter on the fill's shared task. */
+    if (how == HP_CACHE_COALESCED) hp_counter_add(&w->cache_stats[ctx->mode]->waiters, 1);
     const char *x = hp_cache_outcome_name(how);
     hp_resp_header(ctx, "X-Cache", (hp_str_t){x, strlen(x)});
     if (hp_vtask_is_completed(&vt)) {

@@ -54,6 +54,24 @@ void hp_metrics_request(hp_metrics_t *m, unsigned route, hp_mode_t mode, unsigne
     hp_counter_add(&rs->latency[b], 1);
 }
 
+void hp_metrics_roll_window(hp_metrics_t *m, hp_metrics_window_t *win, uint64_t now_ms,
+                            uint64_t window_ms)
+{
+    if (win->start_ms == 0) win->start_ms = now_ms;
+    if (now_ms - win->start_ms < window_ms) return;
+    const size_t words = sizeof(m->layers) / sizeof(uint64_t);
+    const uint64_t *cur = (const uint64_t *)m->layers;
+    uint64_t *base = (uint64_t *)win->base;
+    uint64_t *out = (uint64_t *)m->window;
+    for (size_t i = 0; i < words; i++) {
+        uint64_t v = hp_counter_get(&cur[i]);
+        hp_counter_set(&out[i], v - base[i]);
+        base[i] = v;
+    }
+    hp_counter_set(&m->window_ms, now_ms - win->start_ms);
+    win->start_ms = now_ms;
+}
+
 void hp_metrics_sum(hp_metrics_t *const *blocks, size_t n, hp_metrics_t *out)
 {
     memset(out, 0, sizeof(*out));
@@ -66,5 +84,6 @@ void hp_metrics_sum(hp_metrics_t *const *blocks, size_t n, hp_metrics_t *out)
     if (n) {
         out->nlayers = blocks[0]->nlayers;
         memcpy(out->layer_names, blocks[0]->layer_names, sizeof(out->layer_names));
+        out->window_ms = hp_counter_get(&blocks[0]->window_ms);
     }
 }

@@ -60,6 +60,7 @@ typedef struct {
      * them as one array. */
     hp_route_stats_t routes[HP_ROUTES_MAX][2]; /* [route id][mode] */
     hp_layer_stats_t layers[HP_LAYERS_MAX][2]; /* [layer][mode] */
+    hp_layer_stats_t window[HP_LAYERS_MAX][2]; /* the last complete window */
     hp_alloc_counter_t conn_alloc;   /* allocations outside any request */
     uint64_t conns_accepted;
     uint64_t conns_refused;          /* over limits.max_connections */
@@ -74,10 +75,17 @@ typedef struct {
     uint64_t reloads;
     uint64_t ctx_pool_size;          /* gauge: request contexts ever made */
 
-    /* Names, set once at start-up (static strings). */
+    /* Not summed across workers: */
     size_t nlayers;
-    const char *layer_names[HP_LAYERS_MAX];
+    const char *layer_names[HP_LAYERS_MAX]; /* set once at start-up, static */
+    uint64_t window_ms;                     /* length of `window`; 0 = none yet */
 } hp_metrics_t;
+
+/* The worker's private state for rolling windows. */
+typedef struct {
+    hp_layer_stats_t base[HP_LAYERS_MAX][2];
+    uint64_t start_ms;
+} hp_metrics_window_t;
 
 /* Name the layers every worker reports, in a fixed order (the same on all
  * workers, so they can be summed index by index). Idempotent. */
@@ -104,6 +112,11 @@ static inline void hp_layer_record(hp_layer_stats_t *s, const hp_vtask_t *vt)
 /* A finished request. Owner thread only. */
 void hp_metrics_request(hp_metrics_t *m, unsigned route, hp_mode_t mode, unsigned status,
                         uint64_t latency_ns);
+
+/* Close the current window when window_ms have passed since it began:
+ * m->window becomes the layers' growth over it. Owner thread only. */
+void hp_metrics_roll_window(hp_metrics_t *m, hp_metrics_window_t *win, uint64_t now_ms,
+                            uint64_t window_ms);
 
 /* Sum n workers' blocks into out (any thread; relaxed reads). */
 void hp_metrics_sum(hp_metrics_t *const *blocks, size_t n, hp_metrics_t *out);

@@ -78,7 +78,7 @@ static hp_gen_t *gen_new(hp_worker_t *w, hp_config_t *cfg, char *err, size_t err
         const hp_config_mw_t *m = &cfg->middleware[i];
         if (!m->enabled) continue;
         const hp_middleware_t *desc = hp_middleware_find(m->name);
-        char path[32];
+        char path[48];
         snprintf(path, sizeof(path), "middleware[%zu]", i);
         void *self = NULL;
         if (desc->create(m->section, path, &self, err, errlen) != 0) {
@@ -155,6 +155,8 @@ static void on_tick(uv_timer_t *t)
     update_date(w);
     uint64_t now = uv_now(&w->loop);
     hp_conn_sweep(w, now);
+    hp_metrics_roll_window(&w->metrics, &w->window, now,
+                           (uint64_t)w->gen->config->advice.window_s * 1000);
     for (unsigned i = 0; i < w->gen->nmw; i++)
         if (w->gen->mw[i].desc->tick) w->gen->mw[i].desc->tick(w->gen->mw[i].self);
     wbuf_trim(&w->out);

@@ -107,6 +107,7 @@ struct hp_worker {
     int64_t date_sec;
 
     hp_metrics_t metrics;
+    hp_metrics_window_t window;
     hp_alloc_stats_t alloc;
     hp_runtime_stats_t runtime;
     hp_layer_stats_t *handler_stats[HP_ROUTES_MAX][2];
