@@ -50,10 +50,16 @@ void hp_advice_decide(const hp_advice_in_t *in, const hp_advice_thresholds_t *th
                  (unsigned long long)in->as_task, shared);
     } else if (share < th->sync_share) {
         out->rec = HP_ADVICE_TASK;
+        char pooled[160] = "";
+        if (in->pooled)
+            snprintf(pooled, sizeof(pooled),
+                     " (its %llu pending results came from a pooled source, which is what kept "
+                     "them allocation-free, not the valuetask)",
+                     (unsigned long long)in->pooled);
         snprintf(out->reason, sizeof(out->reason),
                  "only %.1f%% of %llu calls completed synchronously (threshold %.0f%%): most "
-                 "calls pay for a task anyway, so a valuetask buys little%s",
-                 100 * share, (unsigned long long)in->calls, 100 * th->sync_share, shared);
+                 "calls go asynchronous, where a task is the simple contract%s%s",
+                 100 * share, (unsigned long long)in->calls, 100 * th->sync_share, pooled, shared);
     } else if (in->rate >= th->hot_rate) {
         out->rec = HP_ADVICE_VALUETASK;
         snprintf(out->reason, sizeof(out->reason),
@@ -100,9 +106,12 @@ static size_t evaluate(const hp_snapshot_t *s, const hp_config_t *cfg, row_t *ro
             const hp_layer_stats_t *l = &s->m.layers[i][mode];
             in.calls += l->calls;
             in.sync += l->sync;
-            in.allocated += l->task_vt;
+            /* A task-backed result is a new task, except when it is a shared
+             * one another caller already waits on (a coalesced fill). */
+            in.allocated += l->task_vt - (l->waiters < l->task_vt ? l->waiters : l->task_vt);
             in.avoided += l->inline_vt;
             in.waiters += l->waiters;
+            in.pooled += l->source_vt;
             in.as_task += l->as_task;
             recent += s->m.window[i][mode].calls;
         }
@@ -140,6 +149,7 @@ static char *as_json(const hp_snapshot_t *s, const hp_config_t *cfg, const row_t
         cJSON_AddNumberToObject(o, "sync_share", r->out.sync_share);
         cJSON_AddNumberToObject(o, "allocations", (double)r->in.allocated);
         cJSON_AddNumberToObject(o, "allocations_avoided", (double)r->in.avoided);
+        cJSON_AddNumberToObject(o, "pooled_pending", (double)r->in.pooled);
         cJSON_AddNumberToObject(o, "shared_waiters", (double)r->in.waiters);
         cJSON_AddNumberToObject(o, "as_task", (double)r->in.as_task);
         cJSON_AddStringToObject(o, "recommendation", hp_advice_name(r->out.rec));

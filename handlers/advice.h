@@ -27,6 +27,7 @@ typedef struct {
     uint64_t sync;       /* of which completed before returning */
     uint64_t allocated;  /* results that were heap tasks */
     uint64_t avoided;    /* results returned inline: a task avoided each */
+    uint64_t pooled;     /* pending results backed by a pooled source */
     uint64_t waiters;    /* extra waiters on shared tasks */
     uint64_t as_task;    /* callers that converted a result to a task */
     double rate;         /* calls per second, recent */
@@ -42,7 +43,7 @@ typedef struct {
     hp_advice_rec_t rec;
     double sync_share;
     double avoidable_per_s; /* allocations/s a valuetask avoids at this rate */
-    char reason[320];
+    char reason[480];
 } hp_advice_out_t;
 
 void hp_advice_decide(const hp_advice_in_t *in, const hp_advice_thresholds_t *th,

@@ -40,7 +40,10 @@ void hp_snapshot_take(hp_ctx_t *ctx, hp_snapshot_t *s)
     s->workers = n;
     s->mode = self->gen->mode;
     s->now_ms = uv_now(&self->loop);
-    s->uptime_ms = srv ? uv_hrtime() / 1000000 - srv->started_ms : 0;
+    /* Uptime of the server, or of this worker's loop when it runs alone (in
+     * tests); at least 1 ms so rates are finite. */
+    s->uptime_ms = srv ? uv_hrtime() / 1000000 - srv->started_ms : s->now_ms - self->started_ms;
+    if (s->uptime_ms == 0) s->uptime_ms = 1;
     s->ctx_pool_idle = self->ctx_pool.idle;
 }
 

@@ -276,6 +276,7 @@ int hp_worker_open(hp_worker_t *w, bool listen)
     int rc = uv_loop_init(&w->loop);
     if (rc) return rc;
     w->loop.data = w;
+    w->started_ms = uv_now(&w->loop);
     uv_timer_init(&w->loop, &w->tick);
     w->tick.data = w;
     uv_async_init(&w->loop, &w->wakeup, on_wakeup);

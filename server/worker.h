@@ -99,6 +99,7 @@ struct hp_worker {
     unsigned nconns;
     uint64_t conn_seq;
     uint64_t req_seq;
+    uint64_t started_ms;    /* uv_now when the loop opened */
 
     hp_cache_t *cache;
     hp_upstream_t *upstream;

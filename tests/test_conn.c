@@ -12,6 +12,7 @@
 #include "server/conn.h"
 #include "server/counter.h"
 #include "server/worker.h"
+#include "tests/memserver.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,93 +23,33 @@
 
 #include <cmocka.h>
 
-typedef struct {
-    char *data;
-    size_t len;
-    bool closed;
-} capture_t;
-
-static void sink(void *arg, const char *data, size_t len)
-{
-    capture_t *cap = arg;
-    if (data == NULL) {
-        cap->closed = true;
-        return;
-    }
-    cap->data = realloc(cap->data, cap->len + len + 1);
-    memcpy(cap->data + cap->len, data, len);
-    cap->len += len;
-    cap->data[cap->len] = '\0';
-}
-
-typedef struct {
-    hp_config_t *cfg;
-    hp_worker_t w;
-} fixture_t;
-
 /* Small limits so the table can cross them with short inputs. */
 static const char config_json[] = "{\"limits\":{\"request_line_bytes\":1024,\"header_bytes\":2048,"
                                   "\"header_count\":10,\"body_bytes\":4096}}";
 
 static int setup(void **state)
 {
-    fixture_t *f = calloc(1, sizeof(*f));
-    char err[256];
-    assert_int_equal(hp_config_parse(config_json, strlen(config_json), "test", NULL, &f->cfg, err,
-                                     sizeof(err)),
-                     0);
-    assert_int_equal(hp_worker_init(&f->w, NULL, 0, f->cfg, 0, err, sizeof(err)), 0);
-    assert_int_equal(hp_worker_open(&f->w, false), 0);
-    hp_alloc_bind_thread(&f->w.alloc);
-    hp_runtime_bind_thread(&f->w.runtime);
-    *state = f;
+    hp_memserver_t *m = calloc(1, sizeof(*m));
+    hp_memserver_open(m, config_json);
+    *state = m;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    fixture_t *f = *state;
-    hp_worker_stop_now(&f->w);
-    hp_worker_run(&f->w); /* runs until every handle has closed */
-    hp_worker_close(&f->w);
-    hp_alloc_bind_thread(NULL);
-    hp_runtime_bind_thread(NULL);
-    hp_config_unref(f->cfg);
-    free(f);
+    hp_memserver_close(*state);
+    free(*state);
     return 0;
 }
 
-/* Feed input (whole, or byte by byte), let the loop settle, return what
- * came out. The connection is closed afterwards if it is still open. */
+typedef hp_memserver_t fixture_t;
+typedef hp_capture_t capture_t;
+
 static void exchange(fixture_t *f, const char *in, size_t len, bool bytewise, capture_t *cap)
 {
-    memset(cap, 0, sizeof(*cap));
-    hp_conn_t *c = hp_conn_new_memory(&f->w, sink, cap);
-    if (bytewise) {
-        for (size_t i = 0; i < len && !cap->closed; i++) hp_conn_feed(c, in + i, 1);
-    } else {
-        hp_conn_feed(c, in, len);
-    }
-    uv_run(&f->w.loop, UV_RUN_NOWAIT);
-    bool closed_by_server = cap->closed;
-    if (!closed_by_server) hp_conn_close(c);
-    uv_run(&f->w.loop, UV_RUN_NOWAIT);
-    cap->closed = closed_by_server;
+    hp_memconn_exchange(f, in, len, bytewise, cap);
 }
 
-static int status_of(const char *resp)
-{
-    int status = 0;
-    if (resp == NULL || sscanf(resp, "HTTP/1.1 %d", &status) != 1) return 0;
-    return status;
-}
-
-static int count(const char *hay, const char *needle)
-{
-    int n = 0;
-    for (const char *p = hay; p && (p = strstr(p, needle)); p += strlen(needle)) n++;
-    return n;
-}
 
 typedef struct {
     const char *name;
@@ -172,14 +113,14 @@ static void check_row(fixture_t *f, const row_t *r, bool bytewise)
     size_t len = r->len ? r->len : strlen(r->in);
     capture_t cap;
     exchange(f, r->in, len, bytewise, &cap);
-    if (status_of(cap.data) != r->status || cap.closed != r->closes)
+    if (hp_capture_status(cap.data) != r->status || cap.closed != r->closes)
         fail_msg("%s (%s): expected %d%s, got %d%s:\n%s", r->name, bytewise ? "bytewise" : "whole",
-                 r->status, r->closes ? " + close" : "", status_of(cap.data),
+                 r->status, r->closes ? " + close" : "", hp_capture_status(cap.data),
                  cap.closed ? " + close" : "", cap.data ? cap.data : "(nothing)");
     if (r->closes && r->status >= 400)
         assert_non_null(strstr(cap.data, "\r\nConnection: close\r\n"));
     int answers = r->answers ? r->answers : 1;
-    assert_int_equal(count(cap.data, "HTTP/1.1 "), answers);
+    assert_int_equal(hp_count(cap.data, "HTTP/1.1 "), answers);
     free(cap.data);
 }
 
@@ -201,14 +142,14 @@ static void limits(void **state)
     /* request line over 1024 -> 414 */
     int n = snprintf(buf, sizeof(buf), "GET /%01100d HTTP/1.1\r\n\r\n", 0);
     exchange(f, buf, (size_t)n, false, &cap);
-    assert_int_equal(status_of(cap.data), 414);
+    assert_int_equal(hp_capture_status(cap.data), 414);
     assert_true(cap.closed);
     free(cap.data);
 
     /* header bytes over 2048 -> 431 */
     n = snprintf(buf, sizeof(buf), "GET /plaintext HTTP/1.1\r\nX-Big: %02100d\r\n\r\n", 0);
     exchange(f, buf, (size_t)n, false, &cap);
-    assert_int_equal(status_of(cap.data), 431);
+    assert_int_equal(hp_capture_status(cap.data), 431);
     assert_true(cap.closed);
     free(cap.data);
 
@@ -218,7 +159,7 @@ static void limits(void **state)
         for (int i = 0; i < headers; i++) n += snprintf(buf + n, sizeof(buf) - n, "X-%d: v\r\n", i);
         n += snprintf(buf + n, sizeof(buf) - n, "\r\n");
         exchange(f, buf, (size_t)n, false, &cap);
-        assert_int_equal(status_of(cap.data), headers == 10 ? 200 : 431);
+        assert_int_equal(hp_capture_status(cap.data), headers == 10 ? 200 : 431);
         free(cap.data);
     }
 
@@ -231,7 +172,7 @@ static void limits(void **state)
         n += snprintf(buf + n, sizeof(buf) - n, "\r\n");
     }
     exchange(f, buf, (size_t)n, false, &cap);
-    assert_int_equal(status_of(cap.data), 413);
+    assert_int_equal(hp_capture_status(cap.data), 413);
     assert_true(cap.closed);
     free(cap.data);
 
@@ -254,7 +195,7 @@ static void pipelining_in_order(void **state)
                              "GET /plaintext HTTP/1.1\r\n\r\n";
     capture_t cap;
     exchange(f, in, sizeof(in) - 1, false, &cap);
-    assert_int_equal(count(cap.data, "HTTP/1.1 "), 6);
+    assert_int_equal(hp_count(cap.data, "HTTP/1.1 "), 6);
     const char *order[] = {"Hello, World!", "{\"message\":\"Hello, World!\"}", "404 Not Found",
                            "\r\n\r\nabc", "Hello, World!"};
     const char *p = cap.data;
@@ -271,14 +212,14 @@ static void valuetask_mode_allocates_nothing(void **state)
 {
     fixture_t *f = *state;
     static const char req[] = "GET /plaintext HTTP/1.1\r\n\r\nGET /json HTTP/1.1\r\n\r\n";
-    capture_t cap = {0};
-    hp_conn_t *c = hp_conn_new_memory(&f->w, sink, &cap);
+    capture_t cap;
+    hp_conn_t *c = hp_memconn_new(f, &cap);
     hp_conn_feed(c, req, sizeof(req) - 1); /* warm: the context pool */
     hp_alloc_counter_t before = hp_alloc_stats_sum(hp_alloc_thread_stats());
     for (int i = 0; i < 1000; i++) hp_conn_feed(c, req, sizeof(req) - 1);
     hp_alloc_counter_t after = hp_alloc_stats_sum(hp_alloc_thread_stats());
     assert_int_equal(after.count - before.count, 0);
-    assert_int_equal(count(cap.data, "HTTP/1.1 200"), 2002);
+    assert_int_equal(hp_count(cap.data, "HTTP/1.1 200"), 2002);
     hp_conn_close(c);
     uv_run(&f->w.loop, UV_RUN_NOWAIT);
     free(cap.data);

@@ -1,0 +1,93 @@
+/*
+ * memserver.c - in-memory workers for unit tests (see memserver.h).
+ */
+#include "memserver.h"
+
+#include "server/alloc.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static void sink(void *arg, const char *data, size_t len)
+{
+    hp_capture_t *cap = arg;
+    if (data == NULL) {
+        cap->closed = true;
+        return;
+    }
+    cap->data = realloc(cap->data, cap->len + len + 1);
+    memcpy(cap->data + cap->len, data, len);
+    cap->len += len;
+    cap->data[cap->len] = '\0';
+}
+
+void hp_memserver_open(hp_memserver_t *m, const char *json)
+{
+    char err[256];
+    if (json == NULL) json = "{}";
+    memset(m, 0, sizeof(*m));
+    if (hp_config_parse(json, strlen(json), "test", NULL, &m->cfg, err, sizeof(err)) != 0)
+        fail_msg("config: %s", err);
+    if (hp_worker_init(&m->w, NULL, 0, m->cfg, 0, err, sizeof(err)) != 0)
+        fail_msg("worker: %s", err);
+    assert_int_equal(hp_worker_open(&m->w, false), 0);
+    hp_alloc_bind_thread(&m->w.alloc);
+    hp_runtime_bind_thread(&m->w.runtime);
+}
+
+void hp_memserver_close(hp_memserver_t *m)
+{
+    hp_worker_stop_now(&m->w);
+    hp_worker_run(&m->w);
+    hp_worker_close(&m->w);
+    hp_alloc_bind_thread(NULL);
+    hp_runtime_bind_thread(NULL);
+    hp_config_unref(m->cfg);
+}
+
+hp_conn_t *hp_memconn_new(hp_memserver_t *m, hp_capture_t *cap)
+{
+    memset(cap, 0, sizeof(*cap));
+    return hp_conn_new_memory(&m->w, sink, cap);
+}
+
+void hp_memconn_exchange(hp_memserver_t *m, const char *in, size_t len, bool bytewise,
+                         hp_capture_t *cap)
+{
+    hp_conn_t *c = hp_memconn_new(m, cap);
+    if (bytewise) {
+        for (size_t i = 0; i < len && !cap->closed; i++) hp_conn_feed(c, in + i, 1);
+    } else {
+        hp_conn_feed(c, in, len);
+    }
+    uv_run(&m->w.loop, UV_RUN_NOWAIT);
+    bool closed_by_server = cap->closed;
+    if (!closed_by_server) hp_conn_close(c);
+    uv_run(&m->w.loop, UV_RUN_NOWAIT);
+    cap->closed = closed_by_server;
+}
+
+int hp_capture_status(const char *text)
+{
+    int status = 0;
+    if (text == NULL || sscanf(text, "HTTP/1.1 %d", &status) != 1) return 0;
+    return status;
+}
+
+const char *hp_capture_body(const char *text)
+{
+    const char *p = text ? strstr(text, "\r\n\r\n") : NULL;
+    return p ? p + 4 : NULL;
+}
+
+int hp_count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; p && (p = strstr(p, needle)); p += strlen(needle)) n++;
+    return n;
+}
