@@ -43,6 +43,10 @@ ifeq ($(SAN),1)
 CFLAGS_ALL += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS    += -fsanitize=address,undefined
 endif
+# libFuzzer coverage for every object of the fuzz build (make fuzz, clang).
+ifeq ($(FUZZ),1)
+CFLAGS_ALL += -fsanitize=fuzzer-no-link
+endif
 
 # The library: every module but the two mains. Folder order is the order a
 # request travels: server (listener, connection, parser, chain, response),
@@ -69,7 +73,7 @@ BINS = $(BUILD)/hotpath $(BUILD)/hotpath-upstream $(BUILD)/hotpath-load
 all: deps
 	@$(MAKE) --no-print-directory build
 
-build: $(BINS) $(UNIT_BIN) $(IT_BIN)
+build: $(BINS) $(UNIT_BIN) $(IT_BIN) $(BUILD)/fuzz-replay
 
 deps:
 	@missing=$$(for p in $(DEB_BUILD) $(DEB_TEST); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -108,6 +112,14 @@ $(BUILD)/hotpath: $(BUILD)/server/main.o $(LIB)
 $(BUILD)/hotpath-upstream: $(BUILD)/loadtest/upstream_stub.o $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS_ALL) -o $@
 
+# The fuzz target, linked two ways: with libFuzzer (make fuzz, clang), and
+# with a plain main that replays files (CI replays the seed corpus).
+$(BUILD)/fuzz-replay: $(BUILD)/tests/fuzz/fuzz_conn.o $(BUILD)/tests/fuzz/replay.o $(LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS_ALL) -o $@
+
+$(BUILD)/fuzz-conn: $(BUILD)/tests/fuzz/fuzz_conn.o $(LIB)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer $^ $(LDLIBS_ALL) -o $@
+
 # The open-loop, fixed-rate load generator of the threshold sweep.
 $(BUILD)/hotpath-load: $(BUILD)/loadtest/load.o $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS_ALL) -o $@
@@ -127,8 +139,10 @@ test: deps
 	@echo "make test: all passed"
 
 # One cmocka binary per module, so a crash stops one module's run only.
-test-unit: $(UNIT_BIN)
+test-unit: $(UNIT_BIN) $(BUILD)/fuzz-replay
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $(TEST_ENV) $$t; done
+	@echo "== $(BUILD)/fuzz-replay tests/fuzz/corpus"
+	@$(BUILD)/fuzz-replay tests/fuzz/corpus/*
 
 test-it: $(BINS) $(IT_BIN)
 	@set -e; for t in $(IT_BIN); do echo "== $$t"; $(TEST_ENV) $$t; done
@@ -153,6 +167,16 @@ bench: bench-deps
 bench-quick: bench-deps
 	@$(MAKE) --no-print-directory $(BINS)
 	python3 loadtest/bench.py --build $(BUILD) --quick
+
+# Fuzz the connection (parser, chain, handlers) for FUZZ_SECONDS with
+# libFuzzer + ASan + UBSan. New inputs go to build/fuzz/corpus; the seeds in
+# tests/fuzz/corpus are read, never written.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang SAN=1 FUZZ=1 O=1 build/fuzz/fuzz-conn
+	@mkdir -p build/fuzz/corpus
+	build/fuzz/fuzz-conn -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -timeout=10 -rss_limit_mb=2048 build/fuzz/corpus tests/fuzz/corpus
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

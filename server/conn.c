@@ -230,11 +230,16 @@ static void drop_request(hp_conn_t *c)
     hp_ctx_t *ctx = c->ctx;
     if (ctx == NULL) return;
     c->ctx = NULL;
-    if (c->state == HP_CONN_BUSY && ctx->top.kind != HP_VT_NONE) {
-        /* Still running: it finishes on its own and then frees itself
-         * (request_awaited sees no connection). */
-        ctx->conn = NULL;
-        return;
+    if (ctx->top.kind != HP_VT_NONE) {
+        if (!hp_vtask_is_completed(&ctx->top)) {
+            /* Still running: it finishes on its own and then frees itself
+             * (request_awaited sees no connection). */
+            ctx->conn = NULL;
+            return;
+        }
+        /* Completed, but its answer was still waiting for the check phase:
+         * nobody else will read it now. */
+        hp_chain_consume(ctx, &ctx->top);
     }
     hp_gen_t *gen = ctx->gen;
     hp_ctx_release(&c->w->ctx_pool, ctx);
@@ -518,11 +523,11 @@ static void reject(hp_conn_t *c, hp_reject_t why)
     hp_conn_set_timer(c, HP_LIST_NONE, 0);
 }
 
-/* Keep the input after a pause point for later. pos may point into the
- * current carry itself (resuming from it), so move, don't copy. */
-static void keep_carry(hp_conn_t *c, const char *pos, size_t rest)
+/* Keep the input after a pause point for later. When the input being
+ * parsed was the carry itself (data == c->carry), move within it. */
+static void keep_carry(hp_conn_t *c, const char *data, const char *pos, size_t rest)
 {
-    if (c->carry && pos >= c->carry && pos < c->carry + c->carry_len + rest) {
+    if (c->carry && data == c->carry) {
         memmove(c->carry, pos, rest);
     } else {
         hp_free(c->carry);
@@ -547,7 +552,7 @@ static void parse(hp_conn_t *c, const char *data, size_t len)
         const char *pos = llhttp_get_error_pos(&c->parser);
         llhttp_resume(&c->parser);
         size_t rest = (size_t)(data + len - pos);
-        if (rest && !(c->flags & HP_CF_CLOSE)) keep_carry(c, pos, rest);
+        if (rest && !(c->flags & HP_CF_CLOSE)) keep_carry(c, data, pos, rest);
         return;
     }
     if (err == HPE_PAUSED_UPGRADE) {
@@ -555,6 +560,22 @@ static void parse(hp_conn_t *c, const char *data, size_t len)
         return;
     }
     reject(c, c->reject ? (hp_reject_t)c->reject : reason_for(err));
+}
+
+/* Input that arrives while a request runs or output is backed up waits
+ * behind what is already kept, up to this much (sockets stop reading then,
+ * so only a memory connection's feeder can get here). */
+#define CARRY_MAX (1024 * 1024)
+
+static void append_carry(hp_conn_t *c, const char *data, size_t len)
+{
+    if (c->carry_len + len > CARRY_MAX) {
+        hp_conn_close(c);
+        return;
+    }
+    c->carry = hp_realloc(c->carry, c->carry_len + len);
+    memcpy(c->carry + c->carry_len, data, len);
+    c->carry_len += (uint32_t)len;
 }
 
 void hp_conn_feed(hp_conn_t *c, const char *data, size_t len)
@@ -565,7 +586,8 @@ void hp_conn_feed(hp_conn_t *c, const char *data, size_t len)
         return;
     }
     hp_alloc_counter_t *prev = hp_alloc_scope_set(&c->w->metrics.conn_alloc);
-    parse(c, data, len);
+    if (c->state == HP_CONN_BUSY || (c->flags & HP_CF_WBLOCK)) append_carry(c, data, len);
+    else parse(c, data, len);
     proceed(c);
     hp_alloc_scope_set(prev);
 }

@@ -1,0 +1,860 @@
+/*
+ * client.c - hp_upstream: a pooled HTTP/1.1 client on libuv + llhttp (see
+ * client.h for the contract).
+ *
+ * A request's journey: hp_upstream_request → queue (FIFO) → dispatch → an
+ * idle pooled connection (conn_send) or a new one (conn_open → connect_cb →
+ * conn_send) → write → read_cb → llhttp → on_message_complete → conn_release
+ * (back to the idle list, or closed) → finish → deliver_cb, which completes
+ * the task from the loop's idle phase.
+ *
+ * One request per connection at a time (no pipelining: a response that
+ * arrives before we expect one, or bytes after it, close the connection).
+ * Every connection has one timer whose meaning follows its state: connect
+ * deadline while connecting, response deadline while busy, idle timeout while
+ * pooled. The idle list is LIFO: the most recently used connection serves
+ * next, so surplus ones age out, and it is the one the upstream is least
+ * likely to have closed.
+ *
+ * Completion is deferred to a uv_idle handle rather than run inside read_cb:
+ * a continuation may then issue requests or close the client without finding
+ * the parser, the pool or the dispatch loop half-way through a change. The
+ * cost is one loop turn before the continuation runs (no allocation); the
+ * rejected alternative, completing at the tail of every callback, made every
+ * path that fails a task a re-entrancy hazard.
+ *
+ * The keep-alive race: an upstream may close an idle connection just as we
+ * send on it. A request that dies on a reused connection before any response
+ * byte arrived is resent once on a fresh connection, if its method is
+ * idempotent (RFC 9110 9.2.2, as browsers and .NET's SocketsHttpHandler do).
+ *
+ * Memory: the read buffer is one per client (the loop's thread consumes each
+ * read before the next), the request head is built into the request's own
+ * allocation, and Content-Length bodies are read straight into the hp_buf the
+ * task returns. A request on a warm pool costs three allocations (request,
+ * task, buffer; measured in tests/test_upstream.c); chunked and read-to-EOF
+ * bodies collect in a per-connection scratch buffer first and are copied.
+ */
+#include "upstream/client.h"
+
+#include "server/alloc.h"
+#include "server/buf.h"
+#include "server/counter.h"
+#include "server/errors.h"
+
+#include <llhttp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/* Defaults for zero option fields. The pool: one worker's share of wrk's
+ * 128 connections over 8 workers. The timeouts: nginx's proxy_connect_timeout,
+ * proxy_read_timeout and upstream keepalive_timeout. The size: 1 MiB, since
+ * whole responses go into the cache (HttpClient's 2 GiB buffer limit is no
+ * guide for that). */
+#define HP_UPSTREAM_DEFAULT_POOL        16
+#define HP_UPSTREAM_DEFAULT_CONNECT_MS  60000
+#define HP_UPSTREAM_DEFAULT_RESPONSE_MS 60000
+#define HP_UPSTREAM_DEFAULT_IDLE_MS     60000
+#define HP_UPSTREAM_DEFAULT_MAX_BYTES   (1u << 20)
+
+#define READ_BUF_SIZE 65536 /* libuv's own suggestion for a read */
+#define CTYPE_MAX     256   /* longer Content-Type values are refused, not cut */
+#define SCRATCH_KEEP  16384 /* a scratch buffer larger than this is freed after use */
+#define TAIL_MAX      128   /* " HTTP/1.1\r\nHost: [v6]:port\r\nConnection: ...\r\n\r\n" */
+
+const uint64_t hp_upstream_latency_bounds_us[HP_UPSTREAM_LATENCY_BUCKETS] = {
+    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000, 250000, 1000000, UINT64_MAX,
+};
+
+/* An intrusive circular list with a sentinel head (libuv's QUEUE, typed). */
+typedef struct link {
+    struct link *prev, *next;
+} link_t;
+
+#define container_of(p, type, field) ((type *)((char *)(p)-offsetof(type, field)))
+
+static void link_init(link_t *l)
+{
+    l->prev = l->next = l;
+}
+
+static bool link_empty(const link_t *l)
+{
+    return l->next == l;
+}
+
+static void link_insert_after(link_t *at, link_t *n)
+{
+    n->prev = at;
+    n->next = at->next;
+    at->next->prev = n;
+    at->next = n;
+}
+
+static void link_push_front(link_t *head, link_t *n)
+{
+    link_insert_after(head, n);
+}
+
+static void link_push_back(link_t *head, link_t *n)
+{
+    link_insert_after(head->prev, n);
+}
+
+static void link_remove(link_t *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    link_init(n);
+}
+
+enum { C_NEW, C_CONNECTING, C_BUSY, C_IDLE, C_CLOSING };
+
+typedef struct req {
+    link_t link;         /* in u->queue while waiting, u->done once finished */
+    hp_task_t *task;     /* one owned reference, dropped in deliver */
+    uint64_t t0;         /* uv_hrtime() at hp_upstream_request */
+    unsigned connect_ms; /* options fixed when the request started */
+    unsigned response_ms;
+    size_t max_bytes;
+    int err;         /* the outcome, once finished: 0 or a fault */
+    const char *msg; /* static; the fault's message */
+    hp_buf_t *buf;   /* owned; the response when err == 0 */
+    bool head;       /* HEAD: the response has no body whatever it says */
+    bool idempotent; /* safe to resend */
+    bool retried;    /* resent once already: no second time */
+    size_t len;      /* bytes of the request head in text[] */
+    char text[];     /* "METHOD PATH HTTP/1.1\r\nHost: ...\r\n\r\n" */
+} req_t;
+
+typedef struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer; /* connect, response or idle deadline, by state */
+    uv_connect_t connect;
+    uv_write_t write; /* one request in flight per connection */
+    llhttp_t parser;
+    hp_upstream_t *u;
+    link_t link;         /* in u->conns until closed */
+    link_t idle;         /* in u->idle while C_IDLE */
+    req_t *req;          /* the request being served; NULL when idle */
+    uint64_t generation; /* u->generation (the address) it connected to */
+    uint8_t state;       /* C_* */
+    uint8_t handles;     /* handles not yet closed; the conn is freed at 0 */
+    bool writing;        /* uv_write issued, its callback not yet run */
+    bool reused;         /* req came to this connection from the idle list */
+    bool got_bytes;      /* a response byte arrived for req */
+    bool complete;       /* the final response was parsed */
+    bool keep_alive;     /* ...and the upstream allows another on this socket */
+    bool in_ctype;       /* the header value being parsed is Content-Type's */
+    int perr;            /* a fault a parser callback found, or 0 */
+    const char *pmsg;    /* its static message */
+    uint16_t status;
+    uint8_t field_len; /* header name bytes in field[]; sizeof + 1: too long */
+    char field[12];    /* strlen("content-type") */
+    uint16_t ctype_len;
+    char ctype[CTYPE_MAX];
+    hp_buf_t *buf;   /* owned: the Content-Length body is read into it */
+    size_t body_len; /* bytes of buf->body filled */
+    char *scratch;   /* chunked or read-to-EOF body */
+    size_t scratch_len, scratch_cap;
+} conn_t;
+
+struct hp_upstream {
+    uv_loop_t *loop;
+    uv_idle_t deliver;       /* runs continuations; its close ends hp_upstream_close */
+    hp_upstream_opts_t opts; /* opts.host points at host[] */
+    char host[INET6_ADDRSTRLEN];
+    struct sockaddr_storage addr;
+    uint64_t generation; /* bumped when the address changes */
+    char tail[TAIL_MAX]; /* what follows the request target */
+    size_t tail_len;
+    link_t conns; /* every connection not closing */
+    link_t idle;  /* pooled connections, most recently used first */
+    link_t queue; /* requests waiting for a connection, FIFO */
+    link_t done;  /* finished requests waiting for deliver_cb */
+    unsigned nbusy, nidle, nqueued;
+    unsigned nconns;  /* connections not yet freed, closing ones included */
+    bool dispatching; /* dispatch is on the stack: a nested call returns */
+    bool closing;
+    bool deliver_closed;
+    hp_cont_cb close_cb;
+    void *close_arg;
+    hp_upstream_stats_t stats;
+    char rbuf[READ_BUF_SIZE]; /* shared by every connection's reads */
+};
+
+static void dispatch(hp_upstream_t *u);
+static void conn_send(conn_t *c, req_t *r, bool reused);
+static void timer_cb(uv_timer_t *t);
+
+/* --- options ------------------------------------------------------------ */
+
+static int opts_check(const hp_upstream_opts_t *in, hp_upstream_opts_t *o,
+                      struct sockaddr_storage *addr)
+{
+    if (in == NULL || in->host == NULL || in->port < 1 || in->port > 65535) return HP_ECONFIG;
+    if (strlen(in->host) >= INET6_ADDRSTRLEN) return HP_ECONFIG;
+    memset(addr, 0, sizeof(*addr));
+    if (uv_ip4_addr(in->host, in->port, (struct sockaddr_in *)addr) != 0 &&
+        uv_ip6_addr(in->host, in->port, (struct sockaddr_in6 *)addr) != 0)
+        return HP_ECONFIG;
+    *o = *in;
+    if (o->pool_size == 0) o->pool_size = HP_UPSTREAM_DEFAULT_POOL;
+    if (o->connect_timeout_ms == 0) o->connect_timeout_ms = HP_UPSTREAM_DEFAULT_CONNECT_MS;
+    if (o->response_timeout_ms == 0) o->response_timeout_ms = HP_UPSTREAM_DEFAULT_RESPONSE_MS;
+    if (o->idle_timeout_ms == 0) o->idle_timeout_ms = HP_UPSTREAM_DEFAULT_IDLE_MS;
+    if (o->max_response_bytes == 0) o->max_response_bytes = HP_UPSTREAM_DEFAULT_MAX_BYTES;
+    return 0;
+}
+
+static void opts_apply(hp_upstream_t *u, const hp_upstream_opts_t *o,
+                       const struct sockaddr_storage *addr)
+{
+    snprintf(u->host, sizeof(u->host), "%s", o->host);
+    u->opts = *o;
+    u->opts.host = u->host;
+    u->addr = *addr;
+    bool v6 = addr->ss_family == AF_INET6;
+    int n = snprintf(u->tail, sizeof(u->tail),
+                     " HTTP/1.1\r\nHost: %s%s%s:%d\r\nConnection: keep-alive\r\n\r\n",
+                     v6 ? "[" : "", u->host, v6 ? "]" : "", o->port);
+    u->tail_len = (size_t)n; /* fits: INET6_ADDRSTRLEN + 55 < TAIL_MAX */
+}
+
+/* --- statistics ---------------------------------------------------------- */
+
+static void publish_pool(hp_upstream_t *u)
+{
+    hp_counter_set(&u->stats.pool_busy, u->nbusy);
+    hp_counter_set(&u->stats.pool_idle, u->nidle);
+    hp_counter_set(&u->stats.pool_open, u->nbusy + u->nidle);
+}
+
+static void publish_queue(hp_upstream_t *u)
+{
+    hp_counter_set(&u->stats.queued, u->nqueued);
+    if (u->nqueued > hp_counter_get(&u->stats.queued_max))
+        hp_counter_set(&u->stats.queued_max, u->nqueued);
+}
+
+static void count_outcome(hp_upstream_t *u, const req_t *r)
+{
+    hp_upstream_stats_t *s = &u->stats;
+    uint64_t *c;
+    switch (r->err) {
+    case 0: c = &s->responses; break;
+    case HP_EUPSTREAM_CONNECT: c = &s->err_connect; break;
+    case HP_EUPSTREAM_TIMEOUT: c = &s->err_timeout; break;
+    case HP_EUPSTREAM_PROTOCOL: c = &s->err_protocol; break;
+    case HP_EUPSTREAM_RESET: c = &s->err_reset; break;
+    case HP_EUPSTREAM_TOO_BIG: c = &s->err_too_big; break;
+    default: hp_counter_add(&s->err_shutdown, 1); return; /* no latency: not the upstream's */
+    }
+    hp_counter_add(c, 1);
+    uint64_t us = (uv_hrtime() - r->t0) / 1000;
+    hp_counter_add(&s->latency_us_sum, us);
+    int i = 0;
+    while (us > hp_upstream_latency_bounds_us[i])
+        i++;
+    hp_counter_add(&s->latency_hist[i], 1);
+}
+
+/* --- finishing a request ------------------------------------------------- */
+
+static void deliver(req_t *r)
+{
+    hp_task_t *t = r->task;
+    int err = r->err;
+    const char *msg = r->msg;
+    hp_buf_t *b = r->buf;
+    hp_free(r);
+    if (err)
+        hp_task_fail(t, err, msg);
+    else
+        hp_task_complete(t, hp_value_ptr(b));
+    hp_task_unref(t);
+}
+
+/* Runs the continuations of finished requests, in the order they finished.
+ * A continuation may finish more (a request that fails at once) or close the
+ * client, which empties the list itself. */
+static void drain(hp_upstream_t *u)
+{
+    while (!link_empty(&u->done)) {
+        req_t *r = container_of(u->done.next, req_t, link);
+        link_remove(&r->link);
+        deliver(r);
+    }
+}
+
+static void deliver_cb(uv_idle_t *h)
+{
+    hp_upstream_t *u = h->data;
+    uv_idle_stop(h);
+    drain(u);
+}
+
+/* Record r's outcome (takes b) and schedule its continuations. r is in no
+ * list and no connection refers to it. */
+static void finish(hp_upstream_t *u, req_t *r, int err, const char *msg, hp_buf_t *b)
+{
+    r->err = err;
+    r->msg = err ? (msg ? msg : hp_strerror(err)) : NULL;
+    r->buf = b;
+    count_outcome(u, r);
+    link_push_back(&u->done, &r->link);
+    if (!u->closing) uv_idle_start(&u->deliver, deliver_cb);
+}
+
+/* --- connections --------------------------------------------------------- */
+
+static void set_state(conn_t *c, uint8_t s)
+{
+    hp_upstream_t *u = c->u;
+    if (c->state == C_CONNECTING || c->state == C_BUSY)
+        u->nbusy--;
+    else if (c->state == C_IDLE)
+        u->nidle--;
+    if (s == C_CONNECTING || s == C_BUSY)
+        u->nbusy++;
+    else if (s == C_IDLE)
+        u->nidle++;
+    c->state = s;
+    publish_pool(u);
+}
+
+static void maybe_closed(hp_upstream_t *u)
+{
+    if (!u->closing || u->nconns || !u->deliver_closed) return;
+    hp_cont_cb cb = u->close_cb;
+    void *arg = u->close_arg;
+    hp_free(u);
+    if (cb) cb(arg);
+}
+
+static void conn_handle_closed_cb(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    if (--c->handles) return;
+    hp_upstream_t *u = c->u;
+    hp_free(c->scratch);
+    hp_free(c);
+    u->nconns--;
+    maybe_closed(u);
+}
+
+/* Close c; it is freed once both handles are. c->req must already be
+ * detached. Idempotent. */
+static void conn_close(conn_t *c)
+{
+    if (c->state == C_CLOSING) return;
+    if (c->state == C_IDLE) link_remove(&c->idle);
+    link_remove(&c->link);
+    set_state(c, C_CLOSING);
+    hp_counter_add(&c->u->stats.conns_closed, 1);
+    hp_buf_unref(c->buf);
+    c->buf = NULL;
+    uv_close((uv_handle_t *)&c->tcp, conn_handle_closed_cb);
+    uv_close((uv_handle_t *)&c->timer, conn_handle_closed_cb);
+}
+
+/* The connection broke while serving its request: close it, then resend
+ * the request once when may_retry (a reused connection that died before any
+ * response byte: the keep-alive race), else fail it with err. */
+static void conn_fail(conn_t *c, int err, const char *msg, bool may_retry)
+{
+    hp_upstream_t *u = c->u;
+    req_t *r = c->req;
+    c->req = NULL;
+    conn_close(c);
+    if (r) {
+        if (may_retry && r->idempotent && !r->retried) {
+            r->retried = true;
+            hp_counter_add(&u->stats.retries, 1);
+            link_push_front(&u->queue, &r->link);
+            u->nqueued++;
+            publish_queue(u);
+        } else {
+            finish(u, r, err, msg, NULL);
+        }
+    }
+    dispatch(u);
+}
+
+static const char *connect_msg(int status)
+{
+    switch (status) {
+    case UV_ECONNREFUSED: return "upstream refused the connection";
+    case UV_ENETUNREACH:
+    case UV_EHOSTUNREACH: return "upstream address unreachable";
+    case UV_ETIMEDOUT: return "upstream connect timed out (kernel)";
+    case UV_EMFILE:
+    case UV_ENFILE: return "upstream connect failed: out of file descriptors";
+    default: return "upstream connect failed";
+    }
+}
+
+/* The final response is parsed: hand it over and pool the connection, or
+ * close it when the upstream or our own state says so. clean: no bytes
+ * followed the response. */
+static void conn_release(conn_t *c, bool clean)
+{
+    hp_upstream_t *u = c->u;
+    req_t *r = c->req;
+    c->req = NULL;
+    hp_buf_t *b = c->buf;
+    c->buf = NULL;
+    if (b == NULL) {
+        b = hp_buf_new(c->status, c->ctype, c->ctype_len, c->scratch_len);
+        if (c->scratch_len) memcpy(b->body, c->scratch, c->scratch_len);
+    }
+    c->scratch_len = 0;
+    if (c->scratch_cap > SCRATCH_KEEP) {
+        hp_free(c->scratch);
+        c->scratch = NULL;
+        c->scratch_cap = 0;
+    }
+    /* A response before our write's callback means the upstream answered
+     * before reading the request; the socket is not in a state to reuse. */
+    bool keep = clean && c->keep_alive && !c->writing && c->generation == u->generation &&
+                u->nbusy + u->nidle <= u->opts.pool_size;
+    if (keep) {
+        set_state(c, C_IDLE);
+        link_push_front(&u->idle, &c->idle);
+        uv_timer_start(&c->timer, timer_cb, u->opts.idle_timeout_ms, 0);
+    } else {
+        conn_close(c);
+    }
+    finish(u, r, 0, NULL, b);
+    dispatch(u);
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    switch (c->state) {
+    case C_CONNECTING:
+        conn_fail(c, HP_EUPSTREAM_TIMEOUT, "upstream connect timed out", false);
+        break;
+    case C_BUSY: conn_fail(c, HP_EUPSTREAM_TIMEOUT, "upstream response timed out", false); break;
+    case C_IDLE: conn_close(c); break;
+    default: break;
+    }
+}
+
+/* --- the response parser -------------------------------------------------- */
+
+static int on_header_field(llhttp_t *p, const char *at, size_t n)
+{
+    conn_t *c = p->data;
+    if (c->field_len + n <= sizeof(c->field)) {
+        memcpy(c->field + c->field_len, at, n);
+        c->field_len += (uint8_t)n;
+    } else {
+        c->field_len = sizeof(c->field) + 1;
+    }
+    return 0;
+}
+
+static int on_header_field_complete(llhttp_t *p)
+{
+    conn_t *c = p->data;
+    c->in_ctype = c->field_len == sizeof(c->field) &&
+                  strncasecmp(c->field, "content-type", sizeof(c->field)) == 0;
+    if (c->in_ctype) c->ctype_len = 0; /* a repeated Content-Type: the last one wins */
+    c->field_len = 0;
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t n)
+{
+    conn_t *c = p->data;
+    if (!c->in_ctype) return 0;
+    if (c->ctype_len + n > sizeof(c->ctype)) {
+        c->perr = HP_EUPSTREAM_PROTOCOL;
+        c->pmsg = "upstream Content-Type is too long";
+        return HPE_USER;
+    }
+    memcpy(c->ctype + c->ctype_len, at, n);
+    c->ctype_len += (uint16_t)n;
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+    conn_t *c = p->data;
+    req_t *r = c->req;
+    c->in_ctype = false;
+    c->status = (uint16_t)llhttp_get_status_code(p);
+    if (c->status < 200) return 0; /* interim: llhttp knows it has no body */
+    if (r->head) return 1;         /* no body, whatever Content-Length says */
+    bool sized = (p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED);
+    if (!sized || c->status == 204 || c->status == 304) return 0;
+    if (p->content_length > r->max_bytes) {
+        c->perr = HP_EUPSTREAM_TOO_BIG;
+        c->pmsg = "upstream Content-Length exceeds the limit";
+        return -1;
+    }
+    c->buf = hp_buf_new(c->status, c->ctype, c->ctype_len, (size_t)p->content_length);
+    c->body_len = 0;
+    return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n)
+{
+    conn_t *c = p->data;
+    if (c->buf) { /* llhttp never passes more than Content-Length */
+        memcpy(c->buf->body + c->body_len, at, n);
+        c->body_len += n;
+        return 0;
+    }
+    size_t need = c->scratch_len + n;
+    if (need > c->req->max_bytes) {
+        c->perr = HP_EUPSTREAM_TOO_BIG;
+        c->pmsg = "upstream response body exceeds the limit";
+        return HPE_USER;
+    }
+    if (need > c->scratch_cap) {
+        size_t cap = c->scratch_cap ? 2 * c->scratch_cap : 1024;
+        while (cap < need)
+            cap *= 2;
+        c->scratch = hp_realloc(c->scratch, cap);
+        c->scratch_cap = cap;
+    }
+    memcpy(c->scratch + c->scratch_len, at, n);
+    c->scratch_len = need;
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+    conn_t *c = p->data;
+    if (c->status < 200) { /* 100 Continue and friends: the real answer follows */
+        c->ctype_len = 0;
+        return 0;
+    }
+    c->complete = true;
+    c->keep_alive = llhttp_should_keep_alive(p);
+    return HPE_PAUSED; /* stop here: anything after it is not ours to parse */
+}
+
+static const llhttp_settings_t parser_settings = {
+    .on_header_field = on_header_field,
+    .on_header_field_complete = on_header_field_complete,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+static const char *protocol_msg(const llhttp_t *p, llhttp_errno_t e)
+{
+    if (e == HPE_PAUSED_UPGRADE) return "upstream switched protocols";
+    /* llhttp's reasons are string literals in its generated parser. */
+    const char *reason = llhttp_get_error_reason(p);
+    return reason ? reason : "upstream sent a malformed response";
+}
+
+/* --- reading and writing ---------------------------------------------- */
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    conn_t *c = h->data;
+    *buf = uv_buf_init(c->u->rbuf, sizeof(c->u->rbuf));
+}
+
+/* EOF or a read error while serving a request. A response that runs to EOF
+ * ends here legitimately. */
+static void read_end(conn_t *c, ssize_t nread)
+{
+    if (nread == UV_EOF && c->got_bytes && llhttp_message_needs_eof(&c->parser)) {
+        llhttp_finish(&c->parser);
+        if (c->complete) {
+            conn_release(c, false);
+            return;
+        }
+    }
+    const char *msg = !c->got_bytes     ? "upstream closed the connection before responding"
+                      : nread == UV_EOF ? "upstream closed the connection mid-response"
+                                        : "upstream reset the connection mid-response";
+    conn_fail(c, HP_EUPSTREAM_RESET, msg, c->reused && !c->got_bytes);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *c = s->data;
+    if (nread == 0) return;
+    if (c->state == C_IDLE) {
+        /* EOF, an error or bytes nobody asked for: the upstream is done with
+         * this connection, and we are too. */
+        conn_close(c);
+        return;
+    }
+    if (c->state != C_BUSY) return;
+    if (nread < 0) {
+        read_end(c, nread);
+        return;
+    }
+    c->got_bytes = true;
+    llhttp_errno_t e = llhttp_execute(&c->parser, buf->base, (size_t)nread);
+    if (e == HPE_OK) return;
+    if (e == HPE_PAUSED && c->complete) {
+        size_t used = (size_t)(llhttp_get_error_pos(&c->parser) - buf->base);
+        conn_release(c, used == (size_t)nread);
+        return;
+    }
+    int err = c->perr ? c->perr : HP_EUPSTREAM_PROTOCOL;
+    conn_fail(c, err, c->pmsg ? c->pmsg : protocol_msg(&c->parser, e), false);
+}
+
+static void write_cb(uv_write_t *w, int status)
+{
+    conn_t *c = w->data;
+    c->writing = false;
+    if (status == 0 || status == UV_ECANCELED || c->state != C_BUSY) return;
+    conn_fail(c, HP_EUPSTREAM_RESET, "upstream connection failed while sending the request",
+              c->reused && !c->got_bytes);
+}
+
+static void connect_cb(uv_connect_t *creq, int status)
+{
+    conn_t *c = creq->data;
+    if (status == UV_ECANCELED || c->state != C_CONNECTING) return;
+    if (status == 0) status = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
+    if (status < 0) {
+        conn_fail(c, HP_EUPSTREAM_CONNECT, connect_msg(status), false);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    req_t *r = c->req;
+    c->req = NULL;
+    conn_send(c, r, false);
+}
+
+/* Send r on c, fresh from connect_cb or taken from the idle list. */
+static void conn_send(conn_t *c, req_t *r, bool reused)
+{
+    if (c->state == C_IDLE) link_remove(&c->idle);
+    set_state(c, C_BUSY);
+    c->req = r;
+    c->reused = reused;
+    c->got_bytes = c->complete = c->keep_alive = c->in_ctype = false;
+    c->perr = 0;
+    c->pmsg = NULL;
+    c->status = 0;
+    c->field_len = 0;
+    c->ctype_len = 0;
+    c->body_len = 0;
+    c->scratch_len = 0;
+    llhttp_init(&c->parser, HTTP_RESPONSE, &parser_settings);
+    c->parser.data = c;
+    uv_timer_start(&c->timer, timer_cb, r->response_ms, 0);
+    uv_buf_t b = uv_buf_init(r->text, (unsigned)r->len);
+    int rc = uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+    if (rc < 0) {
+        conn_fail(c, HP_EUPSTREAM_RESET, "upstream connection failed while sending the request",
+                  reused);
+        return;
+    }
+    c->writing = true;
+}
+
+/* Open a new connection for r. A connect that fails at once fails r. */
+static void conn_open(hp_upstream_t *u, req_t *r)
+{
+    conn_t *c = hp_calloc(1, sizeof(*c));
+    c->u = u;
+    c->generation = u->generation;
+    link_init(&c->idle);
+    link_push_back(&u->conns, &c->link);
+    /* Neither can fail: AF_UNSPEC creates no socket yet. */
+    uv_tcp_init(u->loop, &c->tcp);
+    uv_timer_init(u->loop, &c->timer);
+    c->handles = 2;
+    u->nconns++;
+    c->tcp.data = c->timer.data = c->connect.data = c->write.data = c;
+    set_state(c, C_CONNECTING);
+    hp_counter_add(&u->stats.conns_opened, 1);
+    c->req = r;
+    uv_timer_start(&c->timer, timer_cb, r->connect_ms, 0);
+    int rc = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&u->addr, connect_cb);
+    if (rc < 0) conn_fail(c, HP_EUPSTREAM_CONNECT, connect_msg(rc), false);
+}
+
+/* Hand queued requests to idle connections, or to new ones while the pool
+ * has room. A resent request wants a fresh connection: when every slot is
+ * taken it gets the least recently used idle one's. A connect that fails at
+ * once calls back in here; the outer loop picks up whatever that changed, so
+ * the nested call returns rather than recurse once per queued request. */
+static void dispatch(hp_upstream_t *u)
+{
+    if (u->dispatching) return;
+    u->dispatching = true;
+    while (!u->closing && !link_empty(&u->queue)) {
+        req_t *r = container_of(u->queue.next, req_t, link);
+        conn_t *c = NULL;
+        if (!r->retried && !link_empty(&u->idle)) c = container_of(u->idle.next, conn_t, idle);
+        if (c == NULL && u->nbusy + u->nidle >= u->opts.pool_size) {
+            if (link_empty(&u->idle)) break;
+            conn_close(container_of(u->idle.prev, conn_t, idle));
+            continue;
+        }
+        link_remove(&r->link);
+        u->nqueued--;
+        if (c)
+            conn_send(c, r, true);
+        else
+            conn_open(u, r);
+    }
+    u->dispatching = false;
+    publish_queue(u);
+}
+
+/* --- the public interface -------------------------------------------------- */
+
+int hp_upstream_new(uv_loop_t *loop, const hp_upstream_opts_t *opts, hp_upstream_t **out)
+{
+    hp_upstream_opts_t o;
+    struct sockaddr_storage addr;
+    int rc = opts_check(opts, &o, &addr);
+    if (rc < 0) return rc;
+    hp_upstream_t *u = hp_calloc(1, sizeof(*u));
+    u->loop = loop;
+    opts_apply(u, &o, &addr);
+    link_init(&u->conns);
+    link_init(&u->idle);
+    link_init(&u->queue);
+    link_init(&u->done);
+    uv_idle_init(loop, &u->deliver);
+    u->deliver.data = u;
+    *out = u;
+    return 0;
+}
+
+static void deliver_closed_cb(uv_handle_t *h)
+{
+    hp_upstream_t *u = h->data;
+    u->deliver_closed = true;
+    maybe_closed(u);
+}
+
+void hp_upstream_close(hp_upstream_t *u, hp_cont_cb done, void *arg)
+{
+    if (u->closing) return;
+    u->closing = true;
+    u->close_cb = done;
+    u->close_arg = arg;
+    link_t shut;
+    link_init(&shut);
+    while (!link_empty(&u->queue)) {
+        link_t *l = u->queue.next;
+        link_remove(l);
+        link_push_back(&shut, l);
+    }
+    u->nqueued = 0;
+    publish_queue(u);
+    while (!link_empty(&u->conns)) {
+        conn_t *c = container_of(u->conns.next, conn_t, link);
+        if (c->req) link_push_back(&shut, &c->req->link);
+        c->req = NULL;
+        conn_close(c);
+    }
+    uv_close((uv_handle_t *)&u->deliver, deliver_closed_cb);
+    while (!link_empty(&shut)) {
+        req_t *r = container_of(shut.next, req_t, link);
+        link_remove(&r->link);
+        finish(u, r, HP_ESHUTDOWN, NULL, NULL);
+    }
+    drain(u);
+}
+
+int hp_upstream_reconfigure(hp_upstream_t *u, const hp_upstream_opts_t *opts)
+{
+    if (u->closing) return HP_ESHUTDOWN;
+    hp_upstream_opts_t o;
+    struct sockaddr_storage addr;
+    int rc = opts_check(opts, &o, &addr);
+    if (rc < 0) return rc;
+    if (o.port != u->opts.port || strcmp(o.host, u->host) != 0) u->generation++;
+    opts_apply(u, &o, &addr);
+    /* Least recently used first, so a shrunken pool keeps its warmest. */
+    link_t *l = u->idle.prev;
+    while (l != &u->idle) {
+        conn_t *c = container_of(l, conn_t, idle);
+        l = l->prev;
+        if (c->generation != u->generation || u->nbusy + u->nidle > u->opts.pool_size)
+            conn_close(c);
+    }
+    dispatch(u);
+    return 0;
+}
+
+static bool is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+static bool valid_request(const char *method, size_t mlen, const char *path, size_t plen)
+{
+    if (mlen == 0 || plen == 0 || path[0] != '/') return false;
+    for (size_t i = 0; i < mlen; i++)
+        if (!is_tchar((unsigned char)method[i])) return false;
+    for (size_t i = 0; i < plen; i++)
+        if ((unsigned char)path[i] <= 0x20 || (unsigned char)path[i] >= 0x7f) return false;
+    return true;
+}
+
+static bool idempotent(const char *m)
+{
+    return !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "PUT") || !strcmp(m, "DELETE") ||
+           !strcmp(m, "OPTIONS") || !strcmp(m, "TRACE");
+}
+
+hp_task_t *hp_upstream_request(hp_upstream_t *u, const char *method, const char *path,
+                               size_t path_len)
+{
+    hp_counter_add(&u->stats.requests, 1);
+    if (u->closing) {
+        hp_counter_add(&u->stats.err_shutdown, 1);
+        return hp_task_from_error(HP_ESHUTDOWN, NULL);
+    }
+    size_t mlen = strlen(method);
+    if (!valid_request(method, mlen, path, path_len)) {
+        hp_counter_add(&u->stats.err_invalid, 1);
+        return hp_task_from_error(UV_EINVAL, "upstream request method or path is not valid");
+    }
+    req_t *r = hp_malloc(sizeof(*r) + mlen + 1 + path_len + u->tail_len);
+    r->task = hp_task_new();
+    hp_task_set_dispose(r->task, hp_buf_dispose);
+    r->t0 = uv_hrtime();
+    r->connect_ms = u->opts.connect_timeout_ms;
+    r->response_ms = u->opts.response_timeout_ms;
+    r->max_bytes = u->opts.max_response_bytes;
+    r->err = 0;
+    r->msg = NULL;
+    r->buf = NULL;
+    r->head = strcmp(method, "HEAD") == 0;
+    r->idempotent = idempotent(method);
+    r->retried = false;
+    char *w = r->text;
+    memcpy(w, method, mlen);
+    w += mlen;
+    *w++ = ' ';
+    memcpy(w, path, path_len);
+    w += path_len;
+    memcpy(w, u->tail, u->tail_len);
+    r->len = mlen + 1 + path_len + u->tail_len;
+    hp_task_t *out = hp_task_ref(r->task);
+    link_push_back(&u->queue, &r->link);
+    u->nqueued++;
+    dispatch(u);
+    return out;
+}
+
+const hp_upstream_stats_t *hp_upstream_stats(const hp_upstream_t *u)
+{
+    return &u->stats;
+}

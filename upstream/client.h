@@ -1,0 +1,114 @@
+/*
+ * client.h - hp_upstream, the pooled HTTP/1.1 client that hotpath's handlers
+ * use to fetch from the upstream service (build/hotpath-upstream in tests and
+ * load tests).
+ *
+ * Who calls it: handlers/upstream.c and the cache's miss path, on a worker
+ * thread. One instance per worker event loop: single thread, no locks. The
+ * statistics are the only thing another thread may read (hp_counter_get).
+ *
+ * What it owns: a keep-alive connection pool (at most pool_size sockets), a
+ * FIFO of requests waiting for a connection, and every libuv handle it
+ * opened; hp_upstream_close gives all of it back.
+ *
+ * Every request returns a heap hp_task: this is the genuinely asynchronous
+ * side of the project, so it pays for the task the hot path avoids. The task
+ * completes with the response as an hp_buf_t * or faults with one of
+ * HP_EUPSTREAM_* (or HP_ESHUTDOWN); an upstream status >= 400 is a response,
+ * not a fault. Continuations run from the loop's idle phase, never inside a
+ * call into this module or inside its libuv callbacks (.NET's
+ * RunContinuationsAsynchronously), so they may call anything here, close
+ * included. The one exception is hp_upstream_close, which runs them itself.
+ */
+#ifndef HP_UPSTREAM_CLIENT_H
+#define HP_UPSTREAM_CLIENT_H
+
+#include "server/task.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct hp_upstream hp_upstream_t;
+
+/* A zero field takes the default noted in client.c (HP_UPSTREAM_DEFAULT_*). */
+typedef struct {
+    const char *host;             /* numeric IPv4 or IPv6 address; copied */
+    int port;                     /* 1..65535 */
+    unsigned pool_size;           /* most connections open at once */
+    unsigned connect_timeout_ms;  /* from connect() to established */
+    unsigned response_timeout_ms; /* from sending to the last response byte */
+    unsigned idle_timeout_ms;     /* a pooled connection unused this long closes */
+    size_t max_response_bytes;    /* body bytes; more fails HP_EUPSTREAM_TOO_BIG */
+} hp_upstream_opts_t;
+
+/* Latency histogram: bucket i counts requests that took at most
+ * hp_upstream_latency_bounds_us[i] microseconds and more than bucket i-1's
+ * bound (not cumulative); the last bound is UINT64_MAX (+Inf). */
+#define HP_UPSTREAM_LATENCY_BUCKETS 12
+extern const uint64_t hp_upstream_latency_bounds_us[HP_UPSTREAM_LATENCY_BUCKETS];
+
+/* Single-writer counters (server/counter.h): the owning worker writes, any
+ * thread reads with hp_counter_get. At any moment
+ *   requests == responses + err_* (all seven) + requests in flight.
+ * Gauges are marked; everything else only grows. Every field is a uint64_t,
+ * so /stats may sum the blocks of all workers word by word. */
+typedef struct {
+    uint64_t requests;     /* hp_upstream_request calls */
+    uint64_t responses;    /* tasks completed with a response, any status */
+    uint64_t err_connect;  /* HP_EUPSTREAM_CONNECT */
+    uint64_t err_timeout;  /* HP_EUPSTREAM_TIMEOUT, connect or response */
+    uint64_t err_protocol; /* HP_EUPSTREAM_PROTOCOL */
+    uint64_t err_reset;    /* HP_EUPSTREAM_RESET */
+    uint64_t err_too_big;  /* HP_EUPSTREAM_TOO_BIG */
+    uint64_t err_shutdown; /* HP_ESHUTDOWN: closed with the request pending */
+    uint64_t err_invalid;  /* UV_EINVAL: method or path unfit to send */
+    uint64_t retries;      /* requests resent after a reused connection died */
+    uint64_t conns_opened; /* connect attempts */
+    uint64_t conns_closed;
+    uint64_t pool_open;  /* gauge: connections open (busy + idle) */
+    uint64_t pool_busy;  /* gauge: connecting or serving a request */
+    uint64_t pool_idle;  /* gauge: pooled, waiting for a request */
+    uint64_t queued;     /* gauge: requests waiting for a connection */
+    uint64_t queued_max; /* high-water mark of queued */
+    /* Latency from hp_upstream_request to the outcome, for responses and the
+     * upstream faults (not shutdown or invalid): sum and histogram. */
+    uint64_t latency_us_sum;
+    uint64_t latency_hist[HP_UPSTREAM_LATENCY_BUCKETS];
+} hp_upstream_stats_t;
+
+/* Create a client on loop (borrowed; must outlive the client). Copies opts.
+ * Returns 0 and *out (owned: release with hp_upstream_close), or HP_ECONFIG
+ * when opts are unusable (host not a numeric address, port out of range).
+ * Opens no connection until the first request. */
+int hp_upstream_new(uv_loop_t *loop, const hp_upstream_opts_t *opts, hp_upstream_t **out);
+
+/* Fail every queued and in-flight request with HP_ESHUTDOWN (their
+ * continuations run before this returns, after those of requests that had
+ * already finished), close every handle, and once the last one is closed
+ * free u and call done(arg) from a close callback. Requests made meanwhile
+ * fault at once with HP_ESHUTDOWN. A second call is ignored. */
+void hp_upstream_close(hp_upstream_t *u, hp_cont_cb done, void *arg);
+
+/* Live reload. Borrows opts (copied). Timeouts, size limit and Host header
+ * apply to requests started afterwards; the address applies to connections
+ * opened afterwards: idle connections to an old address close now, busy ones
+ * when their response is done. Returns 0, HP_ECONFIG (nothing changed) or
+ * HP_ESHUTDOWN after hp_upstream_close. */
+int hp_upstream_reconfigure(hp_upstream_t *u, const hp_upstream_opts_t *opts);
+
+/* Send method (borrowed, an HTTP token such as "GET") for path (borrowed,
+ * copied; origin-form, starting with '/', visible ASCII only) with no body.
+ * Returns owned: a task, pending, whose result is an hp_buf_t * (status,
+ * content type, body) that the task owns; drop the task with hp_task_unref,
+ * and take hp_buf_ref first to keep the buffer longer. The task faults with
+ * HP_EUPSTREAM_CONNECT, _TIMEOUT, _PROTOCOL, _RESET or _TOO_BIG, with
+ * HP_ESHUTDOWN, or at once with UV_EINVAL for an unfit method or path.
+ * Allocates three times on a warm pool: the request, the task, the buffer. */
+hp_task_t *hp_upstream_request(hp_upstream_t *u, const char *method, const char *path,
+                               size_t path_len);
+
+/* Borrowed; valid until close's done callback. */
+const hp_upstream_stats_t *hp_upstream_stats(const hp_upstream_t *u);
+
+#endif
