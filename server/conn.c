@@ -293,12 +293,16 @@ static void start_linger(hp_conn_t *c)
 void hp_conn_eof(hp_conn_t *c, int err)
 {
     stop_reading(c);
-    c->flags |= HP_CF_EOF | HP_CF_CLOSE;
-    /* A peer that half-closes after sending a request (HTTP/1.0 tools do)
-     * still gets its answer; anything else ends here. */
-    if (err == UV_EOF && c->state == HP_CONN_BUSY) return;
-    if (err == UV_EOF && (c->flags & HP_CF_WBLOCK) && c->state != HP_CONN_LINGER) return;
-    hp_conn_close(c);
+    /* A reset, a half-read request, or the end of lingering: done. */
+    if (err != UV_EOF || (c->state != HP_CONN_IDLE && c->state != HP_CONN_BUSY)) {
+        hp_conn_close(c);
+        return;
+    }
+    /* A peer that half-closes after sending its requests (HTTP/1.0 tools,
+     * `printf ... | nc`) still gets every answer: what runs finishes, what
+     * waits in carry is parsed, and proceed() closes once nothing is left. */
+    c->flags |= HP_CF_EOF;
+    proceed(c);
 }
 
 /* --- output ------------------------------------------------------------ */
@@ -610,6 +614,10 @@ static void proceed(hp_conn_t *c)
     }
     flush(c);
     if (c->flags & HP_CF_CLOSED) return;
+    if ((c->flags & HP_CF_EOF) && c->state != HP_CONN_BUSY && !(c->flags & HP_CF_WBLOCK)) {
+        hp_conn_close(c); /* answered all the peer sent */
+        return;
+    }
     if (c->flags & HP_CF_CLOSE) {
         if (!(c->flags & HP_CF_WBLOCK) && c->state != HP_CONN_BUSY) start_linger(c);
         return;

@@ -207,6 +207,31 @@ static void pipelining_in_order(void **state)
     free(cap.data);
 }
 
+/* A peer that half-closes after pipelining still gets every answer, then
+ * the close; a half-sent request at EOF is just closed. */
+static void half_close_answers_everything(void **state)
+{
+    fixture_t *f = *state;
+    static const char in[] = "GET /plaintext HTTP/1.1\r\n\r\nGET /json HTTP/1.1\r\n\r\n"
+                             "GET /nope HTTP/1.1\r\n\r\n";
+    capture_t cap;
+    hp_conn_t *c = hp_memconn_new(f, &cap);
+    hp_conn_feed(c, in, sizeof(in) - 1);
+    hp_conn_eof(c, UV_EOF);
+    uv_run(&f->w.loop, UV_RUN_NOWAIT);
+    assert_true(cap.closed);
+    assert_int_equal(hp_count(cap.data, "HTTP/1.1 "), 3);
+    free(cap.data);
+
+    static const char partial[] = "GET /plaintext HTTP/1.1\r\nHost:";
+    c = hp_memconn_new(f, &cap);
+    hp_conn_feed(c, partial, sizeof(partial) - 1);
+    hp_conn_eof(c, UV_EOF);
+    uv_run(&f->w.loop, UV_RUN_NOWAIT);
+    assert_true(cap.closed);
+    assert_null(cap.data);
+}
+
 /* The request path allocates nothing in valuetask mode once warm. */
 static void valuetask_mode_allocates_nothing(void **state)
 {
@@ -232,6 +257,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(rejection_table, setup, teardown),
         cmocka_unit_test_setup_teardown(limits, setup, teardown),
         cmocka_unit_test_setup_teardown(pipelining_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(half_close_answers_everything, setup, teardown),
         cmocka_unit_test_setup_teardown(valuetask_mode_allocates_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
