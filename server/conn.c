@@ -446,6 +446,7 @@ static void request_awaited(void *arg)
         c->flags |= HP_CF_READY;
         c->ready_next = w->ready;
         w->ready = c;
+        hp_worker_wake(w);
     }
 }
 

@@ -77,6 +77,8 @@ struct hp_ctx {
     uint32_t head_bytes;       /* request line + headers seen so far */
     uint32_t line_bytes;       /* request line seen so far */
     uint16_t nheaders;
+    uint8_t nhosts;            /* Host lines seen */
+    bool repeated;             /* X-Request-Id came twice or malformed */
     uint8_t hdr;               /* which kept header is being read */
     uint8_t hname_len;
     char hname[24];            /* the current header name, lowercased */

@@ -160,11 +160,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "hotpath: %s\n", err);
         return 1;
     }
-    printf("hotpath listening on http://%s:%d (%u workers, mode %s, config %s)\n",
-           server->config->host, server->port, server->nworkers,
-           hp_mode_name(server->config->mode), path ? path : "(defaults)");
-    fflush(stdout);
-
     uv_loop_t loop;
     uv_loop_init(&loop);
     control_t ctl = {.server = server};
@@ -175,6 +170,11 @@ int main(int argc, char **argv)
     uv_signal_start(&ctl.hup, on_hup, SIGHUP);
     uv_signal_start(&ctl.intr, on_stop, SIGINT);
     uv_signal_start(&ctl.term, on_stop, SIGTERM);
+    /* Announce only now: whoever waits for this line may signal at once. */
+    printf("hotpath listening on http://%s:%d (%u workers, mode %s, config %s)\n",
+           server->config->host, server->port, server->nworkers,
+           hp_mode_name(server->config->mode), path ? path : "(defaults)");
+    fflush(stdout);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
 

@@ -28,8 +28,8 @@
 
 #include <string.h>
 
-/* The headers the server keeps; everything else is only counted. */
-enum { H_NONE = 0, H_REQUEST_ID, H_CONTENT_TYPE, H_ACCEPT, H_EXPECT, H_SKIP };
+/* The headers the server keeps (or checks); everything else is counted. */
+enum { H_NONE = 0, H_REQUEST_ID, H_CONTENT_TYPE, H_ACCEPT, H_EXPECT, H_HOST, H_SKIP };
 
 /* X-Request-Id values longer than this are ignored (and one generated):
  * ids are logged and echoed, so they are bounded, as Kestrel bounds
@@ -148,11 +148,20 @@ static int on_header_field_complete(llhttp_t *p)
     hp_ctx_t *ctx = c->ctx;
     if (++ctx->nheaders > ctx->gen->limits.header_count)
         return refuse(c, HP_REJECT_TOO_MANY_HEADERS);
+    if (c->state == HP_CONN_BODY) {
+        /* A chunked body's trailer fields: counted against the limits like
+         * headers, never taken for them. */
+        ctx->hdr = H_NONE;
+        ctx->hname_len = 0;
+        return 0;
+    }
     if (name_is(ctx, "x-request-id", 12)) ctx->hdr = H_REQUEST_ID;
     else if (name_is(ctx, "content-type", 12)) ctx->hdr = H_CONTENT_TYPE;
     else if (name_is(ctx, "accept", 6)) ctx->hdr = H_ACCEPT;
     else if (name_is(ctx, "expect", 6)) ctx->hdr = H_EXPECT;
+    else if (name_is(ctx, "host", 4)) ctx->hdr = H_HOST;
     else ctx->hdr = H_NONE;
+    if (ctx->hdr == H_HOST && ++ctx->nhosts > 1) return refuse(c, HP_REJECT_HOST);
     ctx->hname_len = 0;
     return 0;
 }
@@ -180,10 +189,22 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
      * did; a piece that ended mid-input and is followed by another was
      * folded. */
     if (ctx->value_piece && !ctx->value_piece_at_end) return refuse(c, HP_REJECT_BAD_HEADER);
+    bool first_piece = !ctx->value_piece;
     ctx->value_piece = true;
     ctx->value_piece_at_end = at + len == c->w->parse_end;
-    if (ctx->hdr == H_NONE || ctx->hdr == H_SKIP) return 0;
+    if (ctx->hdr == H_NONE || ctx->hdr == H_SKIP || ctx->hdr == H_HOST) return 0;
     hp_str_t *dst = kept_value(ctx);
+    if (dst && first_piece && (dst->len || ctx->repeated)) {
+        /* A second line of a header kept as one value: a repeated
+         * X-Request-Id is nobody's id (one is generated); for Content-Type
+         * the first line stands. Never glue the two together. */
+        if (ctx->hdr == H_REQUEST_ID) {
+            ctx->repeated = true;
+            ctx->req.request_id = (hp_str_t){0};
+        }
+        ctx->hdr = H_SKIP;
+        return 0;
+    }
     size_t max = ctx->hdr == H_REQUEST_ID ? REQUEST_ID_MAX : VALUE_MAX;
     hp_str_t *scratch = dst ? dst : &ctx->req.param; /* param is unused until routing */
     if (scratch->len + len > max) {
@@ -226,7 +247,10 @@ static int on_header_value_complete(llhttp_t *p)
     hp_str_t *v = &ctx->req.param;
     switch (ctx->hdr) {
     case H_REQUEST_ID:
-        if (!valid_request_id(ctx->req.request_id)) ctx->req.request_id = (hp_str_t){0};
+        if (!valid_request_id(ctx->req.request_id)) {
+            ctx->req.request_id = (hp_str_t){0};
+            ctx->repeated = true; /* one bad line spoils the header */
+        }
         break;
     case H_ACCEPT:
         /* A first choice is a preference: "text/plain" or "application/json"
@@ -243,6 +267,27 @@ static int on_header_value_complete(llhttp_t *p)
     ctx->hdr = H_NONE;
     ctx->value_piece = ctx->value_piece_at_end = false;
     return 0;
+}
+
+/* Drop "scheme://authority" from an absolute-form target; an empty path
+ * becomes "/". */
+static void skip_authority(hp_req_t *req, size_t scheme_len)
+{
+    const char *auth = req->target.ptr + scheme_len;
+    size_t rest = req->target.len - scheme_len;
+    const char *slash = memchr(auth, '/', rest);
+    const char *query = memchr(auth, '?', rest);
+    if (slash && (!query || slash < query)) {
+        req->target = (hp_str_t){slash, rest - (size_t)(slash - auth)};
+    } else if (query) {
+        /* "http://h?q": the path is "/" and the query stays. */
+        size_t qlen = rest - (size_t)(query - auth);
+        char *t = (char *)query - 1; /* the authority's last byte: reuse it */
+        *t = '/';
+        req->target = (hp_str_t){t, qlen + 1};
+    } else {
+        req->target = HP_STR("/");
+    }
 }
 
 static int on_headers_complete(llhttp_t *p)
@@ -266,9 +311,20 @@ static int on_headers_complete(llhttp_t *p)
         return -1;
     }
 
+    /* RFC 9112 3.2: exactly one Host in HTTP/1.1 (at most one in 1.0). */
+    if (req->http_minor == 1 && ctx->nhosts != 1) {
+        c->reject = HP_REJECT_HOST;
+        return -1;
+    }
+    /* Absolute-form ("http://host/path") must be accepted (RFC 9112 3.2.2):
+     * the path is what routes; the authority is not checked, as no virtual
+     * hosts exist here. Asterisk- and authority-form serve no route. */
+    if (req->target.len > 7 && ieq_prefix(req->target, "http://") ) {
+        skip_authority(req, 7);
+    } else if (req->target.len > 8 && ieq_prefix(req->target, "https://")) {
+        skip_authority(req, 8);
+    }
     if (req->target.len == 0 || req->target.ptr[0] != '/') {
-        /* Origin-form only: absolute-form is for proxies, asterisk-form for
-         * OPTIONS * which no route serves. */
         c->reject = HP_REJECT_BAD_REQUEST;
         return -1;
     }
@@ -291,7 +347,8 @@ static int on_headers_complete(llhttp_t *p)
         uint64_t now = uv_now(&c->w->loop);
         c->state = HP_CONN_BODY;
         hp_conn_set_timer(c, HP_LIST_BODY, now + lim->body_grace_ms);
-        if (req->expect_continue) hp_conn_continue(c);
+        /* HTTP/1.0 clients do not know 100 (RFC 9110 10.1.1: ignore it). */
+        if (req->expect_continue && req->http_minor >= 1) hp_conn_continue(c);
     } else {
         hp_conn_set_timer(c, HP_LIST_NONE, 0);
     }

@@ -161,14 +161,30 @@ static void on_tick(uv_timer_t *t)
         if (w->gen->mw[i].desc->tick) w->gen->mw[i].desc->tick(w->gen->mw[i].self);
     wbuf_trim(&w->out);
     if (w->draining) {
-        if (w->nconns && now >= w->drain_deadline) hp_conn_close_all(w);
+        /* Connections that only linger (answered, shut down, waiting for
+         * the peer's close) hold nothing worth waiting for at shutdown. */
+        bool only_lingering = w->nconns == w->lists[HP_LIST_LINGER].n;
+        if (w->nconns && (now >= w->drain_deadline || only_lingering)) hp_conn_close_all(w);
         if (w->nconns == 0) close_handles(w);
     }
 }
 
 static void on_check(uv_check_t *h)
 {
-    hp_conn_resume_ready(h->data);
+    hp_worker_t *w = h->data;
+    hp_conn_resume_ready(w);
+    if (w->ready == NULL) uv_idle_stop(&w->kick);
+}
+
+static void on_kick(uv_idle_t *h)
+{
+    /* Nothing to do: being active is the point (the poll does not block,
+     * so the check phase that follows it resumes the ready connections). */
+}
+
+void hp_worker_wake(hp_worker_t *w)
+{
+    uv_idle_start(&w->kick, on_kick);
 }
 
 /* --- reload and stop --------------------------------------------------- */
@@ -234,6 +250,7 @@ static void close_handles(hp_worker_t *w)
     uv_close((uv_handle_t *)&w->tick, NULL);
     uv_close((uv_handle_t *)&w->wakeup, NULL);
     uv_close((uv_handle_t *)&w->resume, NULL);
+    uv_close((uv_handle_t *)&w->kick, NULL);
     close_listener(w);
     /* Cached values go; fills still running detach and free themselves when
      * the upstream pool fails them below. */
@@ -284,6 +301,8 @@ int hp_worker_open(hp_worker_t *w, bool listen)
     uv_check_init(&w->loop, &w->resume);
     w->resume.data = w;
     uv_check_start(&w->resume, on_check);
+    uv_idle_init(&w->loop, &w->kick);
+    w->kick.data = w;
     uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
 
     hp_config_t *cfg = w->gen->config;

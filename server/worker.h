@@ -80,6 +80,7 @@ struct hp_worker {
     uv_timer_t tick;
     uv_async_t wakeup;
     uv_check_t resume;      /* resumes connections whose request finished */
+    uv_idle_t kick;         /* active while some wait: the poll must not block */
 
     hp_gen_t *gen;          /* current generation */
     hp_config_t *pending;   /* next config, handed over by the control thread */
@@ -148,6 +149,10 @@ void hp_gen_release(hp_gen_t *gen);
  * worker without a thread through these. */
 int hp_worker_open(hp_worker_t *w, bool listen);
 void hp_worker_run(hp_worker_t *w);
+
+/* Make the loop's next poll return at once, so connections put on the
+ * ready list are resumed in this iteration's check phase. */
+void hp_worker_wake(hp_worker_t *w);
 
 /* Start draining now, from the worker's own thread. */
 void hp_worker_stop_now(hp_worker_t *w);

@@ -85,7 +85,7 @@ static void complete_fill(fill_state_t *st)
 static void get(hp_memserver_t *m, const char *path, hp_capture_t *cap)
 {
     char req[256];
-    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\n\r\n", path);
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
     hp_memconn_exchange(m, req, (size_t)n, false, cap);
 }
 
@@ -131,7 +131,7 @@ static void scripted_sequence(void **state)
         free(cap.data);
     }
     /* 5 concurrent misses on one key: one fill, four coalesced waiters. */
-    static const char req[] = "GET /cache/k HTTP/1.1\r\n\r\n";
+    static const char req[] = "GET /cache/k HTTP/1.1\r\nHost: x\r\n\r\n";
     hp_capture_t caps[5];
     hp_conn_t *conns[5];
     for (int i = 0; i < 5; i++) {
@@ -194,7 +194,7 @@ static void scripted_sequence(void **state)
     free(cap.data);
 
     /* The same as text when asked for text/plain. */
-    static const char text_req[] = "GET /advice HTTP/1.1\r\nAccept: text/plain\r\n\r\n";
+    static const char text_req[] = "GET /advice HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\n\r\n";
     hp_memconn_exchange(&m, text_req, sizeof(text_req) - 1, false, &cap);
     assert_non_null(strstr(cap.data, "Content-Type: text/plain"));
     assert_non_null(strstr(cap.data, "cache.get"));
