@@ -125,6 +125,10 @@ typedef struct req {
     bool head;       /* HEAD: the response has no body whatever it says */
     bool idempotent; /* safe to resend */
     bool retried;    /* resent once already: no second time */
+    /* The allocation scope of the code that made the request (alloc.h):
+     * reading its response and running its continuations are charged
+     * there too, so a server route's allocation count includes them. */
+    hp_alloc_counter_t *scope;
     size_t len;      /* bytes of the request head in text[] */
     char text[];     /* "METHOD PATH HTTP/1.1\r\nHost: ...\r\n\r\n" */
 } req_t;
@@ -269,12 +273,14 @@ static void deliver(req_t *r)
     int err = r->err;
     const char *msg = r->msg;
     hp_buf_t *b = r->buf;
+    hp_alloc_counter_t *prev = hp_alloc_scope_set(r->scope);
     hp_free(r);
     if (err)
         hp_task_fail(t, err, msg);
     else
         hp_task_complete(t, hp_value_ptr(b));
     hp_task_unref(t);
+    hp_alloc_scope_set(prev);
 }
 
 /* Runs the continuations of finished requests, in the order they finished.
@@ -598,15 +604,16 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->got_bytes = true;
+    hp_alloc_counter_t *prev = hp_alloc_scope_set(c->req->scope);
     llhttp_errno_t e = llhttp_execute(&c->parser, buf->base, (size_t)nread);
-    if (e == HPE_OK) return;
     if (e == HPE_PAUSED && c->complete) {
         size_t used = (size_t)(llhttp_get_error_pos(&c->parser) - buf->base);
         conn_release(c, used == (size_t)nread);
-        return;
+    } else if (e != HPE_OK) {
+        int err = c->perr ? c->perr : HP_EUPSTREAM_PROTOCOL;
+        conn_fail(c, err, c->pmsg ? c->pmsg : protocol_msg(&c->parser, e), false);
     }
-    int err = c->perr ? c->perr : HP_EUPSTREAM_PROTOCOL;
-    conn_fail(c, err, c->pmsg ? c->pmsg : protocol_msg(&c->parser, e), false);
+    hp_alloc_scope_set(prev);
 }
 
 static void write_cb(uv_write_t *w, int status)
@@ -839,6 +846,7 @@ hp_task_t *hp_upstream_request(hp_upstream_t *u, const char *method, const char 
     r->head = strcmp(method, "HEAD") == 0;
     r->idempotent = idempotent(method);
     r->retried = false;
+    r->scope = hp_alloc_scope_get();
     char *w = r->text;
     memcpy(w, method, mlen);
     w += mlen;
