@@ -14,6 +14,7 @@
 #include "middleware.h"
 
 #include "server/alloc.h"
+#include "server/response.h"
 #include "server/server.h"
 #include "server/worker.h"
 
@@ -40,18 +41,6 @@ static void destroy(void *self)
     hp_free(self);
 }
 
-static char *put_hex(char *p, uint64_t n)
-{
-    char tmp[16];
-    int i = 0;
-    do {
-        tmp[i++] = "0123456789abcdef"[n & 15];
-        n >>= 4;
-    } while (n);
-    while (i) *p++ = tmp[--i];
-    return p;
-}
-
 static hp_str_t generate(hp_ctx_t *ctx)
 {
     char *start = hp_ctx_alloc(ctx, 8 + 1 + 16 + 1 + 16);
@@ -59,9 +48,9 @@ static hp_str_t generate(hp_ctx_t *ctx)
     uint32_t boot = ctx->worker->server ? ctx->worker->server->boot_id : 0;
     for (int shift = 28; shift >= 0; shift -= 4) *p++ = "0123456789abcdef"[(boot >> shift) & 15];
     *p++ = '-';
-    p = put_hex(p, ctx->worker->index);
+    p = hp_fmt_hex(p, ctx->worker->index);
     *p++ = '-';
-    p = put_hex(p, ctx->seq);
+    p = hp_fmt_hex(p, ctx->seq);
     return (hp_str_t){start, (size_t)(p - start)};
 }
 

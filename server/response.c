@@ -31,7 +31,7 @@ char *hp_fmt_u64(char *p, uint64_t n)
     return p;
 }
 
-static char *put_hex(char *p, uint64_t n)
+char *hp_fmt_hex(char *p, uint64_t n)
 {
     char tmp[16];
     int i = 0;
@@ -99,7 +99,7 @@ void hp_response_write(hp_wbuf_t *out, hp_ctx_t *ctx, bool keep_alive)
     r->bytes_sent = 0;
     if (send_body) {
         if (chunked && r->body.len) {
-            p = put_hex(p, r->body.len);
+            p = hp_fmt_hex(p, r->body.len);
             p = PUT(p, "\r\n");
         }
         p = put(p, r->body.ptr, r->body.len);

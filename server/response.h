@@ -25,7 +25,9 @@ void hp_response_write(hp_wbuf_t *out, hp_ctx_t *ctx, bool keep_alive);
  * Connection: close, and the reason as a one-line text body. */
 void hp_response_reject(hp_wbuf_t *out, hp_reject_t why, const char *date);
 
-/* Format n in decimal at p; returns the end. p needs 20 bytes. */
+/* Format n in decimal (20 bytes at most) or lowercase hex (16) at p;
+ * return the end. */
 char *hp_fmt_u64(char *p, uint64_t n);
+char *hp_fmt_hex(char *p, uint64_t n);
 
 #endif
