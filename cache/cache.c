@@ -78,6 +78,8 @@ struct hp_cache {
     void *fill_arg;
     hp_cache_opts_t opts;
     uint64_t now_ms; /* the latest now_ms any call passed in */
+    hp_cache_clock_fn clock; /* read when a fill completes, if set */
+    void *clock_arg;
     hp_cache_stats_t stats;
 };
 
@@ -329,6 +331,10 @@ static void fill_done_cb(void *arg)
         return;
     }
     gauge_sub(&c->stats.pending, 1);
+    /* A value is fresh for ttl_ms from when it arrived, not from the last
+     * request: a fill that took longer than the TTL would otherwise store
+     * a value born expired. */
+    if (c->clock) clock_advance(c, c->clock(c->clock_arg));
     hp_value_t v;
     /* Only a 2xx answer is stored: an upstream's 404 or 500 reaches the
      * waiters of this fill (they read the task) but is not cached. */
@@ -361,6 +367,12 @@ hp_cache_t *hp_cache_new(const hp_cache_opts_t *opts, hp_cache_fill_fn fill, voi
     if (!policy_ok(c->opts.policy)) c->opts.policy = HP_CACHE_SIEVE;
     hp_counter_set(&c->stats.max_bytes, c->opts.max_bytes);
     return c;
+}
+
+void hp_cache_set_clock(hp_cache_t *c, hp_cache_clock_fn clock, void *arg)
+{
+    c->clock = clock;
+    c->clock_arg = arg;
 }
 
 void hp_cache_free(hp_cache_t *c)

@@ -12,8 +12,9 @@
  *
  * Ownership: the cache holds one reference to each stored value and one to
  * each in-flight fill task. The clock is the caller's: every call that needs
- * time takes now_ms (the server passes uv_now(loop)); the cache remembers the
- * latest now_ms it has seen and stamps values that arrive by a fill with it.
+ * time takes now_ms (the server passes uv_now(loop)); a value that arrives
+ * by a fill is stamped with the clock set by hp_cache_set_clock (the server
+ * gives its loop's), or without one with the latest now_ms seen (tests).
  *
  * What max_bytes counts, per resident entry (hp_cache_entry_cost):
  *   the entry header (72 bytes on x86-64: queue and chain links, value,
@@ -98,6 +99,10 @@ hp_cache_t *hp_cache_new(const hp_cache_opts_t *opts, hp_cache_fill_fn fill, voi
  * completion no longer touches the cache: the entries that wait for them are
  * detached here and freed by their own continuation. */
 void hp_cache_free(hp_cache_t *c);
+
+/* The time, in the unit of now_ms, when a fill completes. */
+typedef uint64_t (*hp_cache_clock_fn)(void *arg);
+void hp_cache_set_clock(hp_cache_t *c, hp_cache_clock_fn clock, void *arg);
 
 /* Live reload: the new bound applies at once (evicting down to it before
  * returning), the new TTL and stale window apply to resident entries too

@@ -163,6 +163,8 @@ static cJSON *stats_json(const hp_snapshot_t *s)
     cJSON_AddNumberToObject(ca, "fills", (double)c->fills);
     cJSON_AddNumberToObject(ca, "fill_failures", (double)c->fill_failures);
     cJSON_AddNumberToObject(ca, "refreshes", (double)c->refreshes);
+    cJSON_AddNumberToObject(ca, "pending_fills", (double)c->pending);
+    cJSON_AddNumberToObject(ca, "rejected_too_big", (double)c->rejected);
     cJSON_AddNumberToObject(ca, "entries", (double)c->entries);
     cJSON_AddNumberToObject(ca, "bytes", (double)c->bytes);
     cJSON_AddNumberToObject(ca, "max_bytes", (double)c->max_bytes);
@@ -178,6 +180,7 @@ static cJSON *stats_json(const hp_snapshot_t *s)
     cJSON_AddNumberToObject(ue, "reset", (double)u->err_reset);
     cJSON_AddNumberToObject(ue, "too_big", (double)u->err_too_big);
     cJSON_AddNumberToObject(ue, "shutdown", (double)u->err_shutdown);
+    cJSON_AddNumberToObject(ue, "invalid", (double)u->err_invalid);
     cJSON_AddNumberToObject(up, "retries", (double)u->retries);
     cJSON *pool = cJSON_AddObjectToObject(up, "pool");
     cJSON_AddNumberToObject(pool, "open", (double)u->pool_open);

@@ -288,6 +288,11 @@ int hp_worker_init(hp_worker_t *w, hp_server_t *server, unsigned index, hp_confi
     return 0;
 }
 
+static uint64_t loop_now(void *loop)
+{
+    return uv_now(loop);
+}
+
 int hp_worker_open(hp_worker_t *w, bool listen)
 {
     int rc = uv_loop_init(&w->loop);
@@ -311,6 +316,7 @@ int hp_worker_open(hp_worker_t *w, bool listen)
     if (rc) return rc;
     hp_cache_opts_t co = cache_opts(cfg);
     w->cache = hp_cache_new(&co, hp_cache_fill, w);
+    hp_cache_set_clock(w->cache, loop_now, &w->loop);
 
     if (!listen) return 0;
     int opened = 0;

@@ -451,6 +451,38 @@ static void test_ttl_expiry(void **state)
     hp_buf_unref(v);
 }
 
+static uint64_t test_clock(void *arg)
+{
+    return *(uint64_t *)arg;
+}
+
+/* A value is fresh for ttl from when its fill completed: a fill slower than
+ * the TTL must not store a value born expired. */
+static void test_fill_stamped_when_it_completes(void **state)
+{
+    hp_buf_t *v = make_buf("slow");
+    filler_t f = {.how = FILL_PENDING};
+    hp_cache_opts_t o = opts_of(BIG, 300, 0, HP_CACHE_SIEVE);
+    hp_cache_t *c = hp_cache_new(&o, fill_cb, &f);
+    uint64_t now = 1000;
+    hp_cache_set_clock(c, test_clock, &now);
+    hp_cache_outcome_t out;
+
+    hp_vtask_t vt = hp_cache_get(c, HP_MODE_VALUETASK, "k", 1, now, &out);
+    assert_int_equal(out, HP_CACHE_MISS);
+    now = 1400; /* the upstream took 400 ms, longer than the TTL */
+    fill_complete(&f, 0, v);
+    hp_buf_t *b;
+    assert_int_equal(hp_cache_result(&vt, &b, NULL), 0);
+    hp_buf_unref(b);
+
+    assert_non_null(hp_cache_lookup(c, "k", 1, 1650, &out));
+    assert_int_equal(out, HP_CACHE_HIT); /* 250 ms old, not 650 */
+    assert_int_equal(f.calls, 1);
+    hp_cache_free(c);
+    hp_buf_unref(v);
+}
+
 static void test_stale_while_revalidate(void **state)
 {
     filler_t f = {.how = FILL_PENDING};
@@ -868,6 +900,7 @@ int main(void)
         cmocka_unit_test(test_single_flight_50),
         cmocka_unit_test(test_failed_fill_reaches_every_waiter),
         cmocka_unit_test(test_ttl_expiry),
+        cmocka_unit_test(test_fill_stamped_when_it_completes),
         cmocka_unit_test(test_stale_while_revalidate),
         cmocka_unit_test(test_expired_during_refresh_joins_it),
         cmocka_unit_test(test_eviction_under_bound),

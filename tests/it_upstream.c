@@ -1,0 +1,412 @@
+/*
+ * it_upstream.c - integration tests for GET /upstream/{path} and for the
+ * upstream failures both upstream-calling routes (/upstream/ and a cache
+ * miss) turn into 502 and 504: the real server, one worker, in front of the
+ * real stub, both on ephemeral loopback ports.
+ *
+ * Each test starts its own stub and server and stops both asserting exit
+ * status 0 (a leak check in the sanitizer build). Faults come from the
+ * stub: per request with ?fault=MODE on the proxied path, for every request
+ * through POST /_control (a cache key cannot carry a query), or by stopping
+ * the stub.
+ *
+ * What is checked: the proxied path and query (and HEAD sent upstream as
+ * GET), 502 within the connect timeout when the upstream is down, 504 at
+ * the response timeout for a slow or stalled upstream, 502 for a reset,
+ * garbage or truncated answer, 200 for an answer that closes its
+ * connection, and after each failure a working pool with nothing left busy.
+ * The allocations of an /upstream request are measured in it_cache.c, next
+ * to those of a hit and a miss.
+ */
+#include "harness.h"
+
+#include "server/alloc.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+/* Bounds on how late a 502/504 may come: generous, for an ASan build on a
+ * loaded two-core machine, yet far below the stub delays they must beat. */
+#define CONNECT_TIMEOUT_MS  1000
+#define RESPONSE_TIMEOUT_MS 200
+#define MARGIN_MS           700
+
+typedef struct {
+    hp_it_server_t stub;
+    hp_it_server_t server;
+    bool stub_up, server_up;
+} fixture_t;
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    if (f == NULL) return 0;
+    /* Only a test that failed midway leaves these running. */
+    if (f->server_up) hp_it_server_stop(&f->server);
+    if (f->stub_up) hp_it_upstream_stop(&f->stub);
+    free(f);
+    return 0;
+}
+
+/* A stub answering after delay_ms, and hotpath (one worker) whose upstream
+ * is that stub; upstream: JSON members (without braces, may be "") added
+ * to the upstream section. */
+static fixture_t *start(void **state, int delay_ms, const char *upstream)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+    *state = f;
+    char delay[16];
+    snprintf(delay, sizeof(delay), "%d", delay_ms);
+    const char *stub_args[] = {"--delay-ms", delay, NULL};
+    assert_int_equal(hp_it_upstream_start(&f->stub, stub_args), 0);
+    f->stub_up = true;
+    char config[1024];
+    /* A short drain: a test that fails midway leaves connections open. */
+    snprintf(config, sizeof(config),
+             "{\"upstream\": {\"port\": %d%s%s}, \"limits\": {\"drain_timeout_ms\": 1000}}",
+             f->stub.port, *upstream ? ", " : "", upstream);
+    assert_int_equal(hp_it_server_start(&f->server, config, NULL), 0);
+    f->server_up = true;
+    return f;
+}
+
+static void stop(fixture_t *f)
+{
+    f->server_up = false;
+    assert_int_equal(hp_it_server_stop(&f->server), 0);
+    if (f->stub_up) {
+        f->stub_up = false;
+        assert_int_equal(hp_it_upstream_stop(&f->stub), 0);
+    }
+}
+
+static void stub_control(fixture_t *f, const char *query)
+{
+    hp_it_client_t c;
+    hp_it_resp_t r;
+    char target[256];
+    snprintf(target, sizeof(target), "/_control?%s", query);
+    assert_int_equal(hp_it_client_open(&c, f->stub.port), 0);
+    assert_int_equal(hp_it_client_request(&c, "POST", target, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    hp_it_resp_free(&r);
+    hp_it_client_close(&c);
+}
+
+static double delta(const cJSON *a, const cJSON *b, const char *path)
+{
+    return hp_it_json_num(b, path, 0) - hp_it_json_num(a, path, 0);
+}
+
+/* GET (or HEAD) target on c, which must answer status; returns the
+ * milliseconds it took. */
+static long long req(hp_it_client_t *c, const char *method, const char *target, int status,
+                     hp_it_resp_t *r)
+{
+    long long t0 = hp_it_now_ms();
+    assert_int_equal(hp_it_client_request(c, method, target, NULL, r), 0);
+    long long ms = hp_it_now_ms() - t0;
+    if (r->status != status)
+        fprintf(stderr, "%s %s: status %d after %lld ms (expected %d), body \"%s\"\n", method,
+                target, r->status, ms, status, r->body);
+    assert_int_equal(r->status, status);
+    return ms;
+}
+
+/* One request that must answer status with body (NULL: any). */
+static long long expect(hp_it_client_t *c, const char *target, int status, const char *body)
+{
+    hp_it_resp_t r;
+    long long ms = req(c, "GET", target, status, &r);
+    if (body) assert_string_equal(r.body, body);
+    hp_it_resp_free(&r);
+    return ms;
+}
+
+/* Wait (bounded) until no upstream connection is busy and nothing is in
+ * flight; returns the final /stats. */
+static cJSON *settled(int port)
+{
+    long long deadline = hp_it_now_ms() + HP_IT_TIMEOUT_MS;
+    for (;;) {
+        cJSON *s = hp_it_stats(port);
+        assert_non_null(s);
+        double busy = hp_it_json_num(s, "upstream|pool|busy", -1);
+        double queued = hp_it_json_num(s, "upstream|pool|queued", -1);
+        if ((busy == 0 && queued == 0) || hp_it_now_ms() > deadline) {
+            if (busy != 0) fprintf(stderr, "upstream.pool.busy stays at %.0f\n", busy);
+            assert_int_equal(busy, 0);
+            assert_int_equal(queued, 0);
+            return s;
+        }
+        cJSON_Delete(s);
+        hp_it_sleep_ms(10);
+    }
+}
+
+/* --- proxying ---------------------------------------------------------- */
+
+static void proxies_path_and_query_as_get(void **state)
+{
+    fixture_t *f = start(state, 0, "");
+    hp_it_client_t c;
+    hp_it_resp_t r;
+    assert_int_equal(hp_it_client_open(&c, f->server.port), 0);
+
+    /* The stub echoes what it received for paths it does not know. */
+    req(&c, "GET", "/upstream/hello?a=b", 200, &r);
+    assert_string_equal(r.body, "GET /hello?a=b\n");
+    assert_string_equal(hp_it_header(&r, "Content-Type"), "text/plain");
+    assert_string_equal(hp_it_header(&r, "Content-Length"), "15");
+    assert_string_equal(hp_it_header(&r, "Server"), "hotpath"); /* not the stub's */
+    assert_int_equal(hp_it_header_count(&r, "Server"), 1);
+    assert_null(hp_it_header(&r, "X-Cache"));
+    hp_it_resp_free(&r);
+    expect(&c, "/upstream/a/b/c?x=1&y=%20z", 200, "GET /a/b/c?x=1&y=%20z\n");
+    expect(&c, "/upstream/", 200, "GET /\n");
+
+    /* HEAD goes upstream as GET: the length is that of "GET /hello\n". */
+    req(&c, "HEAD", "/upstream/hello", 200, &r);
+    assert_string_equal(hp_it_header(&r, "Content-Length"), "11");
+    assert_int_equal(r.body_len, 0);
+    hp_it_resp_free(&r);
+
+    /* JSON items, a chunked answer (served de-chunked), a sized body. */
+    req(&c, "GET", "/upstream/items/k", 200, &r);
+    assert_string_equal(hp_it_header(&r, "Content-Type"), "application/json");
+    assert_non_null(strstr(r.body, "{\"key\":\"k\",\"value\":\"value-of-k-ee0c38ea\",\"served\":"));
+    hp_it_resp_free(&r);
+    req(&c, "GET", "/upstream/chunked/q", 200, &r);
+    assert_string_equal(r.body, "q:0\nq:1\nq:2\nq:3\nq:4\nq:5\nq:6\nq:7\nq:8\nq:9\n");
+    assert_false(r.chunked);
+    hp_it_resp_free(&r);
+    req(&c, "GET", "/upstream/bytes/1000", 200, &r);
+    assert_int_equal(r.body_len, 1000);
+    assert_int_equal(r.body[0], 'a');
+    assert_int_equal(r.body[999], (char)('a' + 999 % 26));
+    hp_it_resp_free(&r);
+
+    /* The upstream's own statuses pass through. */
+    req(&c, "GET", "/upstream/bytes/x", 400, &r);
+    assert_string_equal(r.body, "{\"error\":\"bad byte count\"}");
+    hp_it_resp_free(&r);
+    /* Only GET and HEAD are routed here. */
+    req(&c, "POST", "/upstream/hello", 405, &r);
+    hp_it_resp_free(&r);
+
+    cJSON *s = settled(f->server.port);
+    assert_int_equal(hp_it_json_num(s, "upstream|requests", 0), 8);
+    assert_int_equal(hp_it_json_num(s, "upstream|responses", 0), 8);
+    assert_int_equal(hp_it_json_num(s, "upstream|pool|connections_opened", 0), 1);
+    assert_int_equal(hp_it_json_num(s, "routes|/upstream/|valuetask|requests", 0), 8);
+    cJSON_Delete(s);
+    hp_it_client_close(&c);
+    stop(f);
+}
+
+/* --- the upstream down ------------------------------------------------- */
+
+static void stopped_upstream_answers_502_within_connect_timeout(void **state)
+{
+    char up[128];
+    snprintf(up, sizeof(up), "\"connect_timeout_ms\": %d", CONNECT_TIMEOUT_MS);
+    fixture_t *f = start(state, 0, up);
+    hp_it_client_t c;
+    hp_it_resp_t r;
+    assert_int_equal(hp_it_client_open(&c, f->server.port), 0);
+    /* A pooled connection first, which the stub's exit then closes. */
+    expect(&c, "/upstream/before", 200, "GET /before\n");
+    f->stub_up = false;
+    assert_int_equal(hp_it_upstream_stop(&f->stub), 0);
+    cJSON *before = settled(f->server.port);
+
+    long long ms_cache = req(&c, "GET", "/cache/y", 502, &r);
+    assert_string_equal(hp_it_header(&r, "X-Cache"), "miss");
+    assert_string_equal(r.body, "upstream failed\n");
+    hp_it_resp_free(&r);
+    long long ms_up = req(&c, "GET", "/upstream/z", 502, &r);
+    assert_string_equal(r.body, "upstream failed\n");
+    hp_it_resp_free(&r);
+    /* Not cached: the next get misses (and fails) again. */
+    req(&c, "GET", "/cache/y", 502, &r);
+    assert_string_equal(hp_it_header(&r, "X-Cache"), "miss");
+    hp_it_resp_free(&r);
+    printf("it_upstream: upstream stopped: /cache/y 502 after %lld ms, /upstream/z 502 after "
+           "%lld ms (connect timeout %d ms)\n",
+           ms_cache, ms_up, CONNECT_TIMEOUT_MS);
+    assert_true(ms_cache < CONNECT_TIMEOUT_MS + MARGIN_MS);
+    assert_true(ms_up < CONNECT_TIMEOUT_MS + MARGIN_MS);
+
+    cJSON *after = settled(f->server.port);
+    assert_int_equal(delta(before, after, "upstream|requests"), 3);
+    assert_int_equal(delta(before, after, "upstream|errors|connect"), 3);
+    assert_int_equal(delta(before, after, "upstream|responses"), 0);
+    assert_int_equal(delta(before, after, "cache|fill_failures"), 2);
+    assert_int_equal(hp_it_json_num(after, "cache|entries", 0), 0);
+    assert_int_equal(hp_it_json_num(after, "upstream|pool|open", -1), 0);
+    cJSON_Delete(before);
+    cJSON_Delete(after);
+    hp_it_client_close(&c);
+    stop(f);
+}
+
+/* --- timeouts ------------------------------------------------------------- */
+
+static void assert_timely_504(long long ms, const char *what)
+{
+    printf("it_upstream: %s: 504 after %lld ms (response timeout %d ms)\n", what, ms,
+           RESPONSE_TIMEOUT_MS);
+    /* Not before the timeout (uv's clock may lag this one by a few ms)... */
+    assert_true(ms >= RESPONSE_TIMEOUT_MS - 20);
+    /* ...and at the timeout, not when the stub would have answered. */
+    assert_true(ms < RESPONSE_TIMEOUT_MS + MARGIN_MS);
+}
+
+static void slow_upstream_answers_504_at_response_timeout(void **state)
+{
+    char up[128];
+    snprintf(up, sizeof(up), "\"response_timeout_ms\": %d", RESPONSE_TIMEOUT_MS);
+    fixture_t *f = start(state, 0, up);
+    hp_it_client_t c;
+    hp_it_resp_t r;
+    assert_int_equal(hp_it_client_open(&c, f->server.port), 0);
+    expect(&c, "/upstream/warm", 200, "GET /warm\n");
+    cJSON *before = settled(f->server.port);
+
+    /* Stalled: the request is read, never answered. */
+    long long ms = req(&c, "GET", "/upstream/items/x?fault=stall", 504, &r);
+    assert_string_equal(r.body, "upstream timed out\n");
+    hp_it_resp_free(&r);
+    assert_timely_504(ms, "/upstream ?fault=stall");
+    expect(&c, "/upstream/after-stall", 200, "GET /after-stall\n");
+
+    /* Headers, then nothing. */
+    ms = req(&c, "GET", "/upstream/items/x?fault=headers", 504, &r);
+    hp_it_resp_free(&r);
+    assert_timely_504(ms, "/upstream ?fault=headers");
+    expect(&c, "/upstream/after-headers", 200, "GET /after-headers\n");
+
+    /* Slow: every answer 3 s late. */
+    stub_control(f, "delay_ms=3000");
+    ms = req(&c, "GET", "/upstream/slow", 504, &r);
+    hp_it_resp_free(&r);
+    assert_timely_504(ms, "/upstream, stub delay 3000 ms");
+    ms = req(&c, "GET", "/cache/slow", 504, &r);
+    assert_string_equal(hp_it_header(&r, "X-Cache"), "miss");
+    assert_string_equal(r.body, "upstream timed out\n");
+    hp_it_resp_free(&r);
+    assert_timely_504(ms, "/cache miss, stub delay 3000 ms");
+
+    stub_control(f, "delay_ms=0");
+    expect(&c, "/upstream/after-slow", 200, "GET /after-slow\n");
+    req(&c, "GET", "/cache/slow", 200, &r); /* the timeout was not cached */
+    assert_string_equal(hp_it_header(&r, "X-Cache"), "miss");
+    hp_it_resp_free(&r);
+
+    cJSON *after = settled(f->server.port);
+    assert_int_equal(delta(before, after, "upstream|errors|timeout"), 4);
+    assert_int_equal(delta(before, after, "upstream|responses"), 4);
+    assert_int_equal(delta(before, after, "upstream|requests"), 8);
+    assert_int_equal(delta(before, after, "cache|fill_failures"), 1);
+    cJSON_Delete(before);
+    cJSON_Delete(after);
+    hp_it_client_close(&c);
+    stop(f);
+}
+
+/* --- broken answers ------------------------------------------------------- */
+
+typedef struct {
+    const char *fault;
+    int status;             /* what hotpath answers */
+    const char *error_kind; /* the upstream.errors counter it adds to, or NULL */
+} fault_case_t;
+
+static const fault_case_t fault_cases[] = {
+    {"reset", 502, "reset"},
+    {"garbage", 502, "protocol"},
+    {"truncate", 502, "reset"},
+    {"close", 200, NULL},
+};
+
+static void broken_answers_fail_and_the_pool_recovers(void **state)
+{
+    fixture_t *f = start(state, 0, "");
+    hp_it_client_t c;
+    hp_it_resp_t r;
+    assert_int_equal(hp_it_client_open(&c, f->server.port), 0);
+    expect(&c, "/upstream/warm", 200, "GET /warm\n");
+
+    for (size_t i = 0; i < sizeof(fault_cases) / sizeof(fault_cases[0]); i++) {
+        const fault_case_t *fc = &fault_cases[i];
+        cJSON *before = settled(f->server.port);
+        char target[128], body[128];
+        snprintf(target, sizeof(target), "/upstream/items/f?fault=%s", fc->fault);
+        req(&c, "GET", target, fc->status, &r);
+        if (fc->status == 502)
+            assert_string_equal(r.body, "upstream failed\n");
+        else
+            assert_non_null(strstr(r.body, "\"key\":\"f\""));
+        hp_it_resp_free(&r);
+        /* The next one works, on the same client connection. */
+        snprintf(target, sizeof(target), "/upstream/after-%s", fc->fault);
+        snprintf(body, sizeof(body), "GET /after-%s\n", fc->fault);
+        expect(&c, target, 200, body);
+        cJSON *after = settled(f->server.port);
+        assert_int_equal(delta(before, after, "upstream|requests"), 2);
+        assert_int_equal(delta(before, after, "upstream|responses"), fc->status == 200 ? 2 : 1);
+        if (fc->error_kind) {
+            char path[64];
+            snprintf(path, sizeof(path), "upstream|errors|%s", fc->error_kind);
+            assert_int_equal(delta(before, after, path), 1);
+        }
+        /* The broken connection is gone; the next request opened another. */
+        assert_int_equal(delta(before, after, "upstream|pool|connections_opened"), 1);
+        assert_int_equal(hp_it_json_num(after, "upstream|pool|open", -1), 1);
+        cJSON_Delete(before);
+        cJSON_Delete(after);
+    }
+
+    /* The same through a cache miss, the fault set for every request. */
+    static const char *const cache_faults[] = {"reset", "garbage", "truncate"};
+    for (size_t i = 0; i < 3; i++) {
+        char q[64];
+        snprintf(q, sizeof(q), "fault=%s", cache_faults[i]);
+        stub_control(f, q);
+        req(&c, "GET", "/cache/broken", 502, &r);
+        assert_string_equal(hp_it_header(&r, "X-Cache"), "miss");
+        hp_it_resp_free(&r);
+        stub_control(f, "fault=none");
+        req(&c, "GET", "/cache/fine", 200, &r);
+        hp_it_resp_free(&r);
+        cJSON_Delete(settled(f->server.port));
+    }
+    req(&c, "GET", "/cache/broken", 200, &r);
+    assert_string_equal(hp_it_header(&r, "X-Cache"), "miss");
+    hp_it_resp_free(&r);
+    cJSON *s = settled(f->server.port);
+    assert_int_equal(hp_it_json_num(s, "cache|fill_failures", 0), 3);
+    assert_int_equal(hp_it_json_num(s, "cache|entries", 0), 2);
+    cJSON_Delete(s);
+    hp_it_client_close(&c);
+    stop(f);
+}
+
+int main(void)
+{
+    hp_alloc_install();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(proxies_path_and_query_as_get, teardown),
+        cmocka_unit_test_teardown(stopped_upstream_answers_502_within_connect_timeout, teardown),
+        cmocka_unit_test_teardown(slow_upstream_answers_504_at_response_timeout, teardown),
+        cmocka_unit_test_teardown(broken_answers_fail_and_the_pool_recovers, teardown),
+    };
+    return hp_it_result(cmocka_run_group_tests(tests, NULL, NULL));
+}
