@@ -6,8 +6,10 @@
  * The figures per layer come from the chain's own bookkeeping (metrics.h:
  * every layer call records whether its valuetask was inline, a task, or a
  * pooled source, and whether it had completed), summed over both modes and
- * all workers. The rate is the last complete window's (advice.window_s),
- * or the average since start before the first window closes.
+ * all workers. The decision uses the last complete window (advice.window_s)
+ * when the layer was called in it - so it follows what the layer does now,
+ * a cache's hit ratio under the current load, say - and the figures since
+ * start otherwise; both are reported.
  *
  * JSON by default; a plain-text table when the client asks for text/plain.
  */
@@ -87,9 +89,31 @@ static const char *layer_kind(const char *name)
 
 typedef struct {
     const char *name;
-    hp_advice_in_t in;
+    hp_advice_in_t in;    /* what the decision was made on */
+    hp_advice_in_t total; /* since start */
+    bool recent;          /* `in` is the last window's */
     hp_advice_out_t out;
 } row_t;
+
+/* Sum a layer's figures over both modes from one of the snapshot's arrays
+ * (totals since start, or the last window). */
+static hp_advice_in_t figures(const hp_layer_stats_t (*arr)[2], size_t i)
+{
+    hp_advice_in_t in = {0};
+    for (int mode = 0; mode < 2; mode++) {
+        const hp_layer_stats_t *l = &arr[i][mode];
+        in.calls += l->calls;
+        in.sync += l->sync;
+        /* A task-backed result is a new task, except when it is a shared one
+         * another caller already waits on (a coalesced fill). */
+        in.allocated += l->task_vt - (l->waiters < l->task_vt ? l->waiters : l->task_vt);
+        in.avoided += l->inline_vt;
+        in.waiters += l->waiters;
+        in.pooled += l->source_vt;
+        in.as_task += l->as_task;
+    }
+    return in;
+}
 
 static size_t evaluate(const hp_snapshot_t *s, const hp_config_t *cfg, row_t *rows)
 {
@@ -100,27 +124,19 @@ static size_t evaluate(const hp_snapshot_t *s, const hp_config_t *cfg, row_t *ro
     };
     size_t n = 0;
     for (size_t i = 0; i < s->m.nlayers; i++) {
-        hp_advice_in_t in = {0};
-        uint64_t recent = 0;
-        for (int mode = 0; mode < 2; mode++) {
-            const hp_layer_stats_t *l = &s->m.layers[i][mode];
-            in.calls += l->calls;
-            in.sync += l->sync;
-            /* A task-backed result is a new task, except when it is a shared
-             * one another caller already waits on (a coalesced fill). */
-            in.allocated += l->task_vt - (l->waiters < l->task_vt ? l->waiters : l->task_vt);
-            in.avoided += l->inline_vt;
-            in.waiters += l->waiters;
-            in.pooled += l->source_vt;
-            in.as_task += l->as_task;
-            recent += s->m.window[i][mode].calls;
-        }
-        if (in.calls == 0) continue;
-        if (s->m.window_ms) in.rate = (double)recent * 1000.0 / (double)s->m.window_ms;
-        else if (s->uptime_ms) in.rate = (double)in.calls * 1000.0 / (double)s->uptime_ms;
+        hp_advice_in_t total = figures(s->m.layers, i);
+        if (total.calls == 0) continue;
+        hp_advice_in_t recent = figures(s->m.window, i);
+        total.rate = (double)total.calls * 1000.0 / (double)s->uptime_ms;
+        /* The tree is walked on what the layer does now: the last window
+         * when it saw calls, the whole run otherwise. */
+        bool use_recent = s->m.window_ms && recent.calls;
+        if (use_recent) recent.rate = (double)recent.calls * 1000.0 / (double)s->m.window_ms;
         rows[n].name = s->m.layer_names[i];
-        rows[n].in = in;
-        hp_advice_decide(&in, &th, &rows[n].out);
+        rows[n].total = total;
+        rows[n].in = use_recent ? recent : total;
+        rows[n].recent = use_recent;
+        hp_advice_decide(&rows[n].in, &th, &rows[n].out);
         n++;
     }
     return n;
@@ -143,8 +159,11 @@ static char *as_json(const hp_snapshot_t *s, const hp_config_t *cfg, const row_t
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "layer", r->name);
         cJSON_AddStringToObject(o, "kind", layer_kind(r->name));
+        cJSON_AddStringToObject(o, "figures", r->recent ? "last window" : "since start");
         cJSON_AddNumberToObject(o, "calls", (double)r->in.calls);
         cJSON_AddNumberToObject(o, "calls_per_s", r->in.rate);
+        cJSON_AddNumberToObject(o, "calls_total", (double)r->total.calls);
+        cJSON_AddNumberToObject(o, "calls_per_s_total", r->total.rate);
         cJSON_AddNumberToObject(o, "completed_synchronously", (double)r->in.sync);
         cJSON_AddNumberToObject(o, "sync_share", r->out.sync_share);
         cJSON_AddNumberToObject(o, "allocations", (double)r->in.allocated);
