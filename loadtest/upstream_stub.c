@@ -41,6 +41,7 @@
  * connection at once, pending answers included.
  */
 #include "server/alloc.h"
+#include "server/list.h"
 
 #include <getopt.h>
 #include <llhttp.h>
@@ -58,36 +59,6 @@
 #define BYTES_MAX (64u << 20) /* /bytes/{n} cap */
 #define CHUNK     7           /* /chunked/ chunk size: small, so bodies take several */
 
-typedef struct link {
-    struct link *prev, *next;
-} link_t;
-
-#define container_of(p, type, field) ((type *)((char *)(p)-offsetof(type, field)))
-
-static void link_init(link_t *l)
-{
-    l->prev = l->next = l;
-}
-
-static bool link_empty(const link_t *l)
-{
-    return l->next == l;
-}
-
-static void link_push_back(link_t *head, link_t *n)
-{
-    n->next = head;
-    n->prev = head->prev;
-    head->prev->next = n;
-    head->prev = n;
-}
-
-static void link_remove(link_t *n)
-{
-    n->prev->next = n->next;
-    n->next->prev = n->prev;
-    link_init(n);
-}
 
 enum { F_NONE, F_STALL, F_HEADERS, F_GARBAGE, F_RESET, F_CLOSE, F_TRUNCATE, F_DROP, F_COUNT };
 static const char *const fault_names[F_COUNT] = {
@@ -110,7 +81,7 @@ typedef struct {
     uv_tcp_t listener;
     uv_signal_t sigint, sigterm;
     settings_t set;
-    link_t conns;
+    hp_link_t conns;
     uint64_t requests, items, failed, faults, connections, open_connections;
     uint64_t rng;
     char rbuf[65536]; /* every connection reads here: each read is parsed at once */
@@ -120,8 +91,8 @@ typedef struct {
     uv_tcp_t tcp;
     llhttp_t parser;
     stub_t *s;
-    link_t link;      /* in s->conns until closing */
-    link_t reqs;      /* requests in arrival order; answers leave from the front */
+    hp_link_t link;      /* in s->conns until closing */
+    hp_link_t reqs;      /* requests in arrival order; answers leave from the front */
     unsigned handles; /* tcp plus request timers not yet closed; freed at 0 */
     uint64_t received;
     bool closing;
@@ -134,7 +105,7 @@ typedef struct {
 
 typedef struct {
     uv_timer_t timer; /* the delay; closed when the request is done */
-    link_t link;      /* in c->reqs until answered */
+    hp_link_t link;      /* in c->reqs until answered */
     sconn_t *c;
     uint8_t method;
     uint8_t after; /* A_*, once ready */
@@ -502,11 +473,11 @@ static void conn_close(sconn_t *c, bool reset)
 {
     if (c->closing) return;
     c->closing = true;
-    link_remove(&c->link);
+    hp_link_remove(&c->link);
     c->s->open_connections--;
-    while (!link_empty(&c->reqs)) {
-        sreq_t *r = container_of(c->reqs.next, sreq_t, link);
-        link_remove(&r->link);
+    while (!hp_link_empty(&c->reqs)) {
+        sreq_t *r = hp_container_of(c->reqs.next, sreq_t, link);
+        hp_link_remove(&r->link);
         uv_close((uv_handle_t *)&r->timer, req_closed_cb);
     }
     if (!reset || uv_tcp_close_reset(&c->tcp, tcp_closed_cb) != 0)
@@ -534,10 +505,10 @@ static void write_cb(uv_write_t *w, int status)
 /* Write every answer that is ready at the front of the queue. */
 static void flush(sconn_t *c)
 {
-    while (!c->closing && !c->ending && !c->stalled && !link_empty(&c->reqs)) {
-        sreq_t *r = container_of(c->reqs.next, sreq_t, link);
+    while (!c->closing && !c->ending && !c->stalled && !hp_link_empty(&c->reqs)) {
+        sreq_t *r = hp_container_of(c->reqs.next, sreq_t, link);
         if (!r->ready) break;
-        link_remove(&r->link);
+        hp_link_remove(&r->link);
         uint8_t what = r->after;
         char *data = r->resp;
         size_t len = r->resp_len;
@@ -655,7 +626,7 @@ static sreq_t *req_new(sconn_t *c, llhttp_t *p)
     r->method = llhttp_get_method(p);
     r->keep_alive = llhttp_should_keep_alive(p);
     memcpy(r->url, c->url, c->url_len);
-    link_push_back(&c->reqs, &r->link);
+    hp_link_push_back(&c->reqs, &r->link);
     return r;
 }
 
@@ -719,11 +690,11 @@ static void accept_cb(uv_stream_t *server, int status)
     if (status < 0) return;
     sconn_t *c = hp_calloc(1, sizeof(*c));
     c->s = s;
-    link_init(&c->reqs);
+    hp_link_init(&c->reqs);
     uv_tcp_init(&s->loop, &c->tcp);
     c->tcp.data = c;
     c->handles = 1;
-    link_push_back(&s->conns, &c->link);
+    hp_link_push_back(&s->conns, &c->link);
     s->connections++;
     s->open_connections++;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
@@ -744,8 +715,8 @@ static void signal_cb(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&s->listener, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
-    while (!link_empty(&s->conns))
-        conn_close(container_of(s->conns.next, sconn_t, link), false);
+    while (!hp_link_empty(&s->conns))
+        conn_close(hp_container_of(s->conns.next, sconn_t, link), false);
 }
 
 static void usage(FILE *f)
@@ -841,7 +812,7 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &host, &port, &s->set);
     if (rc) return rc;
     s->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
-    link_init(&s->conns);
+    hp_link_init(&s->conns);
 
     struct sockaddr_storage addr;
     bool v6 = false;

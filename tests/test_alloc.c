@@ -22,26 +22,10 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "tests/counters.h"
 #include <uv.h>
 
-static hp_alloc_stats_t alloc_stats;
-
-static int fresh_counters(void **state)
-{
-    (void)state;
-    memset(&alloc_stats, 0, sizeof(alloc_stats));
-    hp_alloc_bind_thread(&alloc_stats);
-    hp_alloc_scope_set(NULL);
-    return 0;
-}
-
-static int unbind_counters(void **state)
-{
-    (void)state;
-    hp_alloc_bind_thread(NULL);
-    hp_alloc_scope_set(NULL);
-    return 0;
-}
 
 static uint64_t door_count(hp_alloc_source_t src)
 {
@@ -51,11 +35,6 @@ static uint64_t door_count(hp_alloc_source_t src)
 static uint64_t door_bytes(hp_alloc_source_t src)
 {
     return hp_alloc_thread_stats()->by_source[src].bytes;
-}
-
-static uint64_t frees(void)
-{
-    return hp_alloc_thread_stats()->frees;
 }
 
 /* --- hotpath's own door --------------------------------------------------- */
@@ -98,13 +77,13 @@ static const struct {
 static void own_door_counts_each_call_and_its_bytes(void **state)
 {
     for (size_t i = 0; i < sizeof(own_cases) / sizeof(own_cases[0]); i++) {
-        uint64_t c0 = door_count(HP_ALLOC_OWN), b0 = door_bytes(HP_ALLOC_OWN), f0 = frees();
+        uint64_t c0 = door_count(HP_ALLOC_OWN), b0 = door_bytes(HP_ALLOC_OWN), f0 = hp_test_frees();
         void *p = own_cases[i].op();
         assert_non_null(p); /* never NULL, even for 0 bytes */
         if (door_count(HP_ALLOC_OWN) - c0 != 1) fail_msg("%s: not counted once", own_cases[i].name);
         assert_int_equal(door_bytes(HP_ALLOC_OWN) - b0, own_cases[i].bytes);
         hp_free(p);
-        assert_int_equal(frees() - f0, 1);
+        assert_int_equal(hp_test_frees() - f0, 1);
     }
     /* Nothing leaked into the other doors. */
     assert_int_equal(door_count(HP_ALLOC_UV), 0);
@@ -124,7 +103,7 @@ static void calloc_zeroes_and_strndup_terminates(void **state)
     hp_free(s);
     hp_free(whole);
     assert_int_equal(door_count(HP_ALLOC_OWN), 3);
-    assert_int_equal(frees(), 3);
+    assert_int_equal(hp_test_frees(), 3);
 }
 
 static void realloc_growth_is_counted_as_an_allocation(void **state)
@@ -135,15 +114,15 @@ static void realloc_growth_is_counted_as_an_allocation(void **state)
     assert_string_equal(p, "0123456789abcde"); /* contents moved with it */
     assert_int_equal(door_count(HP_ALLOC_OWN), 2);
     assert_int_equal(door_bytes(HP_ALLOC_OWN), 16 + 64 * 1024);
-    assert_int_equal(frees(), 0); /* realloc's own release of the old block is not a free */
+    assert_int_equal(hp_test_frees(), 0); /* realloc's own release of the old block is not a free */
     hp_free(p);
-    assert_int_equal(frees(), 1);
+    assert_int_equal(hp_test_frees(), 1);
 }
 
 static void free_of_null_is_not_counted(void **state)
 {
     hp_free(NULL);
-    assert_int_equal(frees(), 0);
+    assert_int_equal(hp_test_frees(), 0);
 }
 
 static void stats_sum_adds_the_three_doors(void **state)
@@ -167,12 +146,12 @@ static void bind_redirects_and_unbind_restores_the_private_block(void **state)
     hp_free(hp_malloc(8));
     assert_int_equal(other.by_source[HP_ALLOC_OWN].count, 1);
     assert_int_equal(other.frees, 1);
-    assert_int_equal(alloc_stats.by_source[HP_ALLOC_OWN].count, 0);
+    assert_int_equal(hp_test_alloc.by_source[HP_ALLOC_OWN].count, 0);
 
     hp_alloc_bind_thread(NULL);
     const hp_alloc_stats_t *priv = hp_alloc_thread_stats();
     assert_ptr_not_equal(priv, &other);
-    assert_ptr_not_equal(priv, &alloc_stats);
+    assert_ptr_not_equal(priv, &hp_test_alloc);
     uint64_t c0 = priv->by_source[HP_ALLOC_OWN].count;
     hp_free(hp_malloc(8));
     assert_int_equal(priv->by_source[HP_ALLOC_OWN].count, c0 + 1);
@@ -196,7 +175,7 @@ static void other_threads_count_into_their_own_blocks(void **state)
     assert_int_equal(pthread_join(th, NULL), 0);
     assert_int_equal(theirs, 5);
     assert_int_equal(door_count(HP_ALLOC_OWN), 0);
-    assert_int_equal(frees(), 0);
+    assert_int_equal(hp_test_frees(), 0);
 }
 
 /* --- scopes --------------------------------------------------------------- */
@@ -276,7 +255,7 @@ static void timer_fired_cb(uv_timer_t *timer)
  * libuv's allocator, and closing it gives that back through hp_free. */
 static uint64_t loop_cycle_uv_allocs(void)
 {
-    uint64_t c0 = door_count(HP_ALLOC_UV), f0 = frees();
+    uint64_t c0 = door_count(HP_ALLOC_UV), f0 = hp_test_frees();
     uv_loop_t loop;
     uv_timer_t timer;
     int fired = 0;
@@ -287,7 +266,7 @@ static uint64_t loop_cycle_uv_allocs(void)
     assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(fired, 1);
     assert_int_equal(uv_loop_close(&loop), 0);
-    assert_true(frees() - f0 > 0);
+    assert_true(hp_test_frees() - f0 > 0);
     return door_count(HP_ALLOC_UV) - c0;
 }
 
@@ -318,7 +297,7 @@ static void cjson_door_counts_nodes_and_frees_them(void **state)
     cJSON_Delete(obj);
     /* cJSON never reallocates through these hooks, so every block it asked
      * for is one it gave back. */
-    assert_int_equal(frees(), door_count(HP_ALLOC_CJSON));
+    assert_int_equal(hp_test_frees(), door_count(HP_ALLOC_CJSON));
     assert_int_equal(door_count(HP_ALLOC_OWN), 0);
     assert_int_equal(door_count(HP_ALLOC_UV), 0);
 }
@@ -337,10 +316,10 @@ static void cjson_print_preallocated_on_stack_nodes_makes_no_allocation(void **s
     assert_true(cJSON_PrintPreallocated(&root, buf, (int)sizeof(buf), 0));
     assert_string_equal(buf, "{\"message\":\"Hello, World!\"}");
     assert_int_equal(hp_alloc_stats_sum(hp_alloc_thread_stats()).count, 0);
-    assert_int_equal(frees(), 0);
+    assert_int_equal(hp_test_frees(), 0);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, fresh_counters, unbind_counters)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, hp_test_counters_setup, hp_test_counters_teardown)
 
 int main(void)
 {

@@ -9,7 +9,7 @@
  * singletons counted honestly; and WhenAll/WhenAny, composable and leak-free.
  *
  * Every test runs with freshly bound allocator and runtime counters (see
- * fresh_counters), so "allocations" below means allocations made by the test
+ * hp_test_counters_setup), so "allocations" below means allocations made by the test
  * itself, and the figures are asserted exactly. A test whose blocks were
  * never grown with realloc also checks that every block it caused was freed
  * (frees == allocations); ASan and valgrind check the rest.
@@ -26,45 +26,17 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "tests/counters.h"
 #include <uv.h>
 
-static hp_alloc_stats_t alloc_stats;
-static hp_runtime_stats_t rt_stats;
-
-static int fresh_counters(void **state)
-{
-    (void)state;
-    memset(&alloc_stats, 0, sizeof(alloc_stats));
-    memset(&rt_stats, 0, sizeof(rt_stats));
-    hp_alloc_bind_thread(&alloc_stats);
-    hp_runtime_bind_thread(&rt_stats);
-    return 0;
-}
-
-static int unbind_counters(void **state)
-{
-    (void)state;
-    hp_alloc_bind_thread(NULL);
-    hp_runtime_bind_thread(NULL);
-    return 0;
-}
 
 /* Allocation calls made through every door since the test started. */
-static uint64_t allocs(void)
-{
-    return hp_alloc_stats_sum(hp_alloc_thread_stats()).count;
-}
-
-static uint64_t frees(void)
-{
-    return hp_alloc_thread_stats()->frees;
-}
-
 /* Valid only when no block was grown by realloc (a grown block is counted
  * twice but freed once): every block the test caused has been freed. */
 static void assert_all_freed(void)
 {
-    assert_int_equal(frees(), allocs());
+    assert_int_equal(hp_test_frees(), hp_test_allocs());
 }
 
 /* --- continuations ------------------------------------------------------ */
@@ -99,7 +71,7 @@ static void continuations_run_once_in_registration_order(void **state)
 {
     for (size_t c = 0; c < sizeof(fanout_cases) / sizeof(fanout_cases[0]); c++) {
         uint32_t n = fanout_cases[c].waiters;
-        uint64_t a0 = allocs(), f0 = frees();
+        uint64_t a0 = hp_test_allocs(), f0 = hp_test_frees();
         order_t order = {.n = 0};
         step_t steps[100];
         hp_task_t *t = hp_task_new();
@@ -109,7 +81,7 @@ static void continuations_run_once_in_registration_order(void **state)
         }
         assert_int_equal(order.n, 0);
         assert_int_equal(hp_task_waiter_count(t), n);
-        assert_int_equal(allocs() - a0, 1 + fanout_cases[c].growths);
+        assert_int_equal(hp_test_allocs() - a0, 1 + fanout_cases[c].growths);
 
         assert_int_equal(hp_task_complete(t, hp_value_int(77)), 0);
         assert_int_equal(order.n, (int)n);
@@ -123,11 +95,11 @@ static void continuations_run_once_in_registration_order(void **state)
 
         hp_task_unref(t);
         /* The task, plus the waiter array when there was one. */
-        assert_int_equal(frees() - f0, n > 1 ? 2 : 1);
+        assert_int_equal(hp_test_frees() - f0, n > 1 ? 2 : 1);
     }
-    assert_int_equal(rt_stats.task_waiters, 1 + 2 + 3 + 100);
-    assert_int_equal(rt_stats.task_waiter_allocs, 0 + 1 + 1 + 7);
-    assert_int_equal(rt_stats.tasks_allocated, 4);
+    assert_int_equal(hp_test_rt.task_waiters, 1 + 2 + 3 + 100);
+    assert_int_equal(hp_test_rt.task_waiter_allocs, 0 + 1 + 1 + 7);
+    assert_int_equal(hp_test_rt.tasks_allocated, 4);
 }
 
 static void result_is_cached_for_every_reader(void **state)
@@ -161,7 +133,7 @@ static void await_on_completed_task_runs_before_returning(void **state)
     hp_task_await(t, count_cb, &ran);
     assert_int_equal(ran, 2);
     /* Running at once needs no waiter slot, so no array either. */
-    assert_int_equal(rt_stats.task_waiter_allocs, 0);
+    assert_int_equal(hp_test_rt.task_waiter_allocs, 0);
     hp_task_unref(t);
     assert_all_freed();
 }
@@ -178,7 +150,7 @@ static void waiter_count_counts_every_registration(void **state)
         hp_task_await(t, count_cb, &ran);
     assert_int_equal(ran, 5);
     assert_int_equal(hp_task_waiter_count(t), 5);
-    assert_int_equal(rt_stats.task_waiters, 5);
+    assert_int_equal(hp_test_rt.task_waiters, 5);
     hp_task_unref(t);
 }
 
@@ -399,7 +371,7 @@ static void continuation_dropping_last_ref_is_safe(void **state)
     assert_ptr_equal(c.read.ptr, &payload);
     assert_int_equal(c.disposed_when_read, 0);
     assert_int_equal(disposed, 1);
-    assert_int_equal(frees(), 2); /* the task and its waiter array */
+    assert_int_equal(hp_test_frees(), 2); /* the task and its waiter array */
 
     /* Same with a single (inline-slot) continuation. */
     disposed = 0;
@@ -409,7 +381,7 @@ static void continuation_dropping_last_ref_is_safe(void **state)
     hp_task_complete(c.t, hp_value_ptr(&payload));
     assert_int_equal(c.dropped, 1);
     assert_int_equal(disposed, 1);
-    assert_int_equal(frees(), 3);
+    assert_int_equal(hp_test_frees(), 3);
 }
 
 /* --- Task.FromResult singletons ----------------------------------------- */
@@ -437,10 +409,10 @@ static void from_result_small_values_come_from_the_cache(void **state)
     hp_task_result(null_task, &v);
     assert_null(v.ptr);
 
-    assert_int_equal(rt_stats.tasks_cached, 10 * 2 + 2);
-    assert_int_equal(rt_stats.tasks_allocated, 0);
-    assert_int_equal(allocs(), 0);
-    assert_int_equal(frees(), 0);
+    assert_int_equal(hp_test_rt.tasks_cached, 10 * 2 + 2);
+    assert_int_equal(hp_test_rt.tasks_allocated, 0);
+    assert_int_equal(hp_test_allocs(), 0);
+    assert_int_equal(hp_test_frees(), 0);
 }
 
 static void from_result_other_values_allocate_once(void **state)
@@ -450,9 +422,9 @@ static void from_result_other_values_allocate_once(void **state)
                                  hp_value_ptr(&real)};
     const size_t n = sizeof(values) / sizeof(values[0]);
     for (size_t i = 0; i < n; i++) {
-        uint64_t a0 = allocs();
+        uint64_t a0 = hp_test_allocs();
         hp_task_t *t = hp_task_from_result(values[i]);
-        assert_int_equal(allocs() - a0, 1);
+        assert_int_equal(hp_test_allocs() - a0, 1);
         hp_task_t *u = hp_task_from_result(values[i]);
         assert_ptr_not_equal(t, u);
         hp_value_t v;
@@ -461,8 +433,8 @@ static void from_result_other_values_allocate_once(void **state)
         hp_task_unref(t);
         hp_task_unref(u);
     }
-    assert_int_equal(rt_stats.tasks_allocated, 2 * n);
-    assert_int_equal(rt_stats.tasks_cached, 0);
+    assert_int_equal(hp_test_rt.tasks_allocated, 2 * n);
+    assert_int_equal(hp_test_rt.tasks_cached, 0);
     assert_all_freed();
 }
 
@@ -484,9 +456,9 @@ static void when_all_completes_after_every_input(void **state)
 {
     hp_task_t *in[3];
     new_pending(in, 3);
-    uint64_t a0 = allocs();
+    uint64_t a0 = hp_test_allocs();
     hp_task_t *all = hp_task_when_all(in, 3);
-    assert_int_equal(allocs() - a0, 2); /* its state block and its task */
+    assert_int_equal(hp_test_allocs() - a0, 2); /* its state block and its task */
     int ran = 0;
     hp_task_await(all, count_cb, &ran);
 
@@ -583,7 +555,7 @@ static void when_all_of_nothing_is_completed_without_allocating(void **state)
     hp_value_t v = {.i = 99};
     assert_int_equal(hp_task_result(all, &v), 0);
     assert_int_equal(v.i, 0);
-    assert_int_equal(allocs(), 0);
+    assert_int_equal(hp_test_allocs(), 0);
     hp_task_unref(all);
 }
 
@@ -734,16 +706,16 @@ static void when_output_dropped_early_is_freed_with_the_inputs(void **state)
     new_pending(in, 2);
     hp_task_unref(hp_task_when_all(in, 2));
     hp_task_unref(hp_task_when_any(in, 2));
-    assert_int_equal(frees(), 0);
+    assert_int_equal(hp_test_frees(), 0);
     hp_task_complete(in[0], hp_value_int(10));
     hp_task_fail(in[1], HP_ENOTFOUND, NULL);
     unref_all(in, 2);
     /* Each input got two waiters, so each grew a waiter array: 2 extra. */
-    assert_int_equal(allocs(), 2 + 2 * 2 + 2);
-    assert_int_equal(frees(), allocs());
+    assert_int_equal(hp_test_allocs(), 2 + 2 * 2 + 2);
+    assert_int_equal(hp_test_frees(), hp_test_allocs());
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, fresh_counters, unbind_counters)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, hp_test_counters_setup, hp_test_counters_teardown)
 
 int main(void)
 {

@@ -24,39 +24,17 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "tests/counters.h"
 #include <uv.h>
 
-static hp_alloc_stats_t alloc_stats;
-static hp_runtime_stats_t rt_stats;
 static hp_vtsource_t src; /* the pooled source, as a request context embeds it */
 
 static int fresh_counters(void **state)
 {
-    (void)state;
-    memset(&alloc_stats, 0, sizeof(alloc_stats));
-    memset(&rt_stats, 0, sizeof(rt_stats));
-    hp_alloc_bind_thread(&alloc_stats);
-    hp_runtime_bind_thread(&rt_stats);
+    hp_test_counters_setup(state);
     hp_vtsource_init(&src);
     return 0;
-}
-
-static int unbind_counters(void **state)
-{
-    (void)state;
-    hp_alloc_bind_thread(NULL);
-    hp_runtime_bind_thread(NULL);
-    return 0;
-}
-
-static uint64_t allocs(void)
-{
-    return hp_alloc_stats_sum(hp_alloc_thread_stats()).count;
-}
-
-static uint64_t frees(void)
-{
-    return hp_alloc_thread_stats()->frees;
 }
 
 static void assert_misuse(uint64_t consumed, uint64_t stale)
@@ -121,8 +99,8 @@ static void inline_result_makes_no_allocation(void **state)
     assert_int_equal(r.ran, 1); /* at once, before returning */
     assert_int_equal(r.rc, 0);
     assert_ptr_equal(r.value.ptr, &payload);
-    assert_int_equal(allocs(), 0);
-    assert_int_equal(rt_stats.vtasks_inline, 1);
+    assert_int_equal(hp_test_allocs(), 0);
+    assert_int_equal(hp_test_rt.vtasks_inline, 1);
     assert_misuse(0, 0);
 }
 
@@ -137,9 +115,9 @@ static void completed_mode_valuetask_never_allocates(void **state)
         assert_int_equal(hp_vtask_result(&vt, &v, NULL), 0);
         assert_int_equal(v.i, values[i].i);
     }
-    assert_int_equal(allocs(), 0);
-    assert_int_equal(rt_stats.vtasks_inline, 5);
-    assert_int_equal(rt_stats.vtasks_task, 0);
+    assert_int_equal(hp_test_allocs(), 0);
+    assert_int_equal(hp_test_rt.vtasks_inline, 5);
+    assert_int_equal(hp_test_rt.vtasks_task, 0);
 }
 
 static const struct {
@@ -153,23 +131,23 @@ static const struct {
 static void completed_mode_task_allocates_like_task_from_result(void **state)
 {
     for (size_t i = 0; i < sizeof(task_mode_cases) / sizeof(task_mode_cases[0]); i++) {
-        uint64_t a0 = allocs();
+        uint64_t a0 = hp_test_allocs();
         hp_vtask_t vt = hp_vtask_completed(HP_MODE_TASK, task_mode_cases[i].value);
-        assert_int_equal(allocs() - a0, task_mode_cases[i].want_allocs);
+        assert_int_equal(hp_test_allocs() - a0, task_mode_cases[i].want_allocs);
         assert_int_equal(vt.kind, HP_VT_TASK);
         hp_value_t v;
         assert_int_equal(hp_vtask_result(&vt, &v, NULL), 0);
         assert_int_equal(v.i, task_mode_cases[i].value.i);
     }
-    assert_int_equal(rt_stats.vtasks_task, 6);
-    assert_int_equal(rt_stats.vtasks_inline, 0);
-    assert_int_equal(frees(), allocs());
+    assert_int_equal(hp_test_rt.vtasks_task, 6);
+    assert_int_equal(hp_test_rt.vtasks_inline, 0);
+    assert_int_equal(hp_test_frees(), hp_test_allocs());
 }
 
 static void failed_vtask_carries_code_and_message(void **state)
 {
     hp_vtask_t vt = hp_vtask_failed(HP_EUPSTREAM_TIMEOUT, "slow upstream");
-    assert_int_equal(allocs(), 1); /* a fault travels only through a task */
+    assert_int_equal(hp_test_allocs(), 1); /* a fault travels only through a task */
     assert_true(hp_vtask_is_completed(&vt));
     hp_value_t v;
     const char *msg = NULL;
@@ -178,7 +156,7 @@ static void failed_vtask_carries_code_and_message(void **state)
 
     vt = hp_vtask_failed(HP_ENOTFOUND, NULL);
     assert_int_equal(hp_vtask_result(&vt, &v, NULL), HP_ENOTFOUND); /* msg out-param optional */
-    assert_int_equal(frees(), allocs());
+    assert_int_equal(hp_test_frees(), hp_test_allocs());
 }
 
 /* --- task-backed --------------------------------------------------------- */
@@ -196,8 +174,8 @@ static void task_backed_pending_completes_through_continuation(void **state)
     assert_int_equal(r.rc, 0);
     assert_ptr_equal(r.value.ptr, &payload);
     /* The vtask held the only reference; reading it released the task. */
-    assert_int_equal(frees(), 1);
-    assert_int_equal(rt_stats.vtasks_task, 1);
+    assert_int_equal(hp_test_frees(), 1);
+    assert_int_equal(hp_test_rt.vtasks_task, 1);
 }
 
 static void task_backed_fault_reaches_continuation(void **state)
@@ -209,7 +187,7 @@ static void task_backed_fault_reaches_continuation(void **state)
     assert_int_equal(r.ran, 1);
     assert_int_equal(r.rc, HP_EUPSTREAM_RESET);
     assert_string_equal(r.msg, hp_strerror(HP_EUPSTREAM_RESET));
-    assert_int_equal(frees(), 1);
+    assert_int_equal(hp_test_frees(), 1);
 }
 
 /* --- source-backed ------------------------------------------------------- */
@@ -224,8 +202,8 @@ static void source_completed_before_await_runs_at_once(void **state)
     assert_int_equal(r.ran, 1);
     assert_int_equal(r.rc, 0);
     assert_int_equal(r.value.i, 123);
-    assert_int_equal(allocs(), 0);
-    assert_int_equal(rt_stats.vtasks_source, 1);
+    assert_int_equal(hp_test_allocs(), 0);
+    assert_int_equal(hp_test_rt.vtasks_source, 1);
 }
 
 static void source_completed_after_await_runs_continuation_once(void **state)
@@ -241,7 +219,7 @@ static void source_completed_after_await_runs_continuation_once(void **state)
     assert_int_equal(hp_vtsource_complete(&src, hp_value_int(457)), UV_EALREADY);
     assert_int_equal(hp_vtsource_fail(&src, HP_ENOTFOUND, NULL), UV_EALREADY);
     assert_int_equal(r.ran, 1);
-    assert_int_equal(allocs(), 0);
+    assert_int_equal(hp_test_allocs(), 0);
 }
 
 static void source_fault_carries_code_and_message(void **state)
@@ -261,7 +239,7 @@ static void source_fault_carries_code_and_message(void **state)
     const char *msg = NULL;
     assert_int_equal(hp_vtask_result(&vt, &v, &msg), HP_EUPSTREAM_CONNECT);
     assert_string_equal(msg, "upstream connect failed");
-    assert_int_equal(allocs(), 0);
+    assert_int_equal(hp_test_allocs(), 0);
 }
 
 /* A pooled source reused for many requests: one cycle per request, and not
@@ -276,8 +254,8 @@ static void source_reuse_cycle_makes_no_allocation(void **state)
         assert_int_equal(r.rc, 0);
         assert_int_equal(r.value.i, i);
     }
-    assert_int_equal(allocs(), 0);
-    assert_int_equal(rt_stats.vtasks_source, 100);
+    assert_int_equal(hp_test_allocs(), 0);
+    assert_int_equal(hp_test_rt.vtasks_source, 100);
     assert_misuse(0, 0);
 }
 
@@ -331,7 +309,7 @@ static void second_read_of_one_variable_is_consumed(void **state)
         assert_false(hp_vtask_is_completed(&vt));
         assert_misuse(k + 1, 0);
     }
-    assert_int_equal(frees(), allocs()); /* the task form freed its task once */
+    assert_int_equal(hp_test_frees(), hp_test_allocs()); /* the task form freed its task once */
 }
 
 static void copy_of_source_vtask_read_twice_is_consumed(void **state)
@@ -385,7 +363,7 @@ static void second_on_completed_is_consumed_and_does_not_run(void **state)
             } else {
                 r = (reader_t){.vt = hp_vtsource_vtask(&src)};
             }
-            uint64_t consumed0 = rt_stats.misuse_consumed;
+            uint64_t consumed0 = hp_test_rt.misuse_consumed;
             int second = 0;
             hp_vtask_t *vt = &r.vt;
             /* The first continuation reads only once everything is done, so
@@ -393,7 +371,7 @@ static void second_on_completed_is_consumed_and_does_not_run(void **state)
             int first = 0;
             assert_int_equal(hp_vtask_on_completed(vt, count_cb, &first), 0);
             assert_int_equal(hp_vtask_on_completed(vt, count_cb, &second), HP_EVTASK_CONSUMED);
-            assert_int_equal(rt_stats.misuse_consumed, consumed0 + 1);
+            assert_int_equal(hp_test_rt.misuse_consumed, consumed0 + 1);
             if (t) hp_task_complete(t, hp_value_int(7));
             if (pending && k == K_SOURCE) hp_vtsource_complete(&src, hp_value_int(7));
             assert_int_equal(first, 1);
@@ -405,7 +383,7 @@ static void second_on_completed_is_consumed_and_does_not_run(void **state)
         }
     }
     assert_misuse(5, 0);
-    assert_int_equal(frees(), allocs());
+    assert_int_equal(hp_test_frees(), hp_test_allocs());
 }
 
 static void on_completed_after_read_is_consumed(void **state)
@@ -442,7 +420,7 @@ static void pending_read_leaves_vtask_unconsumed(void **state)
     assert_int_equal(hp_vtask_result(&tv, &v, NULL), 0);
     assert_int_equal(v.i, 20);
     assert_misuse(0, 0);
-    assert_int_equal(frees(), allocs());
+    assert_int_equal(hp_test_frees(), hp_test_allocs());
 }
 
 static void misuse_of_never_set_vtask_is_consumed(void **state)
@@ -463,17 +441,17 @@ static void as_task_of_task_backed_hands_the_task_over(void **state)
 {
     hp_task_t *t = hp_task_new();
     hp_vtask_t vt = hp_vtask_from_task(t);
-    uint64_t a0 = allocs();
+    uint64_t a0 = hp_test_allocs();
     hp_task_t *got = hp_vtask_as_task(&vt);
     assert_ptr_equal(got, t);
-    assert_int_equal(allocs() - a0, 0);
+    assert_int_equal(hp_test_allocs() - a0, 0);
     hp_value_t v;
     assert_int_equal(hp_vtask_result(&vt, &v, NULL), HP_EVTASK_CONSUMED);
     hp_task_complete(got, hp_value_int(10));
     hp_task_unref(got);
-    assert_int_equal(rt_stats.as_task_calls, 1);
-    assert_int_equal(rt_stats.as_task_allocs, 0);
-    assert_int_equal(frees(), allocs());
+    assert_int_equal(hp_test_rt.as_task_calls, 1);
+    assert_int_equal(hp_test_rt.as_task_allocs, 0);
+    assert_int_equal(hp_test_frees(), hp_test_allocs());
 }
 
 static const struct {
@@ -492,9 +470,9 @@ static void as_task_of_inline_allocates_only_outside_the_cache(void **state)
     uint64_t want_task_allocs = 0;
     for (size_t i = 0; i < n; i++) {
         hp_vtask_t vt = hp_vtask_from_result(as_task_inline_cases[i].value);
-        uint64_t a0 = allocs();
+        uint64_t a0 = hp_test_allocs();
         hp_task_t *t = hp_vtask_as_task(&vt);
-        assert_int_equal(allocs() - a0, as_task_inline_cases[i].want_allocs);
+        assert_int_equal(hp_test_allocs() - a0, as_task_inline_cases[i].want_allocs);
         want_task_allocs += as_task_inline_cases[i].want_allocs;
         hp_value_t v;
         assert_int_equal(hp_task_result(t, &v), 0);
@@ -502,9 +480,9 @@ static void as_task_of_inline_allocates_only_outside_the_cache(void **state)
         assert_int_equal(hp_vtask_result(&vt, &v, NULL), HP_EVTASK_CONSUMED);
         hp_task_unref(t);
     }
-    assert_int_equal(rt_stats.as_task_calls, n);
-    assert_int_equal(rt_stats.as_task_allocs, want_task_allocs);
-    assert_int_equal(frees(), allocs());
+    assert_int_equal(hp_test_rt.as_task_calls, n);
+    assert_int_equal(hp_test_rt.as_task_allocs, want_task_allocs);
+    assert_int_equal(hp_test_frees(), hp_test_allocs());
 }
 
 static void as_task_of_pending_source_completes_with_the_source(void **state)
@@ -513,9 +491,9 @@ static void as_task_of_pending_source_completes_with_the_source(void **state)
     hp_task_t *t = hp_vtask_as_task(&vt);
     /* The bridge block and the task: allocating here is the point of AsTask
      * on a pending source, and the counters must say so. */
-    assert_int_equal(allocs(), 2);
-    assert_int_equal(rt_stats.as_task_calls, 1);
-    assert_int_equal(rt_stats.as_task_allocs, 1);
+    assert_int_equal(hp_test_allocs(), 2);
+    assert_int_equal(hp_test_rt.as_task_calls, 1);
+    assert_int_equal(hp_test_rt.as_task_allocs, 1);
     assert_false(hp_task_is_completed(t));
     hp_value_t v;
     assert_int_equal(hp_vtask_result(&vt, &v, NULL), HP_EVTASK_CONSUMED); /* handed over */
@@ -527,7 +505,7 @@ static void as_task_of_pending_source_completes_with_the_source(void **state)
     assert_int_equal(hp_task_result(t, &v), 0);
     assert_int_equal(v.i, 777);
     hp_task_unref(t);
-    assert_int_equal(frees(), 2);
+    assert_int_equal(hp_test_frees(), 2);
 }
 
 static void as_task_of_pending_source_faults_with_the_source(void **state)
@@ -540,7 +518,7 @@ static void as_task_of_pending_source_faults_with_the_source(void **state)
     assert_int_equal(hp_task_result(t, &v), HP_EUPSTREAM_TIMEOUT);
     assert_string_equal(hp_task_error_message(t), "gave up");
     hp_task_unref(t);
-    assert_int_equal(frees(), allocs());
+    assert_int_equal(hp_test_frees(), hp_test_allocs());
 }
 
 static void as_task_of_completed_source_reads_it_now(void **state)
@@ -551,8 +529,8 @@ static void as_task_of_completed_source_reads_it_now(void **state)
     hp_value_t v;
     assert_int_equal(hp_task_result(t, &v), 0);
     assert_int_equal(v.i, 4);
-    assert_int_equal(allocs(), 0); /* 4 is a cached completed task */
-    assert_int_equal(rt_stats.as_task_allocs, 0);
+    assert_int_equal(hp_test_allocs(), 0); /* 4 is a cached completed task */
+    assert_int_equal(hp_test_rt.as_task_allocs, 0);
     hp_task_unref(t);
 }
 
@@ -601,9 +579,9 @@ static void as_task_of_misused_vtask_is_faulted_with_the_refusal(void **state)
     assert_int_equal(r.rc, 0);
     assert_int_equal(r.value.i, 89);
 
-    assert_int_equal(rt_stats.as_task_calls, 4);
-    assert_int_equal(rt_stats.as_task_allocs, 4); /* each fault is a heap task */
-    assert_int_equal(frees(), allocs());
+    assert_int_equal(hp_test_rt.as_task_calls, 4);
+    assert_int_equal(hp_test_rt.as_task_allocs, 4); /* each fault is a heap task */
+    assert_int_equal(hp_test_frees(), hp_test_allocs());
 }
 
 static void mode_names(void **state)
@@ -612,7 +590,7 @@ static void mode_names(void **state)
     assert_string_equal(hp_mode_name(HP_MODE_TASK), "task");
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, fresh_counters, unbind_counters)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fresh_counters, hp_test_counters_teardown)
 
 int main(void)
 {

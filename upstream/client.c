@@ -40,6 +40,7 @@
 #include "server/alloc.h"
 #include "server/buf.h"
 #include "server/counter.h"
+#include "server/list.h"
 #include "server/errors.h"
 
 #include <llhttp.h>
@@ -68,52 +69,11 @@ const uint64_t hp_upstream_latency_bounds_us[HP_UPSTREAM_LATENCY_BUCKETS] = {
     100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000, 250000, 1000000, UINT64_MAX,
 };
 
-/* An intrusive circular list with a sentinel head (libuv's QUEUE, typed). */
-typedef struct link {
-    struct link *prev, *next;
-} link_t;
-
-#define container_of(p, type, field) ((type *)((char *)(p)-offsetof(type, field)))
-
-static void link_init(link_t *l)
-{
-    l->prev = l->next = l;
-}
-
-static bool link_empty(const link_t *l)
-{
-    return l->next == l;
-}
-
-static void link_insert_after(link_t *at, link_t *n)
-{
-    n->prev = at;
-    n->next = at->next;
-    at->next->prev = n;
-    at->next = n;
-}
-
-static void link_push_front(link_t *head, link_t *n)
-{
-    link_insert_after(head, n);
-}
-
-static void link_push_back(link_t *head, link_t *n)
-{
-    link_insert_after(head->prev, n);
-}
-
-static void link_remove(link_t *n)
-{
-    n->prev->next = n->next;
-    n->next->prev = n->prev;
-    link_init(n);
-}
 
 enum { C_NEW, C_CONNECTING, C_BUSY, C_IDLE, C_CLOSING };
 
 typedef struct req {
-    link_t link;         /* in u->queue while waiting, u->done once finished */
+    hp_link_t link;         /* in u->queue while waiting, u->done once finished */
     hp_task_t *task;     /* one owned reference, dropped in deliver */
     uint64_t t0;         /* uv_hrtime() at hp_upstream_request */
     unsigned connect_ms; /* options fixed when the request started */
@@ -140,8 +100,8 @@ typedef struct conn {
     uv_write_t write; /* one request in flight per connection */
     llhttp_t parser;
     hp_upstream_t *u;
-    link_t link;         /* in u->conns until closed */
-    link_t idle;         /* in u->idle while C_IDLE */
+    hp_link_t link;         /* in u->conns until closed */
+    hp_link_t idle;         /* in u->idle while C_IDLE */
     req_t *req;          /* the request being served; NULL when idle */
     uint64_t generation; /* u->generation (the address) it connected to */
     uint8_t state;       /* C_* */
@@ -174,10 +134,10 @@ struct hp_upstream {
     uint64_t generation; /* bumped when the address changes */
     char tail[TAIL_MAX]; /* what follows the request target */
     size_t tail_len;
-    link_t conns; /* every connection not closing */
-    link_t idle;  /* pooled connections, most recently used first */
-    link_t queue; /* requests waiting for a connection, FIFO */
-    link_t done;  /* finished requests waiting for deliver_cb */
+    hp_link_t conns; /* every connection not closing */
+    hp_link_t idle;  /* pooled connections, most recently used first */
+    hp_link_t queue; /* requests waiting for a connection, FIFO */
+    hp_link_t done;  /* finished requests waiting for deliver_cb */
     unsigned nbusy, nidle, nqueued;
     unsigned nconns;  /* connections not yet freed, closing ones included */
     bool dispatching; /* dispatch is on the stack: a nested call returns */
@@ -288,9 +248,9 @@ static void deliver(req_t *r)
  * client, which empties the list itself. */
 static void drain(hp_upstream_t *u)
 {
-    while (!link_empty(&u->done)) {
-        req_t *r = container_of(u->done.next, req_t, link);
-        link_remove(&r->link);
+    while (!hp_link_empty(&u->done)) {
+        req_t *r = hp_container_of(u->done.next, req_t, link);
+        hp_link_remove(&r->link);
         deliver(r);
     }
 }
@@ -310,7 +270,7 @@ static void finish(hp_upstream_t *u, req_t *r, int err, const char *msg, hp_buf_
     r->msg = err ? (msg ? msg : hp_strerror(err)) : NULL;
     r->buf = b;
     count_outcome(u, r);
-    link_push_back(&u->done, &r->link);
+    hp_link_push_back(&u->done, &r->link);
     if (!u->closing) uv_idle_start(&u->deliver, deliver_cb);
 }
 
@@ -356,8 +316,8 @@ static void conn_handle_closed_cb(uv_handle_t *h)
 static void conn_close(conn_t *c)
 {
     if (c->state == C_CLOSING) return;
-    if (c->state == C_IDLE) link_remove(&c->idle);
-    link_remove(&c->link);
+    if (c->state == C_IDLE) hp_link_remove(&c->idle);
+    hp_link_remove(&c->link);
     set_state(c, C_CLOSING);
     hp_counter_add(&c->u->stats.conns_closed, 1);
     hp_buf_unref(c->buf);
@@ -379,7 +339,7 @@ static void conn_fail(conn_t *c, int err, const char *msg, bool may_retry)
         if (may_retry && r->idempotent && !r->retried) {
             r->retried = true;
             hp_counter_add(&u->stats.retries, 1);
-            link_push_front(&u->queue, &r->link);
+            hp_link_push_front(&u->queue, &r->link);
             u->nqueued++;
             publish_queue(u);
         } else {
@@ -428,7 +388,7 @@ static void conn_release(conn_t *c, bool clean)
                 u->nbusy + u->nidle <= u->opts.pool_size;
     if (keep) {
         set_state(c, C_IDLE);
-        link_push_front(&u->idle, &c->idle);
+        hp_link_push_front(&u->idle, &c->idle);
         uv_timer_start(&c->timer, timer_cb, u->opts.idle_timeout_ms, 0);
     } else {
         conn_close(c);
@@ -643,7 +603,7 @@ static void connect_cb(uv_connect_t *creq, int status)
 /* Send r on c, fresh from connect_cb or taken from the idle list. */
 static void conn_send(conn_t *c, req_t *r, bool reused)
 {
-    if (c->state == C_IDLE) link_remove(&c->idle);
+    if (c->state == C_IDLE) hp_link_remove(&c->idle);
     set_state(c, C_BUSY);
     c->req = r;
     c->reused = reused;
@@ -674,8 +634,8 @@ static void conn_open(hp_upstream_t *u, req_t *r)
     conn_t *c = hp_calloc(1, sizeof(*c));
     c->u = u;
     c->generation = u->generation;
-    link_init(&c->idle);
-    link_push_back(&u->conns, &c->link);
+    hp_link_init(&c->idle);
+    hp_link_push_back(&u->conns, &c->link);
     /* Neither can fail: AF_UNSPEC creates no socket yet. */
     uv_tcp_init(u->loop, &c->tcp);
     uv_timer_init(u->loop, &c->timer);
@@ -699,16 +659,16 @@ static void dispatch(hp_upstream_t *u)
 {
     if (u->dispatching) return;
     u->dispatching = true;
-    while (!u->closing && !link_empty(&u->queue)) {
-        req_t *r = container_of(u->queue.next, req_t, link);
+    while (!u->closing && !hp_link_empty(&u->queue)) {
+        req_t *r = hp_container_of(u->queue.next, req_t, link);
         conn_t *c = NULL;
-        if (!r->retried && !link_empty(&u->idle)) c = container_of(u->idle.next, conn_t, idle);
+        if (!r->retried && !hp_link_empty(&u->idle)) c = hp_container_of(u->idle.next, conn_t, idle);
         if (c == NULL && u->nbusy + u->nidle >= u->opts.pool_size) {
-            if (link_empty(&u->idle)) break;
-            conn_close(container_of(u->idle.prev, conn_t, idle));
+            if (hp_link_empty(&u->idle)) break;
+            conn_close(hp_container_of(u->idle.prev, conn_t, idle));
             continue;
         }
-        link_remove(&r->link);
+        hp_link_remove(&r->link);
         u->nqueued--;
         if (c)
             conn_send(c, r, true);
@@ -730,10 +690,10 @@ int hp_upstream_new(uv_loop_t *loop, const hp_upstream_opts_t *opts, hp_upstream
     hp_upstream_t *u = hp_calloc(1, sizeof(*u));
     u->loop = loop;
     opts_apply(u, &o, &addr);
-    link_init(&u->conns);
-    link_init(&u->idle);
-    link_init(&u->queue);
-    link_init(&u->done);
+    hp_link_init(&u->conns);
+    hp_link_init(&u->idle);
+    hp_link_init(&u->queue);
+    hp_link_init(&u->done);
     uv_idle_init(loop, &u->deliver);
     u->deliver.data = u;
     *out = u;
@@ -753,25 +713,25 @@ void hp_upstream_close(hp_upstream_t *u, hp_cont_cb done, void *arg)
     u->closing = true;
     u->close_cb = done;
     u->close_arg = arg;
-    link_t shut;
-    link_init(&shut);
-    while (!link_empty(&u->queue)) {
-        link_t *l = u->queue.next;
-        link_remove(l);
-        link_push_back(&shut, l);
+    hp_link_t shut;
+    hp_link_init(&shut);
+    while (!hp_link_empty(&u->queue)) {
+        hp_link_t *l = u->queue.next;
+        hp_link_remove(l);
+        hp_link_push_back(&shut, l);
     }
     u->nqueued = 0;
     publish_queue(u);
-    while (!link_empty(&u->conns)) {
-        conn_t *c = container_of(u->conns.next, conn_t, link);
-        if (c->req) link_push_back(&shut, &c->req->link);
+    while (!hp_link_empty(&u->conns)) {
+        conn_t *c = hp_container_of(u->conns.next, conn_t, link);
+        if (c->req) hp_link_push_back(&shut, &c->req->link);
         c->req = NULL;
         conn_close(c);
     }
     uv_close((uv_handle_t *)&u->deliver, deliver_closed_cb);
-    while (!link_empty(&shut)) {
-        req_t *r = container_of(shut.next, req_t, link);
-        link_remove(&r->link);
+    while (!hp_link_empty(&shut)) {
+        req_t *r = hp_container_of(shut.next, req_t, link);
+        hp_link_remove(&r->link);
         finish(u, r, HP_ESHUTDOWN, NULL, NULL);
     }
     drain(u);
@@ -787,9 +747,9 @@ int hp_upstream_reconfigure(hp_upstream_t *u, const hp_upstream_opts_t *opts)
     if (o.port != u->opts.port || strcmp(o.host, u->host) != 0) u->generation++;
     opts_apply(u, &o, &addr);
     /* Least recently used first, so a shrunken pool keeps its warmest. */
-    link_t *l = u->idle.prev;
+    hp_link_t *l = u->idle.prev;
     while (l != &u->idle) {
-        conn_t *c = container_of(l, conn_t, idle);
+        conn_t *c = hp_container_of(l, conn_t, idle);
         l = l->prev;
         if (c->generation != u->generation || u->nbusy + u->nidle > u->opts.pool_size)
             conn_close(c);
@@ -856,7 +816,7 @@ hp_task_t *hp_upstream_request(hp_upstream_t *u, const char *method, const char 
     memcpy(w, u->tail, u->tail_len);
     r->len = mlen + 1 + path_len + u->tail_len;
     hp_task_t *out = hp_task_ref(r->task);
-    link_push_back(&u->queue, &r->link);
+    hp_link_push_back(&u->queue, &r->link);
     u->nqueued++;
     dispatch(u);
     return out;
