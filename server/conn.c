@@ -87,10 +87,18 @@ void hp_conn_set_timer(hp_conn_t *c, uint8_t list, uint64_t deadline)
     hp_conn_list_t *l = &c->w->lists[list];
     c->list = list;
     c->deadline = deadline;
-    c->prev = l->tail;
-    if (l->tail) l->tail->next = c;
+    /* Keep the list sorted: the sweep stops at the first live deadline.
+     * With one timeout per list the new deadline is the latest and this is
+     * an append; after a reload shortens a timeout it walks back past the
+     * connections still on the old one. */
+    hp_conn_t *after = l->tail;
+    while (after && after->deadline > deadline) after = after->prev;
+    c->prev = after;
+    c->next = after ? after->next : l->head;
+    if (c->next) c->next->prev = c;
+    else l->tail = c;
+    if (after) after->next = c;
     else l->head = c;
-    l->tail = c;
     l->n++;
 }
 
@@ -547,7 +555,11 @@ static void parse(hp_conn_t *c, const char *data, size_t len)
     c->w->parse_end = data + len;
     enum llhttp_errno err = llhttp_execute(&c->parser, data, len);
     if (err == HPE_OK) {
-        if (c->state == HP_CONN_IDLE && c->ctx == NULL)
+        /* Between requests with no deadline yet (one just answered): the idle
+         * timeout starts. A connection that already has one keeps it: llhttp
+         * skips empty lines without a callback, and a client sending only
+         * those must not push its deadline back forever. */
+        if (c->state == HP_CONN_IDLE && c->ctx == NULL && c->list == HP_LIST_NONE)
             hp_conn_set_timer(c, HP_LIST_IDLE, now_ms(c) + limits(c)->idle_timeout_ms);
         return;
     }

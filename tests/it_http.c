@@ -476,9 +476,12 @@ static void pipelined_burst_to_a_slow_reader(void **state)
     hp_it_client_close(&c);
     cJSON *after = hp_it_stats(server.port);
     assert_non_null(after);
-    /* The path this test is for was taken. */
-    assert_true(hp_it_json_num(after, "io|writes_queued", 0) >
-                hp_it_json_num(before, "io|writes_queued", 0));
+    /* The path this test is for was taken - unless the server runs under
+     * valgrind (HOTPATH_SLOW), where it is slower than the reader and the
+     * kernel never fills up. */
+    if (!getenv("HOTPATH_SLOW"))
+        assert_true(hp_it_json_num(after, "io|writes_queued", 0) >
+                    hp_it_json_num(before, "io|writes_queued", 0));
     cJSON_Delete(before);
     cJSON_Delete(after);
 }
