@@ -19,7 +19,7 @@
  * layers whose calls grew by exactly N), checked against the chain the
  * config names, and asserted to be 4 for the default chain.
  */
-#include "harness.h"
+#include "fixture.h"
 
 #include "server/alloc.h"
 
@@ -42,34 +42,14 @@ static const char *const default_chain[] = {"server_headers", "request_id", "met
 static const char *const logged_chain[] = {"server_headers", "request_id", "metrics", "access_log",
                                            NULL};
 
-typedef struct {
-    hp_it_server_t server;
-    bool started;
-} fixture_t;
-
-static int teardown(void **state)
-{
-    fixture_t *f = *state;
-    if (f == NULL) return 0;
-    if (f->started) hp_it_server_stop(&f->server); /* a test that failed midway */
-    free(f);
-    return 0;
-}
+typedef hp_it_fixture_t fixture_t;
 
 static fixture_t *start(void **state, const char *config, const char *mode)
 {
-    fixture_t *f = calloc(1, sizeof(*f));
-    *state = f;
+    fixture_t *f = hp_it_fixture_new(state);
     const char *args[] = {"--mode", mode, NULL};
-    assert_int_equal(hp_it_server_start(&f->server, config, args), 0);
-    f->started = true;
+    hp_it_fixture_start_server(f, config, args);
     return f;
-}
-
-static void stop(fixture_t *f)
-{
-    f->started = false;
-    assert_int_equal(hp_it_server_stop(&f->server), 0);
 }
 
 /* n GETs of target on c: half one by one, half in pipelined batches. */
@@ -216,7 +196,7 @@ static void valuetask_mode_allocates_nothing_per_request(void **state)
     l = measure(f->server.port, "valuetask", "/json", "json", "{\"message\":\"Hello, World!\"}",
                 default_chain);
     assert_int_equal(l, 4);
-    stop(f);
+    hp_it_fixture_stop(f);
 }
 
 static void task_mode_allocates_one_task_per_layer(void **state)
@@ -231,7 +211,7 @@ static void task_mode_allocates_one_task_per_layer(void **state)
     l = measure(f->server.port, "task", "/json", "json", "{\"message\":\"Hello, World!\"}",
                 default_chain);
     assert_int_equal(l, 4);
-    stop(f);
+    hp_it_fixture_stop(f);
 }
 
 /* Lines in the log that match re. */
@@ -287,7 +267,7 @@ static void access_log_case(void **state, const char *mode)
     assert_int_equal(well_formed, total);
     regfree(&any);
     regfree(&plain);
-    stop(f);
+    hp_it_fixture_stop(f);
 }
 
 static void access_log_is_one_more_layer_and_writes_clf(void **state)
@@ -304,10 +284,10 @@ int main(void)
 {
     hp_alloc_install();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(valuetask_mode_allocates_nothing_per_request, teardown),
-        cmocka_unit_test_teardown(task_mode_allocates_one_task_per_layer, teardown),
-        cmocka_unit_test_teardown(access_log_is_one_more_layer_and_writes_clf, teardown),
-        cmocka_unit_test_teardown(access_log_allocates_nothing_in_valuetask_mode, teardown),
+        cmocka_unit_test_teardown(valuetask_mode_allocates_nothing_per_request, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(task_mode_allocates_one_task_per_layer, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(access_log_is_one_more_layer_and_writes_clf, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(access_log_allocates_nothing_in_valuetask_mode, hp_it_fixture_teardown),
     };
     return hp_it_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

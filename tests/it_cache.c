@@ -19,7 +19,7 @@
  * order behind a slow upstream request, and the allocations per hit, per
  * miss and per /upstream request in both modes, from /stats route deltas.
  */
-#include "harness.h"
+#include "fixture.h"
 
 #include "server/alloc.h"
 
@@ -33,22 +33,7 @@
 
 #include <cmocka.h>
 
-typedef struct {
-    hp_it_server_t stub;
-    hp_it_server_t server;
-    bool stub_up, server_up;
-} fixture_t;
-
-static int teardown(void **state)
-{
-    fixture_t *f = *state;
-    if (f == NULL) return 0;
-    /* Only a test that failed midway leaves these running. */
-    if (f->server_up) hp_it_server_stop(&f->server);
-    if (f->stub_up) hp_it_upstream_stop(&f->stub);
-    free(f);
-    return 0;
-}
+typedef hp_it_fixture_t fixture_t;
 
 /* A stub answering after delay_ms, and hotpath (one worker, mode) whose
  * upstream is that stub; cache and upstream are JSON members (without
@@ -56,13 +41,11 @@ static int teardown(void **state)
 static fixture_t *start(void **state, int delay_ms, const char *cache, const char *upstream,
                         const char *mode)
 {
-    fixture_t *f = calloc(1, sizeof(*f));
-    *state = f;
+    fixture_t *f = hp_it_fixture_new(state);
     char delay[16];
     snprintf(delay, sizeof(delay), "%d", delay_ms);
     const char *stub_args[] = {"--delay-ms", delay, NULL};
-    assert_int_equal(hp_it_upstream_start(&f->stub, stub_args), 0);
-    f->stub_up = true;
+    hp_it_fixture_start_stub(f, stub_args);
     char config[1024];
     /* A short drain: a test that fails midway leaves connections open. */
     snprintf(config, sizeof(config),
@@ -70,17 +53,8 @@ static fixture_t *start(void **state, int delay_ms, const char *cache, const cha
              " \"limits\": {\"drain_timeout_ms\": 1000}}",
              f->stub.port, *upstream ? ", " : "", upstream, cache);
     const char *args[] = {"--mode", mode, NULL};
-    assert_int_equal(hp_it_server_start(&f->server, config, args), 0);
-    f->server_up = true;
+    hp_it_fixture_start_server(f, config, args);
     return f;
-}
-
-static void stop(fixture_t *f)
-{
-    f->server_up = false;
-    assert_int_equal(hp_it_server_stop(&f->server), 0);
-    f->stub_up = false;
-    assert_int_equal(hp_it_upstream_stop(&f->stub), 0);
 }
 
 /* --- the stub ------------------------------------------------------------ */
@@ -238,7 +212,7 @@ static void miss_then_hit_and_head(void **state)
     hp_it_resp_free(&r);
     assert_int_equal(stub_items(f), items + 2);
     hp_it_client_close(&c);
-    stop(f);
+    hp_it_fixture_stop(f);
 }
 
 /* --- single flight ------------------------------------------------------ */
@@ -312,7 +286,7 @@ static void concurrent_misses_share_one_fill(void **state)
     assert_int_equal(hp_it_client_open(&one, f->server.port), 0);
     expect_item(&one, "together", "hit", items + 1);
     hp_it_client_close(&one);
-    stop(f);
+    hp_it_fixture_stop(f);
 }
 
 /* --- expiry and eviction ----------------------------------------------- */
@@ -341,7 +315,7 @@ static void value_expires_after_ttl(void **state)
     assert_int_equal(stat_num(f->server.port, "cache|stale"), 0);
     assert_int_equal(stat_num(f->server.port, "cache|misses"), 2);
     hp_it_client_close(&c);
-    stop(f);
+    hp_it_fixture_stop(f);
 }
 
 #define EVICT_KEYS 60
@@ -391,7 +365,7 @@ static void eviction_keeps_the_memory_bound(void **state)
     assert_int_equal(stub_items(f), items + EVICT_KEYS + 1);
     assert_true(stat_num(f->server.port, "cache|bytes") <= 4096);
     hp_it_client_close(&c);
-    stop(f);
+    hp_it_fixture_stop(f);
 }
 
 /* --- stale-while-revalidate -------------------------------------------- */
@@ -459,7 +433,7 @@ static void stale_value_served_while_one_refresh_runs(void **state)
     expect_item(&c, "s", "hit", items + 2);
     assert_int_equal(stub_items(f), items + 2);
     hp_it_client_close(&c);
-    stop(f);
+    hp_it_fixture_stop(f);
 }
 
 /* --- upstream errors ----------------------------------------------------- */
@@ -498,7 +472,7 @@ static void upstream_errors_are_not_cached(void **state)
     assert_int_equal(hp_it_json_num(s, "routes|/cache/|valuetask|status|5xx", 0), 3);
     cJSON_Delete(s);
     hp_it_client_close(&c);
-    stop(f);
+    hp_it_fixture_stop(f);
 }
 
 /* --- pipelining ------------------------------------------------------------ */
@@ -550,7 +524,7 @@ static void pipelined_answers_keep_request_order(void **state)
     assert_int_equal(stub_items(f), items + 2);
     assert_int_equal(stat_num(f->server.port, "cache|hits"), HOT_HITS);
     hp_it_client_close(&c);
-    stop(f);
+    hp_it_fixture_stop(f);
 }
 
 /* --- allocations per request ------------------------------------------- */
@@ -645,12 +619,12 @@ static void allocations_per_request_in_both_modes(void **state)
 {
     fixture_t *f = start(state, 0, "", "", "valuetask");
     costs_t v = measure(f, "valuetask");
-    stop(f);
+    hp_it_fixture_stop(f);
     free(f);
     *state = NULL;
     f = start(state, 0, "", "", "task");
     costs_t t = measure(f, "task");
-    stop(f);
+    hp_it_fixture_stop(f);
     /* A hit: nothing in valuetask mode; in task mode one heap task per
      * layer that returned a valuetask: 3 middleware, the handler, the
      * cache get. */
@@ -678,14 +652,14 @@ int main(void)
 {
     hp_alloc_install();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(miss_then_hit_and_head, teardown),
-        cmocka_unit_test_teardown(concurrent_misses_share_one_fill, teardown),
-        cmocka_unit_test_teardown(value_expires_after_ttl, teardown),
-        cmocka_unit_test_teardown(eviction_keeps_the_memory_bound, teardown),
-        cmocka_unit_test_teardown(stale_value_served_while_one_refresh_runs, teardown),
-        cmocka_unit_test_teardown(upstream_errors_are_not_cached, teardown),
-        cmocka_unit_test_teardown(pipelined_answers_keep_request_order, teardown),
-        cmocka_unit_test_teardown(allocations_per_request_in_both_modes, teardown),
+        cmocka_unit_test_teardown(miss_then_hit_and_head, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(concurrent_misses_share_one_fill, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(value_expires_after_ttl, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(eviction_keeps_the_memory_bound, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(stale_value_served_while_one_refresh_runs, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(upstream_errors_are_not_cached, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(pipelined_answers_keep_request_order, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(allocations_per_request_in_both_modes, hp_it_fixture_teardown),
     };
     return hp_it_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -22,7 +22,7 @@
  * upper bounds on times and lengthens the upstream delays, as a server under
  * memcheck runs 20-50 times slower.
  */
-#include "harness.h"
+#include "fixture.h"
 
 #include "server/alloc.h"
 
@@ -47,50 +47,7 @@
 
 static bool slow; /* HOTPATH_SLOW=1: the server runs under valgrind */
 
-typedef struct {
-    hp_it_server_t server;
-    hp_it_server_t upstream;
-    bool started, upstream_started;
-} fixture_t;
-
-static int teardown(void **state)
-{
-    fixture_t *f = *state;
-    if (f == NULL) return 0;
-    if (f->started) hp_it_server_stop(&f->server); /* a test that failed midway */
-    if (f->upstream_started) hp_it_upstream_stop(&f->upstream);
-    free(f);
-    return 0;
-}
-
-static fixture_t *fixture(void **state)
-{
-    fixture_t *f = calloc(1, sizeof(*f));
-    *state = f;
-    return f;
-}
-
-static void start_upstream(fixture_t *f, const char *const *args)
-{
-    assert_int_equal(hp_it_upstream_start(&f->upstream, args), 0);
-    f->upstream_started = true;
-}
-
-static void start_server(fixture_t *f, const char *config)
-{
-    assert_int_equal(hp_it_server_start(&f->server, config, NULL), 0);
-    f->started = true;
-}
-
-static void stop_all(fixture_t *f)
-{
-    f->started = false;
-    assert_int_equal(hp_it_server_stop(&f->server), 0);
-    if (f->upstream_started) {
-        f->upstream_started = false;
-        assert_int_equal(hp_it_upstream_stop(&f->upstream), 0);
-    }
-}
+typedef hp_it_fixture_t fixture_t;
 
 static double stat_num(int port, const char *path)
 {
@@ -150,11 +107,11 @@ static void assert_rejection(const char *name, hp_it_client_t *c, const hp_it_re
 static void slowloris_gets_408_at_the_header_timeout_and_others_are_served(void **state)
 {
     enum { HEADER_MS = 500, STEP_MS = 100 };
-    fixture_t *f = fixture(state);
+    fixture_t *f = hp_it_fixture_new(state);
     char config[128];
     snprintf(config, sizeof(config),
              "{\"limits\": {\"header_timeout_ms\": %d, \"idle_timeout_ms\": 10000}}", HEADER_MS);
-    start_server(f, config);
+    hp_it_fixture_start_server(f, config, NULL);
     int port = f->server.port;
 
     /* A keep-alive client that asks for something at every step. */
@@ -235,7 +192,7 @@ static void slowloris_gets_408_at_the_header_timeout_and_others_are_served(void 
     assert_int_equal(hp_it_json_num(s, "rejections|HEADER_TIMEOUT", 0), 1);
     assert_int_equal(hp_it_json_num(s, "routes|/plaintext|valuetask|requests", 0), served + 1);
     cJSON_Delete(s);
-    stop_all(f);
+    hp_it_fixture_stop(f);
 }
 
 /* RFC 9112 2.2 lets a server skip empty lines before a request line; they
@@ -244,12 +201,12 @@ static void slowloris_gets_408_at_the_header_timeout_and_others_are_served(void 
 static void empty_lines_do_not_hold_a_connection_open(void **state)
 {
     enum { TIMEOUT_MS = 500, STEP_MS = 100 };
-    fixture_t *f = fixture(state);
+    fixture_t *f = hp_it_fixture_new(state);
     char config[128];
     snprintf(config, sizeof(config),
              "{\"limits\": {\"header_timeout_ms\": %d, \"idle_timeout_ms\": %d}}", TIMEOUT_MS,
              TIMEOUT_MS);
-    start_server(f, config);
+    hp_it_fixture_start_server(f, config, NULL);
     hp_it_client_t c;
     assert_int_equal(hp_it_client_open(&c, f->server.port), 0);
     long long t0 = hp_it_now_ms(), closed = -1;
@@ -280,7 +237,7 @@ static void empty_lines_do_not_hold_a_connection_open(void **state)
     hp_it_client_close(&c);
     assert_true(closed >= 0);
     assert_within("empty lines close", closed, TIMEOUT_MS - 10, TIMEOUT_MS + TICK_MS + MARGIN_MS);
-    stop_all(f);
+    hp_it_fixture_stop(f);
 }
 
 /* --- keep-alive idle timeout ---------------------------------------------- */
@@ -288,10 +245,10 @@ static void empty_lines_do_not_hold_a_connection_open(void **state)
 static void idle_keep_alive_connection_closes_at_the_idle_timeout(void **state)
 {
     enum { IDLE_MS = 500 };
-    fixture_t *f = fixture(state);
+    fixture_t *f = hp_it_fixture_new(state);
     char config[128];
     snprintf(config, sizeof(config), "{\"limits\": {\"idle_timeout_ms\": %d}}", IDLE_MS);
-    start_server(f, config);
+    hp_it_fixture_start_server(f, config, NULL);
     int port = f->server.port;
     hp_it_client_t c;
     hp_it_resp_t r;
@@ -315,7 +272,7 @@ static void idle_keep_alive_connection_closes_at_the_idle_timeout(void **state)
     assert_within("idle close", took, IDLE_MS - 10, IDLE_MS + TICK_MS + MARGIN_MS);
     hp_it_client_close(&c);
     assert_int_equal(stat_num(port, "connections|idle_closed"), 1);
-    stop_all(f);
+    hp_it_fixture_stop(f);
 }
 
 /* --- a reader that never reads ---------------------------------------------- */
@@ -323,10 +280,10 @@ static void idle_keep_alive_connection_closes_at_the_idle_timeout(void **state)
 static void reader_that_never_reads_is_closed_at_the_idle_timeout(void **state)
 {
     enum { IDLE_MS = 500, BURST = 2048 };
-    fixture_t *f = fixture(state);
+    fixture_t *f = hp_it_fixture_new(state);
     char config[128];
     snprintf(config, sizeof(config), "{\"limits\": {\"idle_timeout_ms\": %d}}", IDLE_MS);
-    start_server(f, config);
+    hp_it_fixture_start_server(f, config, NULL);
     int port = f->server.port;
     /* A small receive window, and requests pipelined until the server
      * stops taking them: its answers back up, its write blocks, it stops
@@ -380,7 +337,7 @@ static void reader_that_never_reads_is_closed_at_the_idle_timeout(void **state)
     assert_true(hp_it_json_num(s, "io|writes_queued", 0) >= 1);
     assert_int_equal(hp_it_json_num(s, "connections|open", 0), 1); /* this one */
     cJSON_Delete(s);
-    stop_all(f);
+    hp_it_fixture_stop(f);
 }
 
 /* --- minimum body data rate -------------------------------------------------- */
@@ -388,13 +345,13 @@ static void reader_that_never_reads_is_closed_at_the_idle_timeout(void **state)
 static void body_below_the_minimum_rate_gets_408(void **state)
 {
     enum { GRACE_MS = 500, RATE = 240, LENGTH = 10000 };
-    fixture_t *f = fixture(state);
+    fixture_t *f = hp_it_fixture_new(state);
     char config[160];
     snprintf(config, sizeof(config),
              "{\"limits\": {\"body_grace_ms\": %d, \"min_body_rate\": %d, "
              "\"header_timeout_ms\": 10000}}",
              GRACE_MS, RATE);
-    start_server(f, config);
+    hp_it_fixture_start_server(f, config, NULL);
     int port = f->server.port;
     hp_it_client_t c;
     hp_it_resp_t r;
@@ -483,7 +440,7 @@ static void body_below_the_minimum_rate_gets_408(void **state)
     assert_int_equal(hp_it_json_num(s, "rejections|BODY_TIMEOUT", 0), 2);
     assert_int_equal(hp_it_json_num(s, "routes|/echo|valuetask|requests", 0), 1);
     cJSON_Delete(s);
-    stop_all(f);
+    hp_it_fixture_stop(f);
 }
 
 /* --- max connections --------------------------------------------------------- */
@@ -499,10 +456,10 @@ static bool refused(hp_it_client_t *c)
 static void connections_over_the_cap_are_closed_without_an_answer(void **state)
 {
     enum { MAX = 4 };
-    fixture_t *f = fixture(state);
+    fixture_t *f = hp_it_fixture_new(state);
     char config[96];
     snprintf(config, sizeof(config), "{\"limits\": {\"max_connections\": %d}}", MAX);
-    start_server(f, config); /* --workers 1 */
+    hp_it_fixture_start_server(f, config, NULL); /* --workers 1 */
     int port = f->server.port;
     hp_it_client_t held[MAX], extra;
     hp_it_resp_t r;
@@ -572,7 +529,7 @@ static void connections_over_the_cap_are_closed_without_an_answer(void **state)
     assert_int_equal(hp_it_json_num(s, "connections|accepted", 0), MAX + 2);
     assert_int_equal(hp_it_json_num(s, "routes|/plaintext|valuetask|requests", 0), MAX + 1);
     cJSON_Delete(s);
-    stop_all(f);
+    hp_it_fixture_stop(f);
 }
 
 /* --- the rejection table, and what is smuggled behind a rejection ------------ */
@@ -612,8 +569,8 @@ static char *fmt(const char *f, ...)
 
 static void rejections_answer_close_and_ignore_what_follows(void **state)
 {
-    fixture_t *f = fixture(state);
-    start_server(f, LIMITS);
+    fixture_t *f = hp_it_fixture_new(state);
+    hp_it_fixture_start_server(f, LIMITS, NULL);
     int port = f->server.port;
 
     char *long_target = repeat('a', 300);
@@ -779,7 +736,7 @@ static void rejections_answer_close_and_ignore_what_follows(void **state)
     hp_it_resp_free(&r);
     free(body);
     hp_it_client_close(&c);
-    stop_all(f);
+    hp_it_fixture_stop(f);
 }
 
 /* --- SIGHUP with a request in flight -------------------------------------------- */
@@ -787,16 +744,16 @@ static void rejections_answer_close_and_ignore_what_follows(void **state)
 static void sighup_during_a_request_applies_to_the_next_ones(void **state)
 {
     int delay_ms = slow ? 1500 : 600;
-    fixture_t *f = fixture(state);
+    fixture_t *f = hp_it_fixture_new(state);
     char delay[16], config[256];
     snprintf(delay, sizeof(delay), "%d", delay_ms);
     const char *args[] = {"--delay-ms", delay, NULL};
-    start_upstream(f, args);
+    hp_it_fixture_start_stub(f, args);
     snprintf(config, sizeof(config),
              "{\"mode\": \"valuetask\", \"upstream\": {\"port\": %d}, "
              "\"limits\": {\"header_count\": 100}}",
-             f->upstream.port);
-    start_server(f, config);
+             f->stub.port);
+    hp_it_fixture_start_server(f, config, NULL);
     int port = f->server.port;
     static const char six_more[] = "X-1: v\r\nX-2: v\r\nX-3: v\r\nX-4: v\r\nX-5: v\r\nX-6: v\r\n";
     hp_it_client_t c, inflight;
@@ -816,7 +773,7 @@ static void sighup_during_a_request_applies_to_the_next_ones(void **state)
     snprintf(config, sizeof(config),
              "{\"mode\": \"task\", \"upstream\": {\"port\": %d}, "
              "\"limits\": {\"header_count\": 5}}",
-             f->upstream.port);
+             f->stub.port);
     assert_int_equal(hp_it_server_write_config(&f->server, config), 0);
     assert_int_equal(hp_it_server_signal(&f->server, SIGHUP), 0);
     assert_true(hp_it_server_wait_stderr(&f->server, "(mode task)", HP_IT_TIMEOUT_MS));
@@ -861,7 +818,7 @@ static void sighup_during_a_request_applies_to_the_next_ones(void **state)
     hp_it_resp_free(&r);
     hp_it_client_close(&c);
     assert_int_equal(stat_num(port, "rejections|TOO_MANY_HEADERS"), 1);
-    stop_all(f);
+    hp_it_fixture_stop(f);
 }
 
 /* The tick expires each timeout list from its head and stops at the first
@@ -872,11 +829,11 @@ static void sighup_during_a_request_applies_to_the_next_ones(void **state)
 static void sighup_lowering_timeouts_applies_to_new_connections(void **state)
 {
     enum { OLD_MS = 5000, NEW_MS = 500 };
-    fixture_t *f = fixture(state);
+    fixture_t *f = hp_it_fixture_new(state);
     char config[160];
     snprintf(config, sizeof(config),
              "{\"limits\": {\"header_timeout_ms\": %d, \"idle_timeout_ms\": %d}}", OLD_MS, OLD_MS);
-    start_server(f, config);
+    hp_it_fixture_start_server(f, config, NULL);
     int port = f->server.port;
     hp_it_client_t old_head, old_idle, new_head, new_idle;
     hp_it_resp_t r;
@@ -932,7 +889,7 @@ static void sighup_lowering_timeouts_applies_to_new_connections(void **state)
     hp_it_client_close(&old_idle);
     hp_it_client_close(&new_head);
     hp_it_client_close(&new_idle);
-    stop_all(f);
+    hp_it_fixture_stop(f);
 }
 
 /* --- SIGTERM drain ----------------------------------------------------------------- */
@@ -940,15 +897,15 @@ static void sighup_lowering_timeouts_applies_to_new_connections(void **state)
 static void sigterm_drains_refuses_new_finishes_running_closes_idle(void **state)
 {
     int delay_ms = slow ? 1500 : 400;
-    fixture_t *f = fixture(state);
+    fixture_t *f = hp_it_fixture_new(state);
     char delay[16], config[256];
     snprintf(delay, sizeof(delay), "%d", delay_ms);
     const char *args[] = {"--delay-ms", delay, NULL};
-    start_upstream(f, args);
+    hp_it_fixture_start_stub(f, args);
     snprintf(config, sizeof(config),
              "{\"upstream\": {\"port\": %d}, \"limits\": {\"drain_timeout_ms\": 10000}}",
-             f->upstream.port);
-    start_server(f, config);
+             f->stub.port);
+    hp_it_fixture_start_server(f, config, NULL);
     int port = f->server.port;
     hp_it_client_t idle, running, late;
     hp_it_resp_t r;
@@ -987,7 +944,7 @@ static void sigterm_drains_refuses_new_finishes_running_closes_idle(void **state
     hp_it_client_close(&running);
     int st = hp_it_server_wait(&f->server, HP_IT_PROCESS_MS);
     long long exit_ms = hp_it_now_ms() - t0;
-    f->started = st == -2;
+    f->server_up = st == -2;
     printf("it_hardening: SIGTERM: idle closed after %lld ms, newcomer %s, running request "
            "answered after %lld ms (upstream delay %d ms), exit %d after %lld ms\n",
            idle_ms, rc != 0 ? "refused at connect" : "closed unanswered", running_ms, delay_ms, st,
@@ -995,8 +952,8 @@ static void sigterm_drains_refuses_new_finishes_running_closes_idle(void **state
     assert_int_equal(st, 0);
     assert_within("idle close on SIGTERM", idle_ms, 0, TICK_MS + MARGIN_MS);
     assert_within("exit after SIGTERM", exit_ms, 0, delay_ms + TICK_MS + MARGIN_MS);
-    f->upstream_started = false;
-    assert_int_equal(hp_it_upstream_stop(&f->upstream), 0);
+    f->stub_up = false;
+    assert_int_equal(hp_it_upstream_stop(&f->stub), 0);
 }
 
 /* --- upstream faults, mixed, under concurrency ------------------------------------- */
@@ -1029,14 +986,14 @@ static void mixed_upstream_faults_all_answered_and_the_pool_recovers(void **stat
 {
     enum { TOTAL = 200, CONC = 20, POOL = 8 };
     int timeout_ms = slow ? 1500 : 400;
-    fixture_t *f = fixture(state);
+    fixture_t *f = hp_it_fixture_new(state);
     const char *args[] = {"--delay-ms", "2", "--jitter-ms", "10", NULL};
-    start_upstream(f, args);
+    hp_it_fixture_start_stub(f, args);
     char config[256];
     snprintf(config, sizeof(config),
              "{\"upstream\": {\"port\": %d, \"pool_size\": %d, \"response_timeout_ms\": %d}}",
-             f->upstream.port, POOL, timeout_ms);
-    start_server(f, config);
+             f->stub.port, POOL, timeout_ms);
+    hp_it_fixture_start_server(f, config, NULL);
     int port = f->server.port;
 
     /* A fixed shuffle: half the requests clean, the rest spread over the
@@ -1082,7 +1039,7 @@ static void mixed_upstream_faults_all_answered_and_the_pool_recovers(void **stat
             if (pending[i] >= 0) continue;
             while (next_toggle < sizeof(toggles) / sizeof(toggles[0]) &&
                    sent >= toggles[next_toggle].at)
-                stub_control(f->upstream.port, toggles[next_toggle++].query);
+                stub_control(f->stub.port, toggles[next_toggle++].query);
             int k = kind[sent];
             if (fault_kinds[k].fault)
                 assert_int_equal(hp_it_client_sendf(&cl[i],
@@ -1193,7 +1150,7 @@ static void mixed_upstream_faults_all_answered_and_the_pool_recovers(void **stat
     assert_int_equal(hp_it_json_num(s, "upstream|errors|connect", 0), 0);
     assert_true(hp_it_json_num(s, "upstream|retries", 0) >= 1); /* drop_next was met */
     cJSON_Delete(s);
-    stop_all(f);
+    hp_it_fixture_stop(f);
 }
 
 int main(void)
@@ -1203,19 +1160,19 @@ int main(void)
     slow = s && *s && strcmp(s, "0") != 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(slowloris_gets_408_at_the_header_timeout_and_others_are_served,
-                                  teardown),
-        cmocka_unit_test_teardown(empty_lines_do_not_hold_a_connection_open, teardown),
-        cmocka_unit_test_teardown(idle_keep_alive_connection_closes_at_the_idle_timeout, teardown),
-        cmocka_unit_test_teardown(reader_that_never_reads_is_closed_at_the_idle_timeout, teardown),
-        cmocka_unit_test_teardown(body_below_the_minimum_rate_gets_408, teardown),
-        cmocka_unit_test_teardown(connections_over_the_cap_are_closed_without_an_answer, teardown),
-        cmocka_unit_test_teardown(rejections_answer_close_and_ignore_what_follows, teardown),
-        cmocka_unit_test_teardown(sighup_during_a_request_applies_to_the_next_ones, teardown),
-        cmocka_unit_test_teardown(sighup_lowering_timeouts_applies_to_new_connections, teardown),
+                                  hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(empty_lines_do_not_hold_a_connection_open, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(idle_keep_alive_connection_closes_at_the_idle_timeout, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(reader_that_never_reads_is_closed_at_the_idle_timeout, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(body_below_the_minimum_rate_gets_408, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(connections_over_the_cap_are_closed_without_an_answer, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(rejections_answer_close_and_ignore_what_follows, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(sighup_during_a_request_applies_to_the_next_ones, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(sighup_lowering_timeouts_applies_to_new_connections, hp_it_fixture_teardown),
         cmocka_unit_test_teardown(sigterm_drains_refuses_new_finishes_running_closes_idle,
-                                  teardown),
+                                  hp_it_fixture_teardown),
         cmocka_unit_test_teardown(mixed_upstream_faults_all_answered_and_the_pool_recovers,
-                                  teardown),
+                                  hp_it_fixture_teardown),
     };
     return hp_it_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -9,7 +9,7 @@
  * server's stderr; every server must still exit 0 at the end (a leak check
  * in the sanitizer build).
  */
-#include "harness.h"
+#include "fixture.h"
 
 #include "server/alloc.h"
 
@@ -24,33 +24,13 @@
 
 #include <cmocka.h>
 
-typedef struct {
-    hp_it_server_t server;
-    bool started;
-} fixture_t;
-
-static int teardown(void **state)
-{
-    fixture_t *f = *state;
-    if (f == NULL) return 0;
-    if (f->started) hp_it_server_stop(&f->server); /* a test that failed midway */
-    free(f);
-    return 0;
-}
+typedef hp_it_fixture_t fixture_t;
 
 static fixture_t *start(void **state, const char *config, const char *const *args)
 {
-    fixture_t *f = calloc(1, sizeof(*f));
-    *state = f;
-    assert_int_equal(hp_it_server_start(&f->server, config, args), 0);
-    f->started = true;
+    fixture_t *f = hp_it_fixture_new(state);
+    hp_it_fixture_start_server(f, config, args);
     return f;
-}
-
-static void stop(fixture_t *f)
-{
-    f->started = false;
-    assert_int_equal(hp_it_server_stop(&f->server), 0);
 }
 
 static void assert_contains(const char *haystack, const char *needle)
@@ -197,7 +177,7 @@ static void mode_flag_overrides_the_file(void **state)
     assert_int_equal(hp_it_server_signal(&f->server, SIGHUP), 0);
     assert_true(hp_it_server_wait_stderr(&f->server, "reloaded", HP_IT_TIMEOUT_MS));
     assert_stats_mode(f->server.port, "task");
-    stop(f);
+    hp_it_fixture_stop(f);
 }
 
 /* --- SIGHUP ----------------------------------------------------------------- */
@@ -237,7 +217,7 @@ static void sighup_switches_mode(void **state)
     assert_stats_mode(port, "valuetask");
     get_plaintext(port, 2);
     assert_int_equal(stat_num(port, "routes|/plaintext|valuetask|requests"), 7);
-    stop(f);
+    hp_it_fixture_stop(f);
 }
 
 static void sighup_with_a_broken_file_keeps_the_running_config(void **state)
@@ -279,7 +259,7 @@ static void sighup_with_a_broken_file_keeps_the_running_config(void **state)
     assert_int_equal(hp_it_server_write_config(&f->server, "{\"mode\": \"task\"}"), 0);
     assert_int_equal(hp_it_server_signal(&f->server, SIGHUP), 0);
     assert_true(hp_it_server_wait_stderr(&f->server, "(mode task)", HP_IT_TIMEOUT_MS));
-    stop(f);
+    hp_it_fixture_stop(f);
 }
 
 static void sighup_changes_the_middleware_chain(void **state)
@@ -322,7 +302,7 @@ static void sighup_changes_the_middleware_chain(void **state)
     assert_non_null(hp_it_header(&r, "X-Request-Id")); /* the default chain again */
     assert_string_equal(hp_it_header(&r, "Server"), "hotpath");
     hp_it_resp_free(&r);
-    stop(f);
+    hp_it_fixture_stop(f);
 }
 
 static void sighup_right_after_the_listening_line_reloads(void **state)
@@ -341,11 +321,11 @@ static void sighup_right_after_the_listening_line_reloads(void **state)
                     "round %d: the server died of a SIGHUP sent right after its "
                     "listening line (status %d)\n",
                     round, st);
-            f->started = false;
+            f->server_up = false;
         }
         assert_int_equal(st, -2); /* still running */
         assert_true(reloaded);
-        stop(f);
+        hp_it_fixture_stop(f);
         free(f);
         *state = NULL;
     }
@@ -368,7 +348,7 @@ static void sigterm_with_an_idle_keep_alive_connection_exits_promptly(void **sta
     assert_true(hp_it_client_wait_eof(&c, HP_IT_TIMEOUT_MS)); /* closed, no answer */
     int st = hp_it_server_wait(&f->server, HP_IT_PROCESS_MS);
     long long took = hp_it_now_ms() - t0;
-    f->started = st == -2;
+    f->server_up = st == -2;
     printf("it_lifecycle: idle keep-alive: exit %d after %lld ms\n", st, took);
     assert_int_equal(st, 0);
     assert_true(took < 2000); /* a tick or two, not the 5 s drain */
@@ -416,7 +396,7 @@ static void sigterm_with_a_half_sent_request_ends_within_the_drain_timeout(void 
     assert_true(hp_it_client_wait_eof(&half, DRAIN_MS + 2000));
     int st = hp_it_server_wait(&f->server, HP_IT_PROCESS_MS);
     long long took = hp_it_now_ms() - t0;
-    f->started = st == -2;
+    f->server_up = st == -2;
     printf("it_lifecycle: half-sent request: exit %d after %lld ms (drain_timeout_ms %d)\n", st,
            took, DRAIN_MS);
     assert_int_equal(st, 0);
@@ -428,50 +408,31 @@ static void sigterm_with_a_half_sent_request_ends_within_the_drain_timeout(void 
 }
 
 /* A server whose upstream is the stub, answering after delay_ms. */
-typedef struct {
-    fixture_t f;
-    hp_it_server_t upstream;
-    bool upstream_started;
-} upstream_fixture_t;
-
-static int upstream_teardown(void **state)
+static fixture_t *start_with_upstream(void **state, int delay_ms, int drain_ms)
 {
-    upstream_fixture_t *u = *state;
-    if (u == NULL) return 0;
-    if (u->f.started) hp_it_server_stop(&u->f.server);
-    if (u->upstream_started) hp_it_upstream_stop(&u->upstream);
-    free(u);
-    return 0;
-}
-
-static upstream_fixture_t *start_with_upstream(void **state, int delay_ms, int drain_ms)
-{
-    upstream_fixture_t *u = calloc(1, sizeof(*u));
-    *state = u;
+    fixture_t *f = hp_it_fixture_new(state);
     char delay[16], config[256];
     snprintf(delay, sizeof(delay), "%d", delay_ms);
     const char *args[] = {"--delay-ms", delay, NULL};
-    assert_int_equal(hp_it_upstream_start(&u->upstream, args), 0);
-    u->upstream_started = true;
+    hp_it_fixture_start_stub(f, args);
     snprintf(config, sizeof(config),
              "{\"upstream\": {\"port\": %d}, \"limits\": {\"drain_timeout_ms\": %d}}",
-             u->upstream.port, drain_ms);
-    assert_int_equal(hp_it_server_start(&u->f.server, config, NULL), 0);
-    u->f.started = true;
-    return u;
+             f->stub.port, drain_ms);
+    hp_it_fixture_start_server(f, config, NULL);
+    return f;
 }
 
 static void sigterm_lets_a_running_request_finish(void **state)
 {
     enum { DELAY_MS = 300 };
-    upstream_fixture_t *u = start_with_upstream(state, DELAY_MS, 5000);
+    fixture_t *u = start_with_upstream(state, DELAY_MS, 5000);
     hp_it_client_t c;
-    assert_int_equal(hp_it_client_open(&c, u->f.server.port), 0);
+    assert_int_equal(hp_it_client_open(&c, u->server.port), 0);
     assert_int_equal(hp_it_client_sendf(&c, "GET /upstream/items/k HTTP/1.1\r\nHost: h\r\n\r\n"),
                      0);
     hp_it_sleep_ms(50); /* running: waiting on the upstream */
     long long t0 = hp_it_now_ms();
-    assert_int_equal(hp_it_server_signal(&u->f.server, SIGTERM), 0);
+    assert_int_equal(hp_it_server_signal(&u->server, SIGTERM), 0);
     hp_it_resp_t r;
     assert_int_equal(hp_it_client_read(&c, &r, false), 0);
     assert_int_equal(r.status, 200);
@@ -482,9 +443,9 @@ static void sigterm_lets_a_running_request_finish(void **state)
     /* Closing our end too, as a client does after "Connection: close" (the
      * server lingers on a closed connection until the peer closes). */
     hp_it_client_close(&c);
-    int st = hp_it_server_wait(&u->f.server, HP_IT_PROCESS_MS);
+    int st = hp_it_server_wait(&u->server, HP_IT_PROCESS_MS);
     long long took = hp_it_now_ms() - t0;
-    u->f.started = st == -2;
+    u->server_up = st == -2;
     printf("it_lifecycle: running request: exit %d after %lld ms (upstream delay %d ms)\n", st,
            took, DELAY_MS);
     assert_int_equal(st, 0);
@@ -494,14 +455,14 @@ static void sigterm_lets_a_running_request_finish(void **state)
 static void sigterm_ends_a_request_that_outlasts_the_drain_timeout(void **state)
 {
     enum { DELAY_MS = 4000, DRAIN_MS = 300 };
-    upstream_fixture_t *u = start_with_upstream(state, DELAY_MS, DRAIN_MS);
+    fixture_t *u = start_with_upstream(state, DELAY_MS, DRAIN_MS);
     hp_it_client_t c;
-    assert_int_equal(hp_it_client_open(&c, u->f.server.port), 0);
+    assert_int_equal(hp_it_client_open(&c, u->server.port), 0);
     assert_int_equal(hp_it_client_sendf(&c, "GET /upstream/items/k HTTP/1.1\r\nHost: h\r\n\r\n"),
                      0);
     hp_it_sleep_ms(50);
     long long t0 = hp_it_now_ms();
-    assert_int_equal(hp_it_server_signal(&u->f.server, SIGTERM), 0);
+    assert_int_equal(hp_it_server_signal(&u->server, SIGTERM), 0);
     /* An answer (a 5xx: the upstream call was cut) or a close, by the drain
      * deadline; then the process exits 0, before the upstream would have
      * answered. */
@@ -518,9 +479,9 @@ static void sigterm_ends_a_request_that_outlasts_the_drain_timeout(void **state)
     }
     hp_it_resp_free(&r);
     assert_true(answered < DRAIN_MS + 250 + 1500);
-    int st = hp_it_server_wait(&u->f.server, HP_IT_PROCESS_MS);
+    int st = hp_it_server_wait(&u->server, HP_IT_PROCESS_MS);
     long long took = hp_it_now_ms() - t0;
-    u->f.started = st == -2;
+    u->server_up = st == -2;
     printf("it_lifecycle: request cut by the drain: exit %d after %lld ms (drain_timeout_ms %d, "
            "upstream delay %d ms)\n",
            st, took, DRAIN_MS, DELAY_MS);
@@ -535,7 +496,7 @@ static void sigint_stops_like_sigterm(void **state)
     get_plaintext(f->server.port, 1);
     assert_int_equal(hp_it_server_signal(&f->server, SIGINT), 0);
     int st = hp_it_server_wait(&f->server, HP_IT_PROCESS_MS);
-    f->started = st == -2;
+    f->server_up = st == -2;
     assert_int_equal(st, 0);
     assert_true(hp_it_server_wait_stderr(&f->server, "SIGINT: draining", 0));
     /* Gone: nothing listens on the port any more. */
@@ -551,19 +512,19 @@ int main(void)
         cmocka_unit_test(version_exits_0),
         cmocka_unit_test(bad_usage_exits_2),
         cmocka_unit_test(bad_config_exits_1_naming_the_key),
-        cmocka_unit_test_teardown(mode_flag_overrides_the_file, teardown),
-        cmocka_unit_test_teardown(sighup_switches_mode, teardown),
-        cmocka_unit_test_teardown(sighup_with_a_broken_file_keeps_the_running_config, teardown),
-        cmocka_unit_test_teardown(sighup_changes_the_middleware_chain, teardown),
-        cmocka_unit_test_teardown(sighup_right_after_the_listening_line_reloads, teardown),
+        cmocka_unit_test_teardown(mode_flag_overrides_the_file, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(sighup_switches_mode, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(sighup_with_a_broken_file_keeps_the_running_config, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(sighup_changes_the_middleware_chain, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(sighup_right_after_the_listening_line_reloads, hp_it_fixture_teardown),
         cmocka_unit_test_teardown(sigterm_with_an_idle_keep_alive_connection_exits_promptly,
-                                  teardown),
+                                  hp_it_fixture_teardown),
         cmocka_unit_test_teardown(sigterm_with_a_half_sent_request_ends_within_the_drain_timeout,
-                                  teardown),
-        cmocka_unit_test_teardown(sigterm_lets_a_running_request_finish, upstream_teardown),
+                                  hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(sigterm_lets_a_running_request_finish, hp_it_fixture_teardown),
         cmocka_unit_test_teardown(sigterm_ends_a_request_that_outlasts_the_drain_timeout,
-                                  upstream_teardown),
-        cmocka_unit_test_teardown(sigint_stops_like_sigterm, teardown),
+                                  hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(sigint_stops_like_sigterm, hp_it_fixture_teardown),
     };
     return hp_it_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -18,7 +18,7 @@
  * The allocations of an /upstream request are measured in it_cache.c, next
  * to those of a hit and a miss.
  */
-#include "harness.h"
+#include "fixture.h"
 
 #include "server/alloc.h"
 
@@ -38,53 +38,25 @@
 #define RESPONSE_TIMEOUT_MS 200
 #define MARGIN_MS           700
 
-typedef struct {
-    hp_it_server_t stub;
-    hp_it_server_t server;
-    bool stub_up, server_up;
-} fixture_t;
-
-static int teardown(void **state)
-{
-    fixture_t *f = *state;
-    if (f == NULL) return 0;
-    /* Only a test that failed midway leaves these running. */
-    if (f->server_up) hp_it_server_stop(&f->server);
-    if (f->stub_up) hp_it_upstream_stop(&f->stub);
-    free(f);
-    return 0;
-}
+typedef hp_it_fixture_t fixture_t;
 
 /* A stub answering after delay_ms, and hotpath (one worker) whose upstream
  * is that stub; upstream: JSON members (without braces, may be "") added
  * to the upstream section. */
 static fixture_t *start(void **state, int delay_ms, const char *upstream)
 {
-    fixture_t *f = calloc(1, sizeof(*f));
-    *state = f;
+    fixture_t *f = hp_it_fixture_new(state);
     char delay[16];
     snprintf(delay, sizeof(delay), "%d", delay_ms);
     const char *stub_args[] = {"--delay-ms", delay, NULL};
-    assert_int_equal(hp_it_upstream_start(&f->stub, stub_args), 0);
-    f->stub_up = true;
+    hp_it_fixture_start_stub(f, stub_args);
     char config[1024];
     /* A short drain: a test that fails midway leaves connections open. */
     snprintf(config, sizeof(config),
              "{\"upstream\": {\"port\": %d%s%s}, \"limits\": {\"drain_timeout_ms\": 1000}}",
              f->stub.port, *upstream ? ", " : "", upstream);
-    assert_int_equal(hp_it_server_start(&f->server, config, NULL), 0);
-    f->server_up = true;
+    hp_it_fixture_start_server(f, config, NULL);
     return f;
-}
-
-static void stop(fixture_t *f)
-{
-    f->server_up = false;
-    assert_int_equal(hp_it_server_stop(&f->server), 0);
-    if (f->stub_up) {
-        f->stub_up = false;
-        assert_int_equal(hp_it_upstream_stop(&f->stub), 0);
-    }
 }
 
 static void stub_control(fixture_t *f, const char *query)
@@ -208,7 +180,7 @@ static void proxies_path_and_query_as_get(void **state)
     assert_int_equal(hp_it_json_num(s, "routes|/upstream/|valuetask|requests", 0), 8);
     cJSON_Delete(s);
     hp_it_client_close(&c);
-    stop(f);
+    hp_it_fixture_stop(f);
 }
 
 /* --- the upstream down ------------------------------------------------- */
@@ -254,7 +226,7 @@ static void stopped_upstream_answers_502_within_connect_timeout(void **state)
     cJSON_Delete(before);
     cJSON_Delete(after);
     hp_it_client_close(&c);
-    stop(f);
+    hp_it_fixture_stop(f);
 }
 
 /* --- timeouts ------------------------------------------------------------- */
@@ -318,7 +290,7 @@ static void slow_upstream_answers_504_at_response_timeout(void **state)
     cJSON_Delete(before);
     cJSON_Delete(after);
     hp_it_client_close(&c);
-    stop(f);
+    hp_it_fixture_stop(f);
 }
 
 /* --- broken answers ------------------------------------------------------- */
@@ -396,17 +368,17 @@ static void broken_answers_fail_and_the_pool_recovers(void **state)
     assert_int_equal(hp_it_json_num(s, "cache|entries", 0), 2);
     cJSON_Delete(s);
     hp_it_client_close(&c);
-    stop(f);
+    hp_it_fixture_stop(f);
 }
 
 int main(void)
 {
     hp_alloc_install();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(proxies_path_and_query_as_get, teardown),
-        cmocka_unit_test_teardown(stopped_upstream_answers_502_within_connect_timeout, teardown),
-        cmocka_unit_test_teardown(slow_upstream_answers_504_at_response_timeout, teardown),
-        cmocka_unit_test_teardown(broken_answers_fail_and_the_pool_recovers, teardown),
+        cmocka_unit_test_teardown(proxies_path_and_query_as_get, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(stopped_upstream_answers_502_within_connect_timeout, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(slow_upstream_answers_504_at_response_timeout, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(broken_answers_fail_and_the_pool_recovers, hp_it_fixture_teardown),
     };
     return hp_it_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

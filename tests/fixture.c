@@ -1,0 +1,54 @@
+/*
+ * fixture.c - one integration test's processes (see fixture.h).
+ */
+#include "fixture.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+hp_it_fixture_t *hp_it_fixture_new(void **state)
+{
+    hp_it_fixture_t *f = calloc(1, sizeof(*f));
+    *state = f;
+    return f;
+}
+
+void hp_it_fixture_start_stub(hp_it_fixture_t *f, const char *const *args)
+{
+    assert_int_equal(hp_it_upstream_start(&f->stub, args), 0);
+    f->stub_up = true;
+}
+
+void hp_it_fixture_start_server(hp_it_fixture_t *f, const char *config, const char *const *args)
+{
+    assert_int_equal(hp_it_server_start(&f->server, config, args), 0);
+    f->server_up = true;
+}
+
+void hp_it_fixture_stop(hp_it_fixture_t *f)
+{
+    if (f->server_up) {
+        f->server_up = false;
+        assert_int_equal(hp_it_server_stop(&f->server), 0);
+    }
+    if (f->stub_up) {
+        f->stub_up = false;
+        assert_int_equal(hp_it_upstream_stop(&f->stub), 0);
+    }
+}
+
+int hp_it_fixture_teardown(void **state)
+{
+    hp_it_fixture_t *f = *state;
+    if (f == NULL) return 0;
+    /* Only a test that failed midway leaves these running. */
+    if (f->server_up) hp_it_server_stop(&f->server);
+    if (f->stub_up) hp_it_upstream_stop(&f->stub);
+    free(f);
+    *state = NULL;
+    return 0;
+}

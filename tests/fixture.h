@@ -1,0 +1,34 @@
+/*
+ * fixture.h - the processes of one integration test: a hotpath server and,
+ * when the test needs one, the upstream stub (both through harness.h).
+ *
+ * Start them with the assert-on-failure helpers below; stop them with
+ * hp_it_fixture_stop, which asserts both exited 0 (under the sanitizer
+ * build: no leak). hp_it_fixture_teardown, the cmocka teardown, stops
+ * whatever a test that failed midway left running and frees the fixture.
+ */
+#ifndef HP_IT_FIXTURE_H
+#define HP_IT_FIXTURE_H
+
+#include "tests/harness.h"
+
+#include <stdbool.h>
+
+typedef struct {
+    hp_it_server_t server;
+    hp_it_server_t stub;
+    bool server_up, stub_up;
+} hp_it_fixture_t;
+
+/* A zeroed fixture, stored in *state for the teardown. */
+hp_it_fixture_t *hp_it_fixture_new(void **state);
+
+void hp_it_fixture_start_stub(hp_it_fixture_t *f, const char *const *args);
+void hp_it_fixture_start_server(hp_it_fixture_t *f, const char *config, const char *const *args);
+
+/* Stop the server, then the stub; both must exit 0. */
+void hp_it_fixture_stop(hp_it_fixture_t *f);
+
+int hp_it_fixture_teardown(void **state);
+
+#endif
