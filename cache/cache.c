@@ -77,7 +77,7 @@ struct hp_cache {
     hp_cache_fill_fn fill;
     void *fill_arg;
     hp_cache_opts_t opts;
-    uint64_t now_ms; /* the latest now_ms any call passed in */
+    uint64_t now_ms;         /* the latest now_ms any call passed in */
     hp_cache_clock_fn clock; /* read when a fill completes, if set */
     void *clock_arg;
     hp_cache_stats_t stats;

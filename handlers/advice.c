@@ -194,8 +194,8 @@ static char *as_text(const hp_snapshot_t *s, const hp_config_t *cfg, const row_t
                    "calls/s", "sync%", "allocated", "avoided", "waiters", "advice");
     for (size_t i = 0; i < n; i++) {
         const row_t *r = &rows[i];
-        hp_sbuf_printf(&b, "%-20s %-10s %12llu %10.0f %6.1f %12llu %12llu %8llu  %-9s\n",
-                       r->name, layer_kind(r->name), (unsigned long long)r->in.calls, r->in.rate,
+        hp_sbuf_printf(&b, "%-20s %-10s %12llu %10.0f %6.1f %12llu %12llu %8llu  %-9s\n", r->name,
+                       layer_kind(r->name), (unsigned long long)r->in.calls, r->in.rate,
                        100 * r->out.sync_share, (unsigned long long)r->in.allocated,
                        (unsigned long long)r->in.avoided, (unsigned long long)r->in.waiters,
                        hp_advice_name(r->out.rec));

@@ -23,20 +23,20 @@
 typedef enum { HP_ADVICE_VALUETASK = 0, HP_ADVICE_TASK, HP_ADVICE_EITHER } hp_advice_rec_t;
 
 typedef struct {
-    uint64_t calls;      /* total */
-    uint64_t sync;       /* of which completed before returning */
-    uint64_t allocated;  /* results that were heap tasks */
-    uint64_t avoided;    /* results returned inline: a task avoided each */
-    uint64_t pooled;     /* pending results backed by a pooled source */
-    uint64_t waiters;    /* extra waiters on shared tasks */
-    uint64_t as_task;    /* callers that converted a result to a task */
-    double rate;         /* calls per second, recent */
+    uint64_t calls;     /* total */
+    uint64_t sync;      /* of which completed before returning */
+    uint64_t allocated; /* results that were heap tasks */
+    uint64_t avoided;   /* results returned inline: a task avoided each */
+    uint64_t pooled;    /* pending results backed by a pooled source */
+    uint64_t waiters;   /* extra waiters on shared tasks */
+    uint64_t as_task;   /* callers that converted a result to a task */
+    double rate;        /* calls per second, recent */
 } hp_advice_in_t;
 
 typedef struct {
-    double hot_rate;     /* calls/s */
-    double sync_share;   /* 0..1 */
-    double task_bytes;   /* bytes one task costs, for the reason text */
+    double hot_rate;   /* calls/s */
+    double sync_share; /* 0..1 */
+    double task_bytes; /* bytes one task costs, for the reason text */
 } hp_advice_thresholds_t;
 
 typedef struct {

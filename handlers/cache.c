@@ -47,8 +47,10 @@ static void answer(hp_ctx_t *ctx, hp_vtask_t *vt)
 {
     hp_buf_t *buf;
     int rc = hp_cache_result(vt, &buf, NULL);
-    if (rc == 0) hp_resp_buf(ctx, buf);
-    else answer_error(ctx, rc);
+    if (rc == 0)
+        hp_resp_buf(ctx, buf);
+    else
+        answer_error(ctx, rc);
 }
 
 static void cache_awaited(void *arg)

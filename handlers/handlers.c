@@ -13,7 +13,7 @@
 
 #include <string.h>
 
-#define GET_HEAD (HP_METHOD_BIT(HP_GET) | HP_METHOD_BIT(HP_HEAD))
+#define GET_HEAD   (HP_METHOD_BIT(HP_GET) | HP_METHOD_BIT(HP_HEAD))
 #define ANY_METHOD (~UINT64_C(0))
 
 enum { R_NOT_FOUND = 9, R_METHOD_NOT_ALLOWED = 10 };
@@ -29,8 +29,7 @@ static const hp_route_t routes[] = {
      "proxied to the upstream (always asynchronous: a task)", 3},
     {"/echo", HP_ROUTE_PLAIN_PATH, ANY_METHOD, "*", true, &hp_handler_echo,
      "any method: the request body back (Content-Length or chunked)", 4},
-    {"/", HP_ROUTE_PLAIN_PATH, GET_HEAD, "GET, HEAD", false, &hp_handler_index,
-     "this index", 5},
+    {"/", HP_ROUTE_PLAIN_PATH, GET_HEAD, "GET, HEAD", false, &hp_handler_index, "this index", 5},
     {"/stats", HP_ROUTE_PLAIN_PATH, GET_HEAD, "GET, HEAD", false, &hp_handler_stats,
      "JSON counters: requests, allocations per request per mode, cache, upstream", 6},
     {"/metrics", HP_ROUTE_PLAIN_PATH, GET_HEAD, "GET, HEAD", false, &hp_handler_metrics,

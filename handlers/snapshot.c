@@ -14,7 +14,8 @@ static void add_words(void *dst, const void *src, size_t bytes)
 {
     uint64_t *d = dst;
     const uint64_t *s = src;
-    for (size_t i = 0; i < bytes / sizeof(uint64_t); i++) d[i] += hp_counter_get(&s[i]);
+    for (size_t i = 0; i < bytes / sizeof(uint64_t); i++)
+        d[i] += hp_counter_get(&s[i]);
 }
 
 void hp_snapshot_take(hp_ctx_t *ctx, hp_snapshot_t *s)

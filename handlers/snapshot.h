@@ -14,14 +14,14 @@
 
 typedef struct {
     hp_metrics_t m;
-    hp_alloc_stats_t alloc;     /* worker threads' totals, by door */
+    hp_alloc_stats_t alloc; /* worker threads' totals, by door */
     hp_runtime_stats_t runtime;
     hp_cache_stats_t cache;
     hp_upstream_stats_t upstream;
     unsigned workers;
-    hp_mode_t mode;             /* the mode new requests start under */
+    hp_mode_t mode; /* the mode new requests start under */
     uint64_t uptime_ms;
-    uint64_t now_ms;            /* uv_now of the worker that took it */
+    uint64_t now_ms; /* uv_now of the worker that took it */
     uint64_t ctx_pool_idle;
 } hp_snapshot_t;
 

@@ -42,7 +42,8 @@ static cJSON *route_mode_json(const hp_route_stats_t *rs)
     for (int i = 0; i < 6; i++)
         if (rs->status[i]) cJSON_AddNumberToObject(st, cls[i], (double)rs->status[i]);
     uint64_t timed = 0;
-    for (int i = 0; i < HP_LAT_BUCKETS; i++) timed += rs->latency[i];
+    for (int i = 0; i < HP_LAT_BUCKETS; i++)
+        timed += rs->latency[i];
     cJSON_AddNumberToObject(o, "latency_mean_us", per(rs->latency_ns_sum, timed) / 1000.0);
     return o;
 }
@@ -261,29 +262,32 @@ static void prometheus(hp_sbuf_t *b, const hp_snapshot_t *s)
         for (int mode = 0; mode < 2; mode++) {
             const hp_route_stats_t *rs = &s->m.routes[routes[r].id][mode];
             uint64_t cum = 0;
-            for (int i = 0; i < HP_LAT_BUCKETS; i++) cum += rs->latency[i];
+            for (int i = 0; i < HP_LAT_BUCKETS; i++)
+                cum += rs->latency[i];
             if (!cum) continue;
             cum = 0;
             for (int i = 0; i < HP_LAT_BUCKETS; i++) {
                 cum += rs->latency[i];
                 if (i < HP_LAT_BUCKETS - 1)
-                    hp_sbuf_printf(b,
-                                   "hotpath_request_duration_seconds_bucket{route=\"%s\",mode=\"%s\","
-                                   "le=\"%g\"} %llu\n",
-                                   routes[r].path, mode_names[mode], (double)bounds[i] / 1e6,
-                                   (unsigned long long)cum);
+                    hp_sbuf_printf(
+                        b,
+                        "hotpath_request_duration_seconds_bucket{route=\"%s\",mode=\"%s\","
+                        "le=\"%g\"} %llu\n",
+                        routes[r].path, mode_names[mode], (double)bounds[i] / 1e6,
+                        (unsigned long long)cum);
                 else
-                    hp_sbuf_printf(b,
-                                   "hotpath_request_duration_seconds_bucket{route=\"%s\",mode=\"%s\","
-                                   "le=\"+Inf\"} %llu\n",
-                                   routes[r].path, mode_names[mode], (unsigned long long)cum);
+                    hp_sbuf_printf(
+                        b,
+                        "hotpath_request_duration_seconds_bucket{route=\"%s\",mode=\"%s\","
+                        "le=\"+Inf\"} %llu\n",
+                        routes[r].path, mode_names[mode], (unsigned long long)cum);
             }
             hp_sbuf_printf(b,
                            "hotpath_request_duration_seconds_sum{route=\"%s\",mode=\"%s\"} %.6f\n",
                            routes[r].path, mode_names[mode], (double)rs->latency_ns_sum / 1e9);
-            hp_sbuf_printf(b,
-                           "hotpath_request_duration_seconds_count{route=\"%s\",mode=\"%s\"} %llu\n",
-                           routes[r].path, mode_names[mode], (unsigned long long)cum);
+            hp_sbuf_printf(
+                b, "hotpath_request_duration_seconds_count{route=\"%s\",mode=\"%s\"} %llu\n",
+                routes[r].path, mode_names[mode], (unsigned long long)cum);
         }
 
 #define PER_LAYER(metric, help, field)                                                             \
@@ -298,8 +302,8 @@ static void prometheus(hp_sbuf_t *b, const hp_snapshot_t *s)
     PER_LAYER("hotpath_layer_inline_valuetasks_total",
               "Results returned inline: one allocation avoided each.", inline_vt);
     PER_LAYER("hotpath_layer_task_valuetasks_total", "Results returned as heap tasks.", task_vt);
-    PER_LAYER("hotpath_layer_source_valuetasks_total",
-              "Pending results backed by a pooled source.", source_vt);
+    PER_LAYER("hotpath_layer_source_valuetasks_total", "Pending results backed by a pooled source.",
+              source_vt);
 #undef PER_LAYER
 
     family(b, "hotpath_allocations_total", "counter",
@@ -321,8 +325,7 @@ static void prometheus(hp_sbuf_t *b, const hp_snapshot_t *s)
            "Completed tasks served from the singleton cache.", rt->tasks_cached);
     SCALAR("hotpath_valuetasks_inline_total", "counter", "Valuetasks completed inline.",
            rt->vtasks_inline);
-    SCALAR("hotpath_as_task_total", "counter", "Valuetask to task conversions.",
-           rt->as_task_calls);
+    SCALAR("hotpath_as_task_total", "counter", "Valuetask to task conversions.", rt->as_task_calls);
     family(b, "hotpath_valuetask_misuse_total", "counter",
            "Valuetask misuses detected and refused, by kind.");
     hp_sbuf_printf(b, "hotpath_valuetask_misuse_total{kind=\"consumed\"} %llu\n",
@@ -335,7 +338,8 @@ static void prometheus(hp_sbuf_t *b, const hp_snapshot_t *s)
     SCALAR("hotpath_connections_refused_total", "counter",
            "Connections closed at once: over limits.max_connections.", s->m.conns_refused);
     SCALAR("hotpath_connections_open", "gauge", "Connections open now.", s->m.conns_open);
-    family(b, "hotpath_rejections_total", "counter", "Malformed or over-limit requests, by reason.");
+    family(b, "hotpath_rejections_total", "counter",
+           "Malformed or over-limit requests, by reason.");
     for (int r = 1; r < HP_REJECT_COUNT; r++)
         hp_sbuf_printf(b, "hotpath_rejections_total{reason=\"%s\"} %llu\n",
                        hp_reject_name((hp_reject_t)r), (unsigned long long)s->m.rejects[r]);
@@ -343,8 +347,7 @@ static void prometheus(hp_sbuf_t *b, const hp_snapshot_t *s)
 
     const hp_cache_stats_t *c = &s->cache;
     SCALAR("hotpath_cache_hits_total", "counter", "Cache hits (fresh).", c->hits);
-    SCALAR("hotpath_cache_misses_total", "counter", "Cache misses that started a fill.",
-           c->misses);
+    SCALAR("hotpath_cache_misses_total", "counter", "Cache misses that started a fill.", c->misses);
     SCALAR("hotpath_cache_coalesced_total", "counter", "Misses that joined a running fill.",
            c->coalesced);
     SCALAR("hotpath_cache_stale_total", "counter", "Stale values served while revalidating.",
@@ -360,9 +363,9 @@ static void prometheus(hp_sbuf_t *b, const hp_snapshot_t *s)
     const struct {
         const char *k;
         uint64_t v;
-    } errs[] = {{"connect", u->err_connect}, {"timeout", u->err_timeout},
+    } errs[] = {{"connect", u->err_connect},   {"timeout", u->err_timeout},
                 {"protocol", u->err_protocol}, {"reset", u->err_reset},
-                {"too_big", u->err_too_big}, {"shutdown", u->err_shutdown}};
+                {"too_big", u->err_too_big},   {"shutdown", u->err_shutdown}};
     for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++)
         hp_sbuf_printf(b, "hotpath_upstream_errors_total{kind=\"%s\"} %llu\n", errs[i].k,
                        (unsigned long long)errs[i].v);

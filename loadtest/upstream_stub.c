@@ -59,7 +59,6 @@
 #define BYTES_MAX (64u << 20) /* /bytes/{n} cap */
 #define CHUNK     7           /* /chunked/ chunk size: small, so bodies take several */
 
-
 enum { F_NONE, F_STALL, F_HEADERS, F_GARBAGE, F_RESET, F_CLOSE, F_TRUNCATE, F_DROP, F_COUNT };
 static const char *const fault_names[F_COUNT] = {
     "none", "stall", "headers", "garbage", "reset", "close", "truncate", "drop",
@@ -91,8 +90,8 @@ typedef struct {
     uv_tcp_t tcp;
     llhttp_t parser;
     stub_t *s;
-    hp_link_t link;      /* in s->conns until closing */
-    hp_link_t reqs;      /* requests in arrival order; answers leave from the front */
+    hp_link_t link;   /* in s->conns until closing */
+    hp_link_t reqs;   /* requests in arrival order; answers leave from the front */
     unsigned handles; /* tcp plus request timers not yet closed; freed at 0 */
     uint64_t received;
     bool closing;
@@ -105,7 +104,7 @@ typedef struct {
 
 typedef struct {
     uv_timer_t timer; /* the delay; closed when the request is done */
-    hp_link_t link;      /* in c->reqs until answered */
+    hp_link_t link;   /* in c->reqs until answered */
     sconn_t *c;
     uint8_t method;
     uint8_t after; /* A_*, once ready */

@@ -138,8 +138,10 @@ static void after(void *arg, hp_ctx_t *ctx, int status)
     unsigned code = status ? 500 : ctx->resp.status;
     bool body = ctx->req.method != HP_HEAD && ctx->resp.body.len;
     p += snprintf(p, 40, " HTTP/1.%u\" %u ", ctx->req.http_minor, code);
-    if (body) p = hp_fmt_u64(p, ctx->resp.body.len);
-    else *p++ = '-';
+    if (body)
+        p = hp_fmt_u64(p, ctx->resp.body.len);
+    else
+        *p++ = '-';
     *p++ = '\n';
     self->len = (size_t)(p - self->buf);
 }

@@ -23,16 +23,13 @@ static int create(const cJSON *section, const char *path, void **out, char *err,
     return hp_mw_check_keys(section, path, NULL, err, errlen) ? -1 : 0;
 }
 
-static void destroy(void *self)
-{
-}
+static void destroy(void *self) {}
 
 static void after(void *self, hp_ctx_t *ctx, int status)
 {
     uint64_t start = hp_layer_current(ctx)->mark;
     unsigned code = status ? 500 : ctx->resp.status;
-    hp_metrics_request(&ctx->worker->metrics, ctx->route->id, ctx->mode, code,
-                       uv_hrtime() - start);
+    hp_metrics_request(&ctx->worker->metrics, ctx->route->id, ctx->mode, code, uv_hrtime() - start);
 }
 
 static hp_vtask_t invoke(void *self, hp_ctx_t *ctx)

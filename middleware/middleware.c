@@ -49,13 +49,14 @@ const char *hp_middleware_names(void)
     return names;
 }
 
-int hp_mw_check_keys(const cJSON *section, const char *path, const char *const *allowed,
-                     char *err, size_t errlen)
+int hp_mw_check_keys(const cJSON *section, const char *path, const char *const *allowed, char *err,
+                     size_t errlen)
 {
     for (const cJSON *v = section ? section->child : NULL; v; v = v->next) {
         if (!strcmp(v->string, "name") || !strcmp(v->string, "enabled")) continue;
         bool ok = false;
-        for (const char *const *a = allowed; a && *a; a++) ok = ok || !strcmp(*a, v->string);
+        for (const char *const *a = allowed; a && *a; a++)
+            ok = ok || !strcmp(*a, v->string);
         if (!ok) {
             snprintf(err, errlen, "%s.%s: unknown key", path, v->string);
             return HP_ECONFIG;

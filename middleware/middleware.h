@@ -20,8 +20,8 @@ extern const hp_middleware_t hp_mw_access_log;
 
 /* Refuse keys of section other than "name", "enabled" and the NULL-ended
  * allowed list, naming the first unknown one as "<path>.<key>". */
-int hp_mw_check_keys(const cJSON *section, const char *path, const char *const *allowed,
-                     char *err, size_t errlen);
+int hp_mw_check_keys(const cJSON *section, const char *path, const char *const *allowed, char *err,
+                     size_t errlen);
 
 /* Read an optional string option (default when absent) into dst (cap
  * bytes). HP_ECONFIG with a message when it is not a string that fits. */

@@ -27,8 +27,7 @@ static int create(const cJSON *section, const char *path, void **out, char *err,
     static const char *const keys[] = {"trust_incoming", NULL};
     if (hp_mw_check_keys(section, path, keys, err, errlen)) return -1;
     request_id_t *self = hp_calloc(1, sizeof(*self));
-    if (hp_mw_opt_bool(section, path, "trust_incoming", true, &self->trust_incoming, err,
-                       errlen)) {
+    if (hp_mw_opt_bool(section, path, "trust_incoming", true, &self->trust_incoming, err, errlen)) {
         hp_free(self);
         return -1;
     }
@@ -46,7 +45,8 @@ static hp_str_t generate(hp_ctx_t *ctx)
     char *start = hp_ctx_alloc(ctx, 8 + 1 + 16 + 1 + 16);
     char *p = start;
     uint32_t boot = ctx->worker->server ? ctx->worker->server->boot_id : 0;
-    for (int shift = 28; shift >= 0; shift -= 4) *p++ = "0123456789abcdef"[(boot >> shift) & 15];
+    for (int shift = 28; shift >= 0; shift -= 4)
+        *p++ = "0123456789abcdef"[(boot >> shift) & 15];
     *p++ = '-';
     p = hp_fmt_hex(p, ctx->worker->index);
     *p++ = '-';

@@ -19,11 +19,11 @@
 
 typedef struct {
     uint32_t refs;
-    uint16_t status;     /* HTTP status that produced it; 200 for plain data */
+    uint16_t status; /* HTTP status that produced it; 200 for plain data */
     uint16_t ctype_len;
-    size_t len;          /* body bytes */
-    const char *ctype;   /* points into data[], NUL-terminated */
-    char *body;          /* points into data[]; writable only before sharing */
+    size_t len;        /* body bytes */
+    const char *ctype; /* points into data[], NUL-terminated */
+    char *body;        /* points into data[]; writable only before sharing */
     char data[];
 } hp_buf_t;
 

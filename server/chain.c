@@ -53,8 +53,10 @@ hp_vtask_t hp_next(hp_ctx_t *ctx)
         hp_layer_record(gen->mw[d].stats[ctx->mode], &vt);
     } else {
         const hp_handler_t *h = ctx->route->handler;
-        if (h->invoke) vt = h->invoke(ctx);
-        else vt = hp_vtask_from_task(h->invoke_task(ctx));
+        if (h->invoke)
+            vt = h->invoke(ctx);
+        else
+            vt = hp_vtask_from_task(h->invoke_task(ctx));
         hp_layer_record(ctx->worker->handler_stats[ctx->route->id][ctx->mode], &vt);
     }
     ctx->depth = d - 1;
@@ -100,8 +102,10 @@ void hp_layer_complete(hp_layer_t *layer, int status, const char *msg)
     hp_task_t *t = layer->task;
     if (t) {
         layer->task = NULL;
-        if (status) hp_task_fail(t, status, msg);
-        else hp_task_complete(t, ctx_value(ctx));
+        if (status)
+            hp_task_fail(t, status, msg);
+        else
+            hp_task_complete(t, ctx_value(ctx));
         hp_task_unref(t);
     } else if (status) {
         hp_vtsource_fail(&layer->source, status, msg);

@@ -73,12 +73,12 @@ typedef enum {
 struct hp_route {
     const char *path;
     hp_route_match_t match;
-    uint64_t methods;          /* HP_METHOD_BIT set; HEAD follows GET */
-    const char *allow;         /* the Allow header for 405, e.g. "GET, HEAD" */
-    bool reads_body;           /* else the body is drained unread */
+    uint64_t methods;  /* HP_METHOD_BIT set; HEAD follows GET */
+    const char *allow; /* the Allow header for 405, e.g. "GET, HEAD" */
+    bool reads_body;   /* else the body is drained unread */
     const hp_handler_t *handler;
-    const char *summary;       /* one line for the index page */
-    unsigned id;               /* index in the route table, for metrics */
+    const char *summary; /* one line for the index page */
+    unsigned id;         /* index in the route table, for metrics */
 };
 
 /* The route table (handlers/handlers.c). Always returns a route: unknown

@@ -33,15 +33,20 @@ typedef struct {
     const char *path;
     opt_type_t type;
     size_t offset;
-    size_t size;       /* T_INT: width of the field; T_STR: capacity */
-    int64_t min, max;  /* T_INT bounds */
-    const char *def;   /* default, as text */
-    const char *why;   /* where the default comes from */
+    size_t size;      /* T_INT: width of the field; T_STR: capacity */
+    int64_t min, max; /* T_INT bounds */
+    const char *def;  /* default, as text */
+    const char *why;  /* where the default comes from */
 } opt_t;
 
 #define INT(p, f, lo, hi, d, w)                                                                    \
-    {p, T_INT, offsetof(hp_config_t, f), sizeof(((hp_config_t *)0)->f), lo, hi, #d, w}
-#define STR(p, f, d, w) {p, T_STR, offsetof(hp_config_t, f), sizeof(((hp_config_t *)0)->f), 0, 0, d, w}
+    {                                                                                              \
+        p, T_INT, offsetof(hp_config_t, f), sizeof(((hp_config_t *)0)->f), lo, hi, #d, w           \
+    }
+#define STR(p, f, d, w)                                                                            \
+    {                                                                                              \
+        p, T_STR, offsetof(hp_config_t, f), sizeof(((hp_config_t *)0)->f), 0, 0, d, w              \
+    }
 
 static const opt_t options[] = {
     STR("listen.host", host, "127.0.0.1",
@@ -92,8 +97,8 @@ static const opt_t options[] = {
         "5 s (nginx's proxy_read_timeout is 60 s; a benchmark wants failures fast)"),
     INT("upstream.idle_timeout_ms", upstream.idle_timeout_ms, 1, 3600000, 60000,
         "60 s, as nginx's upstream keepalive_timeout"),
-    INT("upstream.max_response_bytes", upstream.max_response_bytes, 1024, INT64_C(1) << 32,
-        8388608, "8 MiB: responses are buffered, and cached"),
+    INT("upstream.max_response_bytes", upstream.max_response_bytes, 1024, INT64_C(1) << 32, 8388608,
+        "8 MiB: responses are buffered, and cached"),
 
     INT("advice.window_s", advice.window_s, 1, 3600, 10,
         "10 s: the recent window the advisor's call rates are measured over"),
@@ -139,8 +144,8 @@ static int set_option(hp_config_t *c, const opt_t *o, const cJSON *v, const char
         double d = cJSON_IsNumber(v) ? v->valuedouble : -1e300;
         if (!cJSON_IsNumber(v) || d != (double)(int64_t)d || d < (double)o->min ||
             d > (double)o->max)
-            return fail(err, errlen, "%s: %s: expected an integer from %lld to %lld", src,
-                        o->path, (long long)o->min, (long long)o->max);
+            return fail(err, errlen, "%s: %s: expected an integer from %lld to %lld", src, o->path,
+                        (long long)o->min, (long long)o->max);
         store_int(c, o, (int64_t)d);
         return 0;
     }
@@ -200,8 +205,7 @@ static int parse_middleware(hp_config_t *c, const cJSON *arr, const char *src, c
                         path, name->valuestring, hp_middleware_names());
         for (size_t j = 0; j < c->n_middleware; j++)
             if (strcmp(c->middleware[j].name, mw->name) == 0)
-                return fail(err, errlen, "%s: %s.name: \"%s\" appears twice", src, path,
-                            mw->name);
+                return fail(err, errlen, "%s: %s.name: \"%s\" appears twice", src, path, mw->name);
         const cJSON *en = cJSON_GetObjectItemCaseSensitive(e, "enabled");
         if (en && !cJSON_IsBool(en))
             return fail(err, errlen, "%s: %s.enabled: expected true or false", src, path);
@@ -225,8 +229,10 @@ static int walk(hp_config_t *c, const cJSON *obj, const char *prefix, const char
 {
     for (const cJSON *v = obj->child; v; v = v->next) {
         char path[128];
-        if (prefix[0]) snprintf(path, sizeof(path), "%s.%s", prefix, v->string);
-        else snprintf(path, sizeof(path), "%s", v->string);
+        if (prefix[0])
+            snprintf(path, sizeof(path), "%s.%s", prefix, v->string);
+        else
+            snprintf(path, sizeof(path), "%s", v->string);
         if (!prefix[0] && strcmp(v->string, "middleware") == 0) {
             int rc = parse_middleware(c, v, src, err, errlen);
             if (rc) return rc;
@@ -237,7 +243,8 @@ static int walk(hp_config_t *c, const cJSON *obj, const char *prefix, const char
             int rc = set_option(c, o, v, src, err, errlen);
             if (rc) return rc;
         } else if (is_section(path)) {
-            if (!cJSON_IsObject(v)) return fail(err, errlen, "%s: %s: expected an object", src, path);
+            if (!cJSON_IsObject(v))
+                return fail(err, errlen, "%s: %s: expected an object", src, path);
             int rc = walk(c, v, path, src, err, errlen);
             if (rc) return rc;
         } else {
@@ -265,11 +272,12 @@ static int cross_checks(hp_config_t *c, const char *src, char *err, size_t errle
         return fail(err, errlen, "%s: listen.host: expected a numeric IPv4 or IPv6 address", src);
     if (uv_ip4_addr(c->upstream.host, 0, (struct sockaddr_in *)&ss) &&
         uv_ip6_addr(c->upstream.host, 0, (struct sockaddr_in6 *)&ss))
-        return fail(err, errlen, "%s: upstream.host: expected a numeric IPv4 or IPv6 address",
-                    src);
+        return fail(err, errlen, "%s: upstream.host: expected a numeric IPv4 or IPv6 address", src);
     if (c->limits.request_line_bytes > c->limits.header_bytes)
-        return fail(err, errlen, "%s: limits.request_line_bytes: must not exceed "
-                    "limits.header_bytes (%u)", src, c->limits.header_bytes);
+        return fail(err, errlen,
+                    "%s: limits.request_line_bytes: must not exceed "
+                    "limits.header_bytes (%u)",
+                    src, c->limits.header_bytes);
     return 0;
 }
 
@@ -309,7 +317,8 @@ int hp_config_parse(const char *json, size_t len, const char *source,
     if (c->json == NULL) {
         size_t at = end ? (size_t)(end - json) : 0;
         int line = 1;
-        for (size_t i = 0; i < at && i < len; i++) line += json[i] == '\n';
+        for (size_t i = 0; i < at && i < len; i++)
+            line += json[i] == '\n';
         rc = fail(err, errlen, "%s: line %d: not valid JSON", source, line);
         goto free_config;
     }
@@ -345,8 +354,8 @@ hp_config_t *hp_config_defaults(void)
     return c;
 }
 
-int hp_config_load(const char *path, const hp_config_overrides_t *ov, hp_config_t **out,
-                   char *err, size_t errlen)
+int hp_config_load(const char *path, const hp_config_overrides_t *ov, hp_config_t **out, char *err,
+                   size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
@@ -362,9 +371,12 @@ int hp_config_load(const char *path, const hp_config_overrides_t *ov, hp_config_
     int rerr = ferror(f);
     fclose(f);
     int rc;
-    if (rerr) rc = fail(err, errlen, "%s: read error", path);
-    else if (n > MAX_CONFIG) rc = fail(err, errlen, "%s: larger than %d bytes", path, MAX_CONFIG);
-    else rc = hp_config_parse(buf, n, path, ov, out, err, errlen);
+    if (rerr)
+        rc = fail(err, errlen, "%s: read error", path);
+    else if (n > MAX_CONFIG)
+        rc = fail(err, errlen, "%s: larger than %d bytes", path, MAX_CONFIG);
+    else
+        rc = hp_config_parse(buf, n, path, ov, out, err, errlen);
     hp_free(buf);
     return rc;
 }
@@ -384,9 +396,12 @@ void hp_config_unref(hp_config_t *c)
 
 int hp_config_mode_from_string(const char *s, hp_mode_t *out)
 {
-    if (strcmp(s, "valuetask") == 0) *out = HP_MODE_VALUETASK;
-    else if (strcmp(s, "task") == 0) *out = HP_MODE_TASK;
-    else return HP_ECONFIG;
+    if (strcmp(s, "valuetask") == 0)
+        *out = HP_MODE_VALUETASK;
+    else if (strcmp(s, "task") == 0)
+        *out = HP_MODE_TASK;
+    else
+        return HP_ECONFIG;
     return 0;
 }
 

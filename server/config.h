@@ -41,9 +41,9 @@ typedef struct {
     uint64_t body_bytes;
     uint32_t header_timeout_ms;
     uint32_t idle_timeout_ms;
-    uint32_t min_body_rate;      /* bytes per second, 0 = off */
+    uint32_t min_body_rate; /* bytes per second, 0 = off */
     uint32_t body_grace_ms;
-    uint32_t max_connections;    /* per worker */
+    uint32_t max_connections; /* per worker */
     uint32_t drain_timeout_ms;
 } hp_limits_t;
 
@@ -83,7 +83,7 @@ typedef struct hp_config {
         uint32_t sync_share_pct; /* % synchronous above which "usually sync" */
     } advice;
 
-    cJSON *json; /* the parsed document; sections above point into it */
+    cJSON *json;      /* the parsed document; sections above point into it */
     char source[256]; /* the file it came from, or "(defaults)" */
 } hp_config_t;
 
@@ -95,7 +95,10 @@ typedef struct {
     int mode;
 } hp_config_overrides_t;
 
-#define HP_CONFIG_NO_OVERRIDES {-1, -1, -1}
+#define HP_CONFIG_NO_OVERRIDES                                                                     \
+    {                                                                                              \
+        -1, -1, -1                                                                                 \
+    }
 
 /* Returns owned (free with hp_config_unref): the defaults, with no file. */
 hp_config_t *hp_config_defaults(void);
@@ -103,8 +106,8 @@ hp_config_t *hp_config_defaults(void);
 /* Load and check path. On success *out is owned. On failure returns
  * HP_ECONFIG (or a libuv code for I/O) and writes a message naming the file
  * and key into err (errlen bytes). Overrides may be NULL. */
-int hp_config_load(const char *path, const hp_config_overrides_t *ov, hp_config_t **out,
-                   char *err, size_t errlen);
+int hp_config_load(const char *path, const hp_config_overrides_t *ov, hp_config_t **out, char *err,
+                   size_t errlen);
 
 /* The same from a JSON string (tests, and the fuzzer). */
 int hp_config_parse(const char *json, size_t len, const char *source,

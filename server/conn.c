@@ -71,10 +71,14 @@ static void list_unlink(hp_conn_t *c)
 {
     if (c->list == HP_LIST_NONE) return;
     hp_conn_list_t *l = &c->w->lists[c->list];
-    if (c->prev) c->prev->next = c->next;
-    else l->head = c->next;
-    if (c->next) c->next->prev = c->prev;
-    else l->tail = c->prev;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        l->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        l->tail = c->prev;
     c->prev = c->next = NULL;
     l->n--;
     c->list = HP_LIST_NONE;
@@ -92,13 +96,18 @@ void hp_conn_set_timer(hp_conn_t *c, uint8_t list, uint64_t deadline)
      * an append; after a reload shortens a timeout it walks back past the
      * connections still on the old one. */
     hp_conn_t *after = l->tail;
-    while (after && after->deadline > deadline) after = after->prev;
+    while (after && after->deadline > deadline)
+        after = after->prev;
     c->prev = after;
     c->next = after ? after->next : l->head;
-    if (c->next) c->next->prev = c;
-    else l->tail = c;
-    if (after) after->next = c;
-    else l->head = c;
+    if (c->next)
+        c->next->prev = c;
+    else
+        l->tail = c;
+    if (after)
+        after->next = c;
+    else
+        l->head = c;
     l->n++;
 }
 
@@ -135,8 +144,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static void start_reading(hp_conn_t *c)
 {
     if (c->flags & (HP_CF_READING | HP_CF_CLOSED | HP_CF_MEMORY | HP_CF_EOF)) return;
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->flags |= HP_CF_READING;
-    else hp_conn_close(c);
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+        c->flags |= HP_CF_READING;
+    else
+        hp_conn_close(c);
 }
 
 static void stop_reading(hp_conn_t *c)
@@ -266,8 +277,10 @@ void hp_conn_close(hp_conn_t *c)
     hp_free(c->carry);
     c->carry = NULL;
     c->carry_len = 0;
-    if (c->all_prev) c->all_prev->all_next = c->all_next;
-    else w->all = c->all_next;
+    if (c->all_prev)
+        c->all_prev->all_next = c->all_next;
+    else
+        w->all = c->all_next;
     if (c->all_next) c->all_next->all_prev = c->all_prev;
     w->nconns--;
     hp_counter_set(&w->metrics.conns_open, w->nconns);
@@ -603,8 +616,10 @@ void hp_conn_feed(hp_conn_t *c, const char *data, size_t len)
         return;
     }
     hp_alloc_counter_t *prev = hp_alloc_scope_set(&c->w->metrics.conn_alloc);
-    if (c->state == HP_CONN_BUSY || (c->flags & HP_CF_WBLOCK)) append_carry(c, data, len);
-    else parse(c, data, len);
+    if (c->state == HP_CONN_BUSY || (c->flags & HP_CF_WBLOCK))
+        append_carry(c, data, len);
+    else
+        parse(c, data, len);
     proceed(c);
     hp_alloc_scope_set(prev);
 }
@@ -703,7 +718,8 @@ void hp_conn_drain_all(hp_worker_t *w)
 
 void hp_conn_close_all(hp_worker_t *w)
 {
-    while (w->all) hp_conn_close(w->all);
+    while (w->all)
+        hp_conn_close(w->all);
 }
 
 const char *hp_ctx_peer(hp_ctx_t *ctx, char *buf, size_t len)
@@ -714,7 +730,9 @@ const char *hp_ctx_peer(hp_ctx_t *ctx, char *buf, size_t len)
     if (c == NULL || (c->flags & HP_CF_MEMORY) ||
         uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &n) != 0)
         return "-";
-    if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, buf, len);
-    else uv_ip4_name((struct sockaddr_in *)&ss, buf, len);
+    if (ss.ss_family == AF_INET6)
+        uv_ip6_name((struct sockaddr_in6 *)&ss, buf, len);
+    else
+        uv_ip4_name((struct sockaddr_in *)&ss, buf, len);
     return buf;
 }

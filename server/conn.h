@@ -29,14 +29,14 @@ enum {
 };
 
 enum {
-    HP_CF_READING = 1 << 0,   /* uv_read_start is in effect */
-    HP_CF_CLOSE = 1 << 1,     /* close once the output is flushed */
-    HP_CF_CLOSED = 1 << 2,    /* uv_close was called */
-    HP_CF_WBLOCK = 1 << 3,    /* a uv_write is outstanding */
-    HP_CF_READY = 1 << 4,     /* on the worker's ready list */
-    HP_CF_EOF = 1 << 5,       /* the peer will send no more */
-    HP_CF_MEMORY = 1 << 6,    /* no socket: output goes to a sink */
-    HP_CF_UPGRADE = 1 << 7,   /* llhttp saw Upgrade/CONNECT: stop after it */
+    HP_CF_READING = 1 << 0, /* uv_read_start is in effect */
+    HP_CF_CLOSE = 1 << 1,   /* close once the output is flushed */
+    HP_CF_CLOSED = 1 << 2,  /* uv_close was called */
+    HP_CF_WBLOCK = 1 << 3,  /* a uv_write is outstanding */
+    HP_CF_READY = 1 << 4,   /* on the worker's ready list */
+    HP_CF_EOF = 1 << 5,     /* the peer will send no more */
+    HP_CF_MEMORY = 1 << 6,  /* no socket: output goes to a sink */
+    HP_CF_UPGRADE = 1 << 7, /* llhttp saw Upgrade/CONNECT: stop after it */
 };
 
 typedef void (*hp_conn_sink_cb)(void *arg, const char *data, size_t len);
@@ -47,23 +47,23 @@ typedef void (*hp_conn_sink_cb)(void *arg, const char *data, size_t len);
  * Measured: RSS grows 472 bytes per idle keep-alive connection over 5,000
  * (nginx 1.22 on the same machine: 346; `make bench` reports both). */
 struct hp_conn {
-    uv_tcp_t tcp;             /* tcp.data == this */
-    llhttp_t parser;          /* parser.data == this */
+    uv_tcp_t tcp;    /* tcp.data == this */
+    llhttp_t parser; /* parser.data == this */
     hp_worker_t *w;
-    hp_conn_t *prev, *next;   /* in w->lists[list] */
+    hp_conn_t *prev, *next; /* in w->lists[list] */
     hp_conn_t *all_prev, *all_next;
     hp_conn_t *ready_next;
-    hp_ctx_t *ctx;            /* the request in progress, if any */
-    char *carry;              /* input after a pause point, hp_malloc'd */
+    hp_ctx_t *ctx; /* the request in progress, if any */
+    char *carry;   /* input after a pause point, hp_malloc'd */
     uint32_t carry_len;
-    uint32_t requests;        /* served on this connection */
-    uint64_t deadline;        /* uv_now() milliseconds, for `list` */
+    uint32_t requests; /* served on this connection */
+    uint64_t deadline; /* uv_now() milliseconds, for `list` */
     uint64_t id;
-    uint8_t list;             /* HP_LIST_* or HP_LIST_NONE */
-    uint8_t state;            /* HP_CONN_* */
-    uint8_t flags;            /* HP_CF_* */
-    uint8_t reject;           /* hp_reject_t set by a parser callback */
-    hp_conn_sink_cb sink;     /* HP_CF_MEMORY only */
+    uint8_t list;         /* HP_LIST_* or HP_LIST_NONE */
+    uint8_t state;        /* HP_CONN_* */
+    uint8_t flags;        /* HP_CF_* */
+    uint8_t reject;       /* hp_reject_t set by a parser callback */
+    hp_conn_sink_cb sink; /* HP_CF_MEMORY only */
     void *sink_arg;
 };
 

@@ -118,7 +118,8 @@ void hp_ctx_release(hp_ctx_pool_t *pool, hp_ctx_t *ctx)
     }
     hp_free(ctx->resp.body_owned);
     hp_buf_unref(ctx->resp.buf);
-    for (int i = 0; i <= HP_CHAIN_MAX; i++) hp_task_unref(ctx->layers[i].task);
+    for (int i = 0; i <= HP_CHAIN_MAX; i++)
+        hp_task_unref(ctx->layers[i].task);
     if (ctx->body_cap > KEEP_BODY_CAP) {
         hp_free(ctx->req.body);
         ctx->req.body = NULL;

@@ -43,13 +43,13 @@ typedef void (*hp_after_cb)(void *self, hp_ctx_t *ctx, int status);
 /* One chain layer's state inside the context (see chain.h). Private to the
  * chain except for `mark`, which the layer may use for the request. */
 typedef struct {
-    hp_vtsource_t source;   /* valuetask mode: what a pending layer returns */
-    hp_task_t *task;        /* task mode: the pending layer's heap task */
-    hp_vtask_t downstream;  /* what the layer waits for */
+    hp_vtsource_t source;  /* valuetask mode: what a pending layer returns */
+    hp_task_t *task;       /* task mode: the pending layer's heap task */
+    hp_vtask_t downstream; /* what the layer waits for */
     hp_ctx_t *ctx;
     void *self;
     hp_after_cb after;
-    uint64_t mark;          /* the layer's own per-request value (a start time) */
+    uint64_t mark; /* the layer's own per-request value (a start time) */
 } hp_layer_t;
 
 /* 2 KiB: a request target of typical length, the few headers kept, the
@@ -61,10 +61,10 @@ struct hp_ctx {
     /* --- what middleware and handlers use --------------------------- */
     hp_req_t req;
     hp_resp_t resp;
-    hp_mode_t mode;            /* the mode this request started under */
+    hp_mode_t mode; /* the mode this request started under */
     hp_worker_t *worker;
     const hp_route_t *route;
-    const char *fault;         /* message of a fault that reached the top */
+    const char *fault; /* message of a fault that reached the top */
 
     /* --- private: chain, connection, parser ------------------------- */
     hp_gen_t *gen;             /* the configuration generation it runs under */
@@ -74,24 +74,24 @@ struct hp_ctx {
     hp_vtask_t top;            /* the whole chain's valuetask, when pending */
     uint64_t seq;              /* request number on its worker */
 
-    uint32_t head_bytes;       /* request line + headers seen so far */
-    uint32_t line_bytes;       /* request line seen so far */
+    uint32_t head_bytes; /* request line + headers seen so far */
+    uint32_t line_bytes; /* request line seen so far */
     uint16_t nheaders;
-    uint8_t nhosts;            /* Host lines seen */
-    bool repeated;             /* X-Request-Id came twice or malformed */
-    uint8_t hdr;               /* which kept header is being read */
+    uint8_t nhosts; /* Host lines seen */
+    bool repeated;  /* X-Request-Id came twice or malformed */
+    uint8_t hdr;    /* which kept header is being read */
     uint8_t hname_len;
-    char hname[24];            /* the current header name, lowercased */
+    char hname[24]; /* the current header name, lowercased */
     hp_reject_t reject;
-    bool value_piece;          /* a piece of the current header value was seen */
-    bool value_piece_at_end;   /* ...and it ended where the input ended */
-    bool body_wanted;          /* the route reads the body; else drained */
-    struct spill *spill;       /* heap chunks beyond the arena */
+    bool value_piece;        /* a piece of the current header value was seen */
+    bool value_piece_at_end; /* ...and it ended where the input ended */
+    bool body_wanted;        /* the route reads the body; else drained */
+    struct spill *spill;     /* heap chunks beyond the arena */
     size_t arena_used;
 
     /* --- kept across requests (hp_ctx_release zeroes only the above) -- */
     hp_layer_t layers[HP_CHAIN_MAX + 1];
-    size_t body_cap;           /* capacity of req.body, kept for reuse */
+    size_t body_cap; /* capacity of req.body, kept for reuse */
     hp_ctx_t *next_free;
     char arena[HP_CTX_ARENA];
 };
@@ -125,8 +125,8 @@ const char *hp_ctx_peer(hp_ctx_t *ctx, char *buf, size_t len);
 
 typedef struct {
     hp_ctx_t *free;
-    uint64_t size;   /* contexts ever made */
-    uint64_t idle;   /* contexts in the pool now */
+    uint64_t size; /* contexts ever made */
+    uint64_t idle; /* contexts in the pool now */
 } hp_ctx_pool_t;
 
 /* Returns a reset context, allocating only when the pool is empty. */

@@ -16,20 +16,20 @@
 #define HP_ERR_BASE (-10000)
 
 #define HP_ERRNO_MAP(XX)                                                                           \
-    XX(EVTASK_CONSUMED, "valuetask already consumed or awaited")                                  \
-    XX(EVTASK_STALE, "valuetask token is stale: its source was reused")                           \
-    XX(EVTASK_PENDING, "valuetask has not completed")                                             \
-    XX(ETASK_PENDING, "task has not completed")                                                   \
-    XX(ETASK_FAULTED, "task faulted")                                                             \
-    XX(ETASK_CANCELED, "task canceled")                                                           \
-    XX(ECONFIG, "invalid configuration")                                                          \
-    XX(EUPSTREAM_CONNECT, "upstream connect failed")                                              \
-    XX(EUPSTREAM_TIMEOUT, "upstream timed out")                                                   \
-    XX(EUPSTREAM_PROTOCOL, "upstream sent a malformed response")                                  \
-    XX(EUPSTREAM_RESET, "upstream closed the connection mid-response")                            \
-    XX(EUPSTREAM_STATUS, "upstream answered with an error status")                                \
-    XX(EUPSTREAM_TOO_BIG, "upstream response exceeds the size limit")                             \
-    XX(ESHUTDOWN, "server is shutting down")                                                      \
+    XX(EVTASK_CONSUMED, "valuetask already consumed or awaited")                                   \
+    XX(EVTASK_STALE, "valuetask token is stale: its source was reused")                            \
+    XX(EVTASK_PENDING, "valuetask has not completed")                                              \
+    XX(ETASK_PENDING, "task has not completed")                                                    \
+    XX(ETASK_FAULTED, "task faulted")                                                              \
+    XX(ETASK_CANCELED, "task canceled")                                                            \
+    XX(ECONFIG, "invalid configuration")                                                           \
+    XX(EUPSTREAM_CONNECT, "upstream connect failed")                                               \
+    XX(EUPSTREAM_TIMEOUT, "upstream timed out")                                                    \
+    XX(EUPSTREAM_PROTOCOL, "upstream sent a malformed response")                                   \
+    XX(EUPSTREAM_RESET, "upstream closed the connection mid-response")                             \
+    XX(EUPSTREAM_STATUS, "upstream answered with an error status")                                 \
+    XX(EUPSTREAM_TOO_BIG, "upstream response exceeds the size limit")                              \
+    XX(ESHUTDOWN, "server is shutting down")                                                       \
     XX(ENOTFOUND, "not found")
 
 typedef enum {

@@ -7,10 +7,9 @@ static const struct {
     uint16_t status;
     const char *msg;
     const char *name;
-} rejects[] = {
-    {0, "", "NONE"},
+} rejects[] = {{0, "", "NONE"},
 #define XX(name, status, msg) {status, msg, #name},
-    HP_REJECT_MAP(XX)
+               HP_REJECT_MAP(XX)
 #undef XX
 };
 
@@ -54,7 +53,10 @@ const char *hp_status_reason(unsigned status)
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
     case 505: return "HTTP Version Not Supported";
-    default: return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error"
-                                                                                 : "Server Error";
+    default:
+        return status < 300   ? "OK"
+               : status < 400 ? "Redirect"
+               : status < 500 ? "Client Error"
+                              : "Server Error";
     }
 }

@@ -43,12 +43,12 @@ typedef enum {
 } hp_accept_t;
 
 typedef struct {
-    uint8_t method;      /* llhttp_method_t */
-    uint8_t http_minor;  /* 0 or 1: the major is always 1 here */
-    bool keep_alive;     /* llhttp_should_keep_alive at headers-complete */
-    bool chunked;        /* the body came chunked */
+    uint8_t method;     /* llhttp_method_t */
+    uint8_t http_minor; /* 0 or 1: the major is always 1 here */
+    bool keep_alive;    /* llhttp_should_keep_alive at headers-complete */
+    bool chunked;       /* the body came chunked */
     bool expect_continue;
-    uint8_t accept;      /* hp_accept_t */
+    uint8_t accept; /* hp_accept_t */
     hp_str_t method_name;
     hp_str_t target;     /* path and query, as sent */
     hp_str_t path;       /* target up to '?' */
@@ -56,10 +56,10 @@ typedef struct {
     hp_str_t param;      /* the part of the path after a prefix route */
     hp_str_t request_id; /* X-Request-Id as sent, when well-formed */
     hp_str_t content_type;
-    char *body;          /* hp_malloc'd, owned by the context */
+    char *body; /* hp_malloc'd, owned by the context */
     size_t body_len;
     uint64_t content_length; /* declared, when not chunked */
-    uint64_t start_ns;   /* uv_hrtime at headers-complete */
+    uint64_t start_ns;       /* uv_hrtime at headers-complete */
 } hp_req_t;
 
 #define HP_RESP_MAX_HEADERS 8
@@ -70,16 +70,16 @@ typedef struct {
 } hp_header_t;
 
 typedef struct {
-    uint16_t status;      /* 0 until a handler answers */
-    bool close;           /* answer with Connection: close */
-    bool chunked;         /* send the body with chunked transfer coding */
-    const char *ctype;    /* static, or in the arena, or a buf's */
-    hp_str_t body;        /* static, arena, body_owned or buf memory */
-    char *body_owned;     /* hp_malloc'd body, freed after the write */
-    hp_buf_t *buf;        /* a reference held until the write */
+    uint16_t status;   /* 0 until a handler answers */
+    bool close;        /* answer with Connection: close */
+    bool chunked;      /* send the body with chunked transfer coding */
+    const char *ctype; /* static, or in the arena, or a buf's */
+    hp_str_t body;     /* static, arena, body_owned or buf memory */
+    char *body_owned;  /* hp_malloc'd body, freed after the write */
+    hp_buf_t *buf;     /* a reference held until the write */
     uint8_t nheaders;
     hp_header_t headers[HP_RESP_MAX_HEADERS];
-    uint64_t bytes_sent;  /* body bytes, filled by the writer (access log) */
+    uint64_t bytes_sent; /* body bytes, filled by the writer (access log) */
 } hp_resp_t;
 
 /*
@@ -93,7 +93,7 @@ typedef struct {
     XX(BAD_HEADER, 400, "malformed header")                                                        \
     XX(BAD_BODY, 400, "malformed body framing")                                                    \
     XX(HOST, 400, "missing or repeated Host header")                                               \
-    XX(HEADER_TIMEOUT, 408, "request headers not received in time")                               \
+    XX(HEADER_TIMEOUT, 408, "request headers not received in time")                                \
     XX(BODY_TIMEOUT, 408, "request body arrived below the minimum data rate")                      \
     XX(BODY_TOO_LARGE, 413, "request body too large")                                              \
     XX(URI_TOO_LONG, 414, "request line too long")                                                 \

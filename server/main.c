@@ -21,28 +21,26 @@
 #include <uv.h>
 
 #define HOTPATH_VERSION "0.1.0"
-#define DEFAULT_CONFIG "config/hotpath.json"
+#define DEFAULT_CONFIG  "config/hotpath.json"
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: hotpath [--config FILE] [--mode task|valuetask] [--port N] [--workers N]\n"
-            "\n"
-            "A small HTTP/1.1 server that measures the Task vs ValueTask decision.\n"
-            "\n"
-            "  --config FILE   JSON configuration (default: " DEFAULT_CONFIG
-            " when present)\n"
-            "  --mode M        valuetask (default) or task: every valuetask as a heap task\n"
-            "  --port N        listen port (0: ephemeral; the bound port is printed)\n"
-            "  --workers N     event loops, one thread each (0: one per core)\n"
-            "  --help          this text, then every configuration option\n"
-            "  --version       the version\n"
-            "\n"
-            "Flags override the file, also across reloads. Signals: SIGHUP reloads the\n"
-            "file (a bad file is refused and the running configuration stays);\n"
-            "SIGINT/SIGTERM stop accepting, finish running requests, and exit 0.\n"
-            "\n"
-            "Configuration options (key, default, why):\n");
+    fprintf(f, "usage: hotpath [--config FILE] [--mode task|valuetask] [--port N] [--workers N]\n"
+               "\n"
+               "A small HTTP/1.1 server that measures the Task vs ValueTask decision.\n"
+               "\n"
+               "  --config FILE   JSON configuration (default: " DEFAULT_CONFIG " when present)\n"
+               "  --mode M        valuetask (default) or task: every valuetask as a heap task\n"
+               "  --port N        listen port (0: ephemeral; the bound port is printed)\n"
+               "  --workers N     event loops, one thread each (0: one per core)\n"
+               "  --help          this text, then every configuration option\n"
+               "  --version       the version\n"
+               "\n"
+               "Flags override the file, also across reloads. Signals: SIGHUP reloads the\n"
+               "file (a bad file is refused and the running configuration stays);\n"
+               "SIGINT/SIGTERM stop accepting, finish running requests, and exit 0.\n"
+               "\n"
+               "Configuration options (key, default, why):\n");
     hp_config_print_options(f);
 }
 
@@ -172,8 +170,8 @@ int main(int argc, char **argv)
     uv_signal_start(&ctl.term, on_stop, SIGTERM);
     /* Announce only now: whoever waits for this line may signal at once. */
     printf("hotpath listening on http://%s:%d (%u workers, mode %s, config %s)\n",
-           server->config->host, server->port, server->nworkers,
-           hp_mode_name(server->config->mode), path ? path : "(defaults)");
+           server->config->host, server->port, server->nworkers, hp_mode_name(server->config->mode),
+           path ? path : "(defaults)");
     fflush(stdout);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);

@@ -20,10 +20,12 @@ void hp_metrics_init(hp_metrics_t *m)
 {
     if (m->nlayers) return;
     const hp_middleware_t *mw;
-    for (size_t i = 0; (mw = hp_middleware_at(i)) != NULL; i++) add_layer(m, mw->name);
+    for (size_t i = 0; (mw = hp_middleware_at(i)) != NULL; i++)
+        add_layer(m, mw->name);
     size_t n;
     const hp_route_t *routes = hp_route_table(&n);
-    for (size_t i = 0; i < n; i++) add_layer(m, routes[i].handler->name);
+    for (size_t i = 0; i < n; i++)
+        add_layer(m, routes[i].handler->name);
     add_layer(m, "cache.get");
     add_layer(m, "upstream.request");
 }
@@ -50,7 +52,8 @@ void hp_metrics_request(hp_metrics_t *m, unsigned route, hp_mode_t mode, unsigne
     uint64_t us = latency_ns / 1000;
     hp_counter_add(&rs->latency_ns_sum, latency_ns);
     unsigned b = 0;
-    while (b < HP_LAT_BUCKETS - 1 && us > lat_bounds_us[b]) b++;
+    while (b < HP_LAT_BUCKETS - 1 && us > lat_bounds_us[b])
+        b++;
     hp_counter_add(&rs->latency[b], 1);
 }
 
@@ -79,7 +82,8 @@ void hp_metrics_sum(hp_metrics_t *const *blocks, size_t n, hp_metrics_t *out)
     uint64_t *dst = (uint64_t *)out;
     for (size_t b = 0; b < n; b++) {
         const uint64_t *src = (const uint64_t *)blocks[b];
-        for (size_t i = 0; i < words; i++) dst[i] += hp_counter_get(&src[i]);
+        for (size_t i = 0; i < words; i++)
+            dst[i] += hp_counter_get(&src[i]);
     }
     if (n) {
         out->nlayers = blocks[0]->nlayers;

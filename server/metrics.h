@@ -30,28 +30,31 @@
 /* Latency histogram upper bounds, in microseconds; the last bucket is +Inf.
  * Chosen to straddle loopback latencies (tens of µs) up to timeouts. */
 #define HP_LAT_BOUNDS_US                                                                           \
-    {25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000, 5000000}
+    {                                                                                              \
+        25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000,     \
+            5000000                                                                                \
+    }
 #define HP_LAT_BUCKETS 16
 
 typedef struct {
     uint64_t requests;
-    uint64_t status[6];                /* by status / 100 */
+    uint64_t status[6]; /* by status / 100 */
     uint64_t latency_ns_sum;
-    uint64_t latency[HP_LAT_BUCKETS];  /* not cumulative */
-    hp_alloc_counter_t alloc;          /* allocations charged to this route */
+    uint64_t latency[HP_LAT_BUCKETS]; /* not cumulative */
+    hp_alloc_counter_t alloc;         /* allocations charged to this route */
 } hp_route_stats_t;
 
 /* One chain layer (a middleware, a handler, the cache get, the upstream
  * call): what its valuetasks looked like. The decision advisor reads these. */
 struct hp_layer_stats {
     uint64_t calls;
-    uint64_t sync;        /* completed before returning */
-    uint64_t inline_vt;   /* inline valuetasks: one allocation avoided each */
-    uint64_t task_vt;     /* task-backed valuetasks (a heap task each) */
-    uint64_t source_vt;   /* pending on a pooled source (no allocation) */
+    uint64_t sync;      /* completed before returning */
+    uint64_t inline_vt; /* inline valuetasks: one allocation avoided each */
+    uint64_t task_vt;   /* task-backed valuetasks (a heap task each) */
+    uint64_t source_vt; /* pending on a pooled source (no allocation) */
     uint64_t faults;
-    uint64_t waiters;     /* waiters beyond the first on shared tasks */
-    uint64_t as_task;     /* callers that needed a task conversion */
+    uint64_t waiters; /* waiters beyond the first on shared tasks */
+    uint64_t as_task; /* callers that needed a task conversion */
 };
 typedef struct hp_layer_stats hp_layer_stats_t;
 
@@ -61,19 +64,19 @@ typedef struct {
     hp_route_stats_t routes[HP_ROUTES_MAX][2]; /* [route id][mode] */
     hp_layer_stats_t layers[HP_LAYERS_MAX][2]; /* [layer][mode] */
     hp_layer_stats_t window[HP_LAYERS_MAX][2]; /* the last complete window */
-    hp_alloc_counter_t conn_alloc;   /* allocations outside any request */
+    hp_alloc_counter_t conn_alloc;             /* allocations outside any request */
     uint64_t conns_accepted;
-    uint64_t conns_refused;          /* over limits.max_connections */
-    uint64_t conns_open;             /* gauge */
-    uint64_t conns_peak;             /* gauge */
+    uint64_t conns_refused; /* over limits.max_connections */
+    uint64_t conns_open;    /* gauge */
+    uint64_t conns_peak;    /* gauge */
     uint64_t rejects[HP_REJECT_COUNT];
-    uint64_t idle_closed;            /* keep-alive idle timeouts */
+    uint64_t idle_closed; /* keep-alive idle timeouts */
     uint64_t reads;
-    uint64_t writes;                 /* write syscalls */
-    uint64_t write_queued;           /* output the kernel did not take at once */
+    uint64_t writes;       /* write syscalls */
+    uint64_t write_queued; /* output the kernel did not take at once */
     uint64_t bytes_in, bytes_out;
     uint64_t reloads;
-    uint64_t ctx_pool_size;          /* gauge: request contexts ever made */
+    uint64_t ctx_pool_size; /* gauge: request contexts ever made */
 
     /* Not summed across workers: */
     size_t nlayers;

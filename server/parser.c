@@ -80,7 +80,8 @@ static int on_method(llhttp_t *p, const char *at, size_t len)
     hp_ctx_t *ctx = c->ctx;
     ctx->line_bytes += (uint32_t)len;
     ctx->head_bytes += (uint32_t)len;
-    if (ctx->line_bytes > ctx->gen->limits.request_line_bytes) return refuse(c, HP_REJECT_URI_TOO_LONG);
+    if (ctx->line_bytes > ctx->gen->limits.request_line_bytes)
+        return refuse(c, HP_REJECT_URI_TOO_LONG);
     return 0;
 }
 
@@ -90,7 +91,8 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
     hp_ctx_t *ctx = c->ctx;
     ctx->line_bytes += (uint32_t)len;
     ctx->head_bytes += (uint32_t)len;
-    if (ctx->line_bytes > ctx->gen->limits.request_line_bytes) return refuse(c, HP_REJECT_URI_TOO_LONG);
+    if (ctx->line_bytes > ctx->gen->limits.request_line_bytes)
+        return refuse(c, HP_REJECT_URI_TOO_LONG);
     append(ctx, &ctx->req.target, at, len);
     return 0;
 }
@@ -155,12 +157,18 @@ static int on_header_field_complete(llhttp_t *p)
         ctx->hname_len = 0;
         return 0;
     }
-    if (name_is(ctx, "x-request-id", 12)) ctx->hdr = H_REQUEST_ID;
-    else if (name_is(ctx, "content-type", 12)) ctx->hdr = H_CONTENT_TYPE;
-    else if (name_is(ctx, "accept", 6)) ctx->hdr = H_ACCEPT;
-    else if (name_is(ctx, "expect", 6)) ctx->hdr = H_EXPECT;
-    else if (name_is(ctx, "host", 4)) ctx->hdr = H_HOST;
-    else ctx->hdr = H_NONE;
+    if (name_is(ctx, "x-request-id", 12))
+        ctx->hdr = H_REQUEST_ID;
+    else if (name_is(ctx, "content-type", 12))
+        ctx->hdr = H_CONTENT_TYPE;
+    else if (name_is(ctx, "accept", 6))
+        ctx->hdr = H_ACCEPT;
+    else if (name_is(ctx, "expect", 6))
+        ctx->hdr = H_EXPECT;
+    else if (name_is(ctx, "host", 4))
+        ctx->hdr = H_HOST;
+    else
+        ctx->hdr = H_NONE;
     if (ctx->hdr == H_HOST && ++ctx->nhosts > 1) return refuse(c, HP_REJECT_HOST);
     ctx->hname_len = 0;
     return 0;
@@ -232,9 +240,9 @@ static bool valid_request_id(hp_str_t s)
     if (s.len == 0) return false;
     for (size_t i = 0; i < s.len; i++) {
         unsigned char ch = (unsigned char)s.ptr[i];
-        bool ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                  ch == '-' || ch == '_' || ch == '.' || ch == ':' || ch == '/' || ch == '+' ||
-                  ch == '=';
+        bool ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+                  (ch >= 'A' && ch <= 'Z') || ch == '-' || ch == '_' || ch == '.' || ch == ':' ||
+                  ch == '/' || ch == '+' || ch == '=';
         if (!ok) return false;
     }
     return true;
@@ -255,8 +263,10 @@ static int on_header_value_complete(llhttp_t *p)
     case H_ACCEPT:
         /* A first choice is a preference: "text/plain" or "application/json"
          * leading the list; "*" alone is no preference. */
-        if (ieq_prefix(*v, "text/plain")) ctx->req.accept = HP_ACCEPT_TEXT;
-        else if (ieq_prefix(*v, "application/json")) ctx->req.accept = HP_ACCEPT_JSON;
+        if (ieq_prefix(*v, "text/plain"))
+            ctx->req.accept = HP_ACCEPT_TEXT;
+        else if (ieq_prefix(*v, "application/json"))
+            ctx->req.accept = HP_ACCEPT_JSON;
         break;
     case H_EXPECT:
         if (v->len == 12 && ieq_prefix(*v, "100-continue")) ctx->req.expect_continue = true;
@@ -319,7 +329,7 @@ static int on_headers_complete(llhttp_t *p)
     /* Absolute-form ("http://host/path") must be accepted (RFC 9112 3.2.2):
      * the path is what routes; the authority is not checked, as no virtual
      * hosts exist here. Asterisk- and authority-form serve no route. */
-    if (req->target.len > 7 && ieq_prefix(req->target, "http://") ) {
+    if (req->target.len > 7 && ieq_prefix(req->target, "http://")) {
         skip_authority(req, 7);
     } else if (req->target.len > 8 && ieq_prefix(req->target, "https://")) {
         skip_authority(req, 8);
@@ -366,7 +376,8 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     if (ctx->body_wanted) {
         if (have > ctx->body_cap) {
             size_t cap = ctx->body_cap ? ctx->body_cap : 1024;
-            while (cap < have) cap *= 2;
+            while (cap < have)
+                cap *= 2;
             if (cap > lim->body_bytes && lim->body_bytes >= have) cap = lim->body_bytes;
             req->body = hp_realloc(req->body, cap);
             ctx->body_cap = cap;
@@ -377,7 +388,8 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     /* Minimum data rate as a credit: every byte buys 1/rate seconds beyond
      * the grace period, so one deadline per connection says it all. */
     if (lim->min_body_rate && c->list == HP_LIST_BODY) {
-        uint64_t start = c->deadline - lim->body_grace_ms - (have - len) * 1000 / lim->min_body_rate;
+        uint64_t start =
+            c->deadline - lim->body_grace_ms - (have - len) * 1000 / lim->min_body_rate;
         hp_conn_set_timer(c, HP_LIST_BODY,
                           start + lim->body_grace_ms + have * 1000 / lim->min_body_rate);
     }

@@ -27,7 +27,8 @@ char *hp_fmt_u64(char *p, uint64_t n)
         tmp[i++] = (char)('0' + n % 10);
         n /= 10;
     } while (n);
-    while (i) *p++ = tmp[--i];
+    while (i)
+        *p++ = tmp[--i];
     return p;
 }
 
@@ -39,7 +40,8 @@ char *hp_fmt_hex(char *p, uint64_t n)
         tmp[i++] = "0123456789abcdef"[n & 15];
         n >>= 4;
     } while (n);
-    while (i) *p++ = tmp[--i];
+    while (i)
+        *p++ = tmp[--i];
     return p;
 }
 
@@ -92,8 +94,10 @@ void hp_response_write(hp_wbuf_t *out, hp_ctx_t *ctx, bool keep_alive)
         p = hp_fmt_u64(p, r->body.len);
         p = PUT(p, "\r\n");
     }
-    if (!keep_alive) p = PUT(p, "Connection: close\r\n");
-    else if (req->http_minor == 0) p = PUT(p, "Connection: keep-alive\r\n");
+    if (!keep_alive)
+        p = PUT(p, "Connection: close\r\n");
+    else if (req->http_minor == 0)
+        p = PUT(p, "Connection: keep-alive\r\n");
     p = PUT(p, "\r\n");
 
     r->bytes_sent = 0;

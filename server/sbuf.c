@@ -22,7 +22,8 @@ void hp_sbuf_printf(hp_sbuf_t *b, const char *fmt, ...)
             return;
         }
         size_t cap = b->cap ? b->cap : 1024;
-        while (cap - b->len <= (size_t)n) cap *= 2;
+        while (cap - b->len <= (size_t)n)
+            cap *= 2;
         b->data = hp_realloc(b->data, cap);
         b->cap = cap;
     }

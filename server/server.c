@@ -53,8 +53,10 @@ int hp_server_start(hp_config_t *cfg, const char *path, const hp_config_override
         if (rc) {
             /* Threads that did start are stopped; the process is exiting. */
             snprintf(err, errlen, "cannot start worker thread: %s", uv_strerror(rc));
-            for (unsigned j = 0; j < i; j++) hp_worker_stop(&s->workers[j]);
-            for (unsigned j = 0; j < i; j++) uv_thread_join(&s->workers[j].thread);
+            for (unsigned j = 0; j < i; j++)
+                hp_worker_stop(&s->workers[j]);
+            for (unsigned j = 0; j < i; j++)
+                uv_thread_join(&s->workers[j].thread);
             return rc;
         }
     }
@@ -85,13 +87,16 @@ int hp_server_reload(hp_server_t *s, char *err, size_t errlen, char *note, size_
     const hp_config_t *old = s->config;
     if (strcmp(cfg->host, old->host) || (cfg->port != old->port && cfg->port != 0) ||
         cfg->workers != old->workers) {
-        snprintf(note, notelen, "listen address and workers need a restart; keeping %s:%d with "
-                 "%u workers", old->host, s->port, old->workers);
+        snprintf(note, notelen,
+                 "listen address and workers need a restart; keeping %s:%d with "
+                 "%u workers",
+                 old->host, s->port, old->workers);
         snprintf(cfg->host, sizeof(cfg->host), "%s", old->host);
         cfg->port = old->port;
         cfg->workers = old->workers;
     }
-    for (unsigned i = 0; i < s->nworkers; i++) hp_worker_reload(&s->workers[i], cfg);
+    for (unsigned i = 0; i < s->nworkers; i++)
+        hp_worker_reload(&s->workers[i], cfg);
     hp_config_unref(s->config);
     s->config = cfg;
     return 0;
@@ -99,12 +104,14 @@ int hp_server_reload(hp_server_t *s, char *err, size_t errlen, char *note, size_
 
 void hp_server_stop(hp_server_t *s)
 {
-    for (unsigned i = 0; i < s->nworkers; i++) hp_worker_stop(&s->workers[i]);
+    for (unsigned i = 0; i < s->nworkers; i++)
+        hp_worker_stop(&s->workers[i]);
 }
 
 void hp_server_join(hp_server_t *s)
 {
-    for (unsigned i = 0; i < s->nworkers; i++) hp_worker_join(&s->workers[i]);
+    for (unsigned i = 0; i < s->nworkers; i++)
+        hp_worker_join(&s->workers[i]);
     hp_free(s->workers);
     hp_config_unref(s->config);
     hp_free(s);

@@ -18,14 +18,14 @@
 #include <stdint.h>
 
 struct hp_server {
-    hp_config_t *config;            /* the running config (control thread) */
+    hp_config_t *config; /* the running config (control thread) */
     hp_config_overrides_t overrides;
-    char config_path[512];          /* "" when running on defaults */
+    char config_path[512]; /* "" when running on defaults */
     unsigned nworkers;
     hp_worker_t *workers;
-    int port;                       /* the bound port, resolved when 0 */
-    uint64_t started_ms;            /* uv_hrtime at start, in ms */
-    uint32_t boot_id;               /* random, prefixes generated request ids */
+    int port;            /* the bound port, resolved when 0 */
+    uint64_t started_ms; /* uv_hrtime at start, in ms */
+    uint32_t boot_id;    /* random, prefixes generated request ids */
 };
 
 /* Start cfg's workers, listening on cfg's host and port (port 0: an

@@ -33,15 +33,15 @@ typedef struct {
 } cont_t;
 
 struct hp_task {
-    uint32_t refs;      /* 0 marks an immortal singleton */
+    uint32_t refs; /* 0 marks an immortal singleton */
     uint8_t state;
-    int32_t err;        /* < 0 when FAULTED */
-    const char *msg;    /* static, when FAULTED */
-    hp_value_t result;  /* when COMPLETED */
-    cont_t first;       /* the inline continuation slot */
-    cont_t *more;       /* continuations 2..n, hp_malloc'd */
+    int32_t err;       /* < 0 when FAULTED */
+    const char *msg;   /* static, when FAULTED */
+    hp_value_t result; /* when COMPLETED */
+    cont_t first;      /* the inline continuation slot */
+    cont_t *more;      /* continuations 2..n, hp_malloc'd */
     uint32_t nmore, capmore;
-    uint32_t waiters;   /* continuations ever registered */
+    uint32_t waiters;              /* continuations ever registered */
     void (*dispose)(hp_value_t v); /* frees a COMPLETED result with the task */
 };
 
@@ -63,7 +63,10 @@ hp_runtime_stats_t *hp_runtime_thread_stats(void)
 #define CACHE_MIN (-1)
 #define CACHE_MAX 8
 static hp_task_t cached[CACHE_MAX - CACHE_MIN + 1] = {
-#define C(n) {.refs = 0, .state = COMPLETED, .result = {.i = (n)}}
+#define C(n)                                                                                       \
+    {                                                                                              \
+        .refs = 0, .state = COMPLETED, .result = {.i = (n) }                                       \
+    }
     C(-1), C(0), C(1), C(2), C(3), C(4), C(5), C(6), C(7), C(8),
 #undef C
 };
@@ -130,7 +133,8 @@ static void run_continuations(hp_task_t *t)
     if (first.cb) first.cb(first.arg);
     /* t->more may grow while we walk it if a continuation awaits t again:
      * those run at once (state is final), so they never land in the array. */
-    for (uint32_t i = 0; i < t->nmore; i++) t->more[i].cb(t->more[i].arg);
+    for (uint32_t i = 0; i < t->nmore; i++)
+        t->more[i].cb(t->more[i].arg);
     hp_free(t->more);
     t->more = NULL;
     t->nmore = t->capmore = 0;
@@ -218,7 +222,7 @@ uint32_t hp_task_waiter_count(const hp_task_t *t)
 typedef struct {
     hp_task_t *out;
     size_t n, remaining;
-    int any;            /* when_any: complete out on the first report */
+    int any; /* when_any: complete out on the first report */
     hp_task_t *inputs[];
 } when_t;
 
@@ -229,7 +233,8 @@ typedef struct {
 
 static void when_done(when_t *w)
 {
-    for (size_t i = 0; i < w->n; i++) hp_task_unref(w->inputs[i]);
+    for (size_t i = 0; i < w->n; i++)
+        hp_task_unref(w->inputs[i]);
     hp_task_unref(w->out);
     hp_free(w);
 }
@@ -262,7 +267,8 @@ static hp_task_t *when(hp_task_t *const *tasks, size_t n, int any)
     w->out = alloc_task();
     w->n = w->remaining = n;
     w->any = any;
-    for (size_t i = 0; i < n; i++) w->inputs[i] = hp_task_ref(tasks[i]);
+    for (size_t i = 0; i < n; i++)
+        w->inputs[i] = hp_task_ref(tasks[i]);
     hp_task_t *out = hp_task_ref(w->out);
     for (size_t i = 0; i < n; i++) {
         args[i] = (when_arg_t){w, i};

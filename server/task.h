@@ -54,17 +54,17 @@ typedef void (*hp_cont_cb)(void *arg);
 /* Runtime figures of one thread, single-writer (see counter.h). The decision
  * advisor and /stats read them; tests assert them exactly. */
 typedef struct {
-    uint64_t tasks_allocated;  /* heap tasks created (pending or completed) */
-    uint64_t tasks_cached;     /* hp_task_from_result answered by a singleton */
-    uint64_t task_waiters;     /* continuations registered on heap tasks */
+    uint64_t tasks_allocated;    /* heap tasks created (pending or completed) */
+    uint64_t tasks_cached;       /* hp_task_from_result answered by a singleton */
+    uint64_t task_waiters;       /* continuations registered on heap tasks */
     uint64_t task_waiter_allocs; /* waiter-array growths (2nd waiter onwards) */
-    uint64_t vtasks_inline;    /* valuetasks completed inline: a task avoided */
-    uint64_t vtasks_source;    /* valuetasks backed by a pooled source */
-    uint64_t vtasks_task;      /* valuetasks wrapping a heap task */
-    uint64_t as_task_calls;    /* hp_vtask_as_task calls */
-    uint64_t as_task_allocs;   /* ...of which had to allocate a task */
-    uint64_t misuse_consumed;  /* second consumption / second await, refused */
-    uint64_t misuse_stale;     /* token of a reused source, refused */
+    uint64_t vtasks_inline;      /* valuetasks completed inline: a task avoided */
+    uint64_t vtasks_source;      /* valuetasks backed by a pooled source */
+    uint64_t vtasks_task;        /* valuetasks wrapping a heap task */
+    uint64_t as_task_calls;      /* hp_vtask_as_task calls */
+    uint64_t as_task_allocs;     /* ...of which had to allocate a task */
+    uint64_t misuse_consumed;    /* second consumption / second await, refused */
+    uint64_t misuse_stale;       /* token of a reused source, refused */
 } hp_runtime_stats_t;
 
 /* Point the calling thread's runtime figures at stats (borrowed). Threads

@@ -142,8 +142,10 @@ int hp_vtask_result(hp_vtask_t *vt, hp_value_t *out, const char **msg)
         if (s->state == S_CONSUMED) return misuse(vt, HP_EVTASK_CONSUMED);
         if (s->state == S_PENDING) return HP_EVTASK_PENDING;
         int rc = s->state == S_FAULTED ? s->err : 0;
-        if (rc == 0) *out = s->result;
-        else if (msg) *msg = s->msg;
+        if (rc == 0)
+            *out = s->result;
+        else if (msg)
+            *msg = s->msg;
         s->state = S_CONSUMED;
         vt->kind = HP_VT_NONE;
         return rc;
@@ -170,8 +172,10 @@ int hp_vtask_on_completed(hp_vtask_t *vt, hp_cont_cb cb, void *arg)
         return 0;
     }
     vt->awaited = 1;
-    if (vt->kind == HP_VT_TASK) hp_task_await(vt->u.task, cb, arg);
-    else cb(arg);
+    if (vt->kind == HP_VT_TASK)
+        hp_task_await(vt->u.task, cb, arg);
+    else
+        cb(arg);
     return 0;
 }
 
@@ -188,8 +192,10 @@ static void bridge_cb(void *arg)
     hp_value_t v;
     const char *msg = NULL;
     int rc = hp_vtask_result(&b->vt, &v, &msg);
-    if (rc == 0) hp_task_complete(b->task, v);
-    else hp_task_fail(b->task, rc, msg);
+    if (rc == 0)
+        hp_task_complete(b->task, v);
+    else
+        hp_task_fail(b->task, rc, msg);
     hp_task_unref(b->task);
     hp_free(b);
 }

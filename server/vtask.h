@@ -44,8 +44,8 @@ const char *hp_mode_name(hp_mode_t mode);
  * All fields are private; the struct is public only so it can be embedded. */
 typedef struct {
     uint32_t version;
-    uint8_t state;       /* pending, completed, faulted, consumed */
-    uint8_t awaited;     /* a continuation is registered or has run */
+    uint8_t state;   /* pending, completed, faulted, consumed */
+    uint8_t awaited; /* a continuation is registered or has run */
     int32_t err;
     const char *msg;
     hp_value_t result;
@@ -63,11 +63,11 @@ typedef enum {
 typedef struct {
     uint8_t kind;
     uint8_t awaited; /* a continuation was registered through this copy */
-    uint32_t token; /* HP_VT_SOURCE: the source version it was made for */
+    uint32_t token;  /* HP_VT_SOURCE: the source version it was made for */
     union {
-        hp_value_t value;       /* HP_VT_INLINE */
-        hp_task_t *task;        /* HP_VT_TASK: one owned reference */
-        hp_vtsource_t *source;  /* HP_VT_SOURCE: borrowed */
+        hp_value_t value;      /* HP_VT_INLINE */
+        hp_task_t *task;       /* HP_VT_TASK: one owned reference */
+        hp_vtsource_t *source; /* HP_VT_SOURCE: borrowed */
     } u;
 } hp_vtask_t;
 

@@ -41,7 +41,7 @@
 #define TICK_MS 250
 /* The per-loop read buffer: 64 KiB, the most one read of a loopback socket
  * hands over with default buffer sizes, so one read drains a full batch. */
-#define RBUF_SIZE (64 * 1024)
+#define RBUF_SIZE    (64 * 1024)
 #define WBUF_INITIAL (128 * 1024)
 /* Output beyond this is returned to the allocator after a big answer. */
 #define WBUF_KEEP (256 * 1024)
@@ -50,7 +50,8 @@ char *hp_wbuf_reserve(hp_wbuf_t *b, size_t n)
 {
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : WBUF_INITIAL;
-        while (cap < b->len + n) cap *= 2;
+        while (cap < b->len + n)
+            cap *= 2;
         b->data = hp_realloc(b->data, cap);
         b->cap = cap;
     }
@@ -103,7 +104,8 @@ hp_gen_t *hp_gen_acquire(hp_worker_t *w)
 void hp_gen_release(hp_gen_t *g)
 {
     if (g == NULL || --g->refs) return;
-    for (unsigned i = 0; i < g->nmw; i++) g->mw[i].desc->destroy(g->mw[i].self);
+    for (unsigned i = 0; i < g->nmw; i++)
+        g->mw[i].desc->destroy(g->mw[i].self);
     hp_config_unref(g->config);
     hp_free(g);
 }
@@ -261,8 +263,8 @@ static void close_handles(hp_worker_t *w)
 
 /* --- lifecycle --------------------------------------------------------- */
 
-int hp_worker_init(hp_worker_t *w, hp_server_t *server, unsigned index, hp_config_t *cfg,
-                   int port, char *err, size_t errlen)
+int hp_worker_init(hp_worker_t *w, hp_server_t *server, unsigned index, hp_config_t *cfg, int port,
+                   char *err, size_t errlen)
 {
     memset(w, 0, sizeof(*w));
     w->server = server;

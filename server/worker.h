@@ -32,8 +32,8 @@ typedef struct hp_cache hp_cache_t;
 typedef struct hp_upstream hp_upstream_t;
 
 struct hp_gen {
-    uint32_t refs;          /* the worker's (while current) + one per request */
-    hp_config_t *config;    /* owned reference */
+    uint32_t refs;       /* the worker's (while current) + one per request */
+    hp_config_t *config; /* owned reference */
     hp_mode_t mode;
     unsigned nmw;
     struct {
@@ -48,11 +48,11 @@ struct hp_gen {
  * deadline. All but BODY have one timeout for every member, so appending
  * keeps them sorted and the sweep stops at the first live deadline. */
 enum {
-    HP_LIST_IDLE = 0,  /* keep-alive, between requests */
-    HP_LIST_HEAD,      /* reading a request head */
-    HP_LIST_BODY,      /* reading a body: per-connection data-rate deadline */
-    HP_LIST_WRITE,     /* waiting for the peer to take our output */
-    HP_LIST_LINGER,    /* closing: draining what the peer still sends */
+    HP_LIST_IDLE = 0, /* keep-alive, between requests */
+    HP_LIST_HEAD,     /* reading a request head */
+    HP_LIST_BODY,     /* reading a body: per-connection data-rate deadline */
+    HP_LIST_WRITE,    /* waiting for the peer to take our output */
+    HP_LIST_LINGER,   /* closing: draining what the peer still sends */
     HP_LISTS,
     HP_LIST_NONE = 255
 };
@@ -76,36 +76,36 @@ struct hp_worker {
     uv_loop_t loop;
     uv_thread_t thread;
     uv_tcp_t listener;
-    bool listening;         /* the listener is open */
+    bool listening; /* the listener is open */
     uv_timer_t tick;
     uv_async_t wakeup;
-    uv_check_t resume;      /* resumes connections whose request finished */
-    uv_idle_t kick;         /* active while some wait: the poll must not block */
+    uv_check_t resume; /* resumes connections whose request finished */
+    uv_idle_t kick;    /* active while some wait: the poll must not block */
 
-    hp_gen_t *gen;          /* current generation */
-    hp_config_t *pending;   /* next config, handed over by the control thread */
-    int stop_requested;     /* set by the control thread */
+    hp_gen_t *gen;        /* current generation */
+    hp_config_t *pending; /* next config, handed over by the control thread */
+    int stop_requested;   /* set by the control thread */
     bool draining;
     uint64_t drain_deadline;
-    bool closing;           /* handles are being closed; the loop is ending */
+    bool closing; /* handles are being closed; the loop is ending */
 
-    const char *parse_end;  /* end of the input llhttp is parsing now */
-    char *rbuf;             /* the per-loop read buffer */
+    const char *parse_end; /* end of the input llhttp is parsing now */
+    char *rbuf;            /* the per-loop read buffer */
     size_t rbuf_size;
     hp_wbuf_t out;
     hp_ctx_pool_t ctx_pool;
     hp_conn_list_t lists[HP_LISTS];
-    hp_conn_t *ready;       /* connections to resume in the check phase */
-    hp_conn_t *all;         /* every open connection (for drain and stop) */
+    hp_conn_t *ready; /* connections to resume in the check phase */
+    hp_conn_t *all;   /* every open connection (for drain and stop) */
     unsigned nconns;
     uint64_t conn_seq;
     uint64_t req_seq;
-    uint64_t started_ms;    /* uv_now when the loop opened */
+    uint64_t started_ms; /* uv_now when the loop opened */
 
     hp_cache_t *cache;
     hp_upstream_t *upstream;
 
-    char date[32];          /* "Sun, 06 Nov 1994 08:49:37 GMT", once a second */
+    char date[32]; /* "Sun, 06 Nov 1994 08:49:37 GMT", once a second */
     int64_t date_sec;
 
     hp_metrics_t metrics;
@@ -119,8 +119,8 @@ struct hp_worker {
 
 /* Set up a worker (on the control thread; nothing runs yet). port is the
  * port the listener binds, already resolved when the config said 0. */
-int hp_worker_init(hp_worker_t *w, hp_server_t *server, unsigned index, hp_config_t *cfg,
-                   int port, char *err, size_t errlen);
+int hp_worker_init(hp_worker_t *w, hp_server_t *server, unsigned index, hp_config_t *cfg, int port,
+                   char *err, size_t errlen);
 
 /* Start its thread. */
 int hp_worker_start(hp_worker_t *w);

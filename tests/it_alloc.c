@@ -284,10 +284,13 @@ int main(void)
 {
     hp_alloc_install();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(valuetask_mode_allocates_nothing_per_request, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(valuetask_mode_allocates_nothing_per_request,
+                                  hp_it_fixture_teardown),
         cmocka_unit_test_teardown(task_mode_allocates_one_task_per_layer, hp_it_fixture_teardown),
-        cmocka_unit_test_teardown(access_log_is_one_more_layer_and_writes_clf, hp_it_fixture_teardown),
-        cmocka_unit_test_teardown(access_log_allocates_nothing_in_valuetask_mode, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(access_log_is_one_more_layer_and_writes_clf,
+                                  hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(access_log_allocates_nothing_in_valuetask_mode,
+                                  hp_it_fixture_teardown),
     };
     return hp_it_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

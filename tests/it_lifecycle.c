@@ -416,8 +416,8 @@ static fixture_t *start_with_upstream(void **state, int delay_ms, int drain_ms)
     const char *args[] = {"--delay-ms", delay, NULL};
     hp_it_fixture_start_stub(f, args);
     snprintf(config, sizeof(config),
-             "{\"upstream\": {\"port\": %d}, \"limits\": {\"drain_timeout_ms\": %d}}",
-             f->stub.port, drain_ms);
+             "{\"upstream\": {\"port\": %d}, \"limits\": {\"drain_timeout_ms\": %d}}", f->stub.port,
+             drain_ms);
     hp_it_fixture_start_server(f, config, NULL);
     return f;
 }
@@ -514,9 +514,11 @@ int main(void)
         cmocka_unit_test(bad_config_exits_1_naming_the_key),
         cmocka_unit_test_teardown(mode_flag_overrides_the_file, hp_it_fixture_teardown),
         cmocka_unit_test_teardown(sighup_switches_mode, hp_it_fixture_teardown),
-        cmocka_unit_test_teardown(sighup_with_a_broken_file_keeps_the_running_config, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(sighup_with_a_broken_file_keeps_the_running_config,
+                                  hp_it_fixture_teardown),
         cmocka_unit_test_teardown(sighup_changes_the_middleware_chain, hp_it_fixture_teardown),
-        cmocka_unit_test_teardown(sighup_right_after_the_listening_line_reloads, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(sighup_right_after_the_listening_line_reloads,
+                                  hp_it_fixture_teardown),
         cmocka_unit_test_teardown(sigterm_with_an_idle_keep_alive_connection_exits_promptly,
                                   hp_it_fixture_teardown),
         cmocka_unit_test_teardown(sigterm_with_a_half_sent_request_ends_within_the_drain_timeout,

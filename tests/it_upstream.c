@@ -376,9 +376,12 @@ int main(void)
     hp_alloc_install();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(proxies_path_and_query_as_get, hp_it_fixture_teardown),
-        cmocka_unit_test_teardown(stopped_upstream_answers_502_within_connect_timeout, hp_it_fixture_teardown),
-        cmocka_unit_test_teardown(slow_upstream_answers_504_at_response_timeout, hp_it_fixture_teardown),
-        cmocka_unit_test_teardown(broken_answers_fail_and_the_pool_recovers, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(stopped_upstream_answers_502_within_connect_timeout,
+                                  hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(slow_upstream_answers_504_at_response_timeout,
+                                  hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(broken_answers_fail_and_the_pool_recovers,
+                                  hp_it_fixture_teardown),
     };
     return hp_it_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

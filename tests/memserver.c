@@ -61,7 +61,8 @@ void hp_memconn_exchange(hp_memserver_t *m, const char *in, size_t len, bool byt
 {
     hp_conn_t *c = hp_memconn_new(m, cap);
     if (bytewise) {
-        for (size_t i = 0; i < len && !cap->closed; i++) hp_conn_feed(c, in + i, 1);
+        for (size_t i = 0; i < len && !cap->closed; i++)
+            hp_conn_feed(c, in + i, 1);
     } else {
         hp_conn_feed(c, in, len);
     }
@@ -88,6 +89,7 @@ const char *hp_capture_body(const char *text)
 int hp_count(const char *hay, const char *needle)
 {
     int n = 0;
-    for (const char *p = hay; p && (p = strstr(p, needle)); p += strlen(needle)) n++;
+    for (const char *p = hay; p && (p = strstr(p, needle)); p += strlen(needle))
+        n++;
     return n;
 }

@@ -36,7 +36,8 @@ static void tree_table(void **state)
         {"hot, 89.9% synchronous", {.calls = 1000, .sync = 899, .rate = 20000}, HP_ADVICE_TASK},
         {"cold and synchronous", {.calls = 1000, .sync = 1000, .rate = 9999}, HP_ADVICE_EITHER},
         {"always asynchronous", {.calls = 1000, .sync = 0, .rate = 90000}, HP_ADVICE_TASK},
-        {"stored by callers", {.calls = 1000, .sync = 1000, .rate = 90000, .as_task = 1},
+        {"stored by callers",
+         {.calls = 1000, .sync = 1000, .rate = 90000, .as_task = 1},
          HP_ADVICE_TASK},
         {"no calls", {.calls = 0, .sync = 0, .rate = 0}, HP_ADVICE_TASK},
     };

@@ -26,7 +26,6 @@
 #include "tests/counters.h"
 #include <uv.h>
 
-
 static uint64_t door_count(hp_alloc_source_t src)
 {
     return hp_alloc_thread_stats()->by_source[src].count;

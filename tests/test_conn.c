@@ -50,29 +50,35 @@ static void exchange(fixture_t *f, const char *in, size_t len, bool bytewise, ca
     hp_memconn_exchange(f, in, len, bytewise, cap);
 }
 
-
 typedef struct {
     const char *name;
     const char *in;
-    size_t len;   /* 0: strlen(in) */
-    int status;   /* first answer's status; 0 = no answer */
-    bool closes;  /* the server closes after answering */
-    int answers;  /* answers expected (0 means 1) */
+    size_t len;  /* 0: strlen(in) */
+    int status;  /* first answer's status; 0 = no answer */
+    bool closes; /* the server closes after answering */
+    int answers; /* answers expected (0 means 1) */
 } row_t;
 
-#define ROW(n, in, st, cl) {n, in, 0, st, cl, 0}
+#define ROW(n, in, st, cl)                                                                         \
+    {                                                                                              \
+        n, in, 0, st, cl, 0                                                                        \
+    }
 
 static const row_t rows[] = {
     ROW("plain GET", "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n", 200, false),
     ROW("HTTP/1.0 closes", "GET /plaintext HTTP/1.0\r\n\r\n", 200, true),
     ROW("HTTP/1.0 keep-alive", "GET /plaintext HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 200,
         false),
-    ROW("Connection: close", "GET /json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 200, true),
+    ROW("Connection: close", "GET /json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 200,
+        true),
     ROW("HEAD", "HEAD /plaintext HTTP/1.1\r\nHost: x\r\n\r\n", 200, false),
     ROW("unknown path", "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404, false),
     ROW("wrong method", "DELETE /plaintext HTTP/1.1\r\nHost: x\r\n\r\n", 405, false),
-    ROW("echo with body", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", 200, false),
-    ROW("echo chunked", "PUT /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ROW("echo with body", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", 200,
+        false),
+    ROW("echo chunked",
+        "PUT /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+        "chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         200, false),
     ROW("garbage", "HELLO\r\n\r\n", 400, true),
     ROW("lowercase method", "get /plaintext HTTP/1.1\r\nHost: x\r\n\r\n", 400, true),
@@ -85,30 +91,41 @@ static const row_t rows[] = {
     ROW("two Hosts", "GET /plaintext HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, true),
     ROW("HTTP/1.0 without Host", "GET /plaintext HTTP/1.0\r\n\r\n", 200, true),
     ROW("asterisk-form", "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", 400, true),
-    ROW("CL and TE", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
-        "0\r\n\r\n", 400, true),
-    ROW("two Content-Lengths", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
-        "hello!", 400, true),
-    ROW("TE not chunked last", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+    ROW("CL and TE",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "0\r\n\r\n",
         400, true),
-    ROW("TE gzip only", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nhello", 400, true),
-    ROW("bad Content-Length", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5x\r\n\r\nhello", 400, true),
-    ROW("space in header name", "GET /plaintext HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n", 400, true),
+    ROW("two Content-Lengths",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
+        "hello!",
+        400, true),
+    ROW("TE not chunked last",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400, true),
+    ROW("TE gzip only", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nhello",
+        400, true),
+    ROW("bad Content-Length", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5x\r\n\r\nhello",
+        400, true),
+    ROW("space in header name", "GET /plaintext HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n", 400,
+        true),
     ROW("space before colon", "GET /plaintext HTTP/1.1\r\nHost : x\r\n\r\n", 400, true),
     ROW("bare CR in value", "GET /plaintext HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n", 400, true),
     ROW("bare LF line end", "GET /plaintext HTTP/1.1\nHost: x\n\n", 400, true),
     ROW("obs-fold", "GET /plaintext HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400, true),
-    ROW("bad chunk size", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400,
-        true),
-    ROW("chunk size overflow", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-        "fffffffffffffffffffff\r\n", 400, true),
-    ROW("declared body too large", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4097\r\n\r\n", 413,
-        true),
+    ROW("bad chunk size",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, true),
+    ROW("chunk size overflow",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "fffffffffffffffffffff\r\n",
+        400, true),
+    ROW("declared body too large", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4097\r\n\r\n",
+        413, true),
     ROW("drained body is not a request",
-        "POST /plaintext HTTP/1.1\r\nHost: x\r\nContent-Length: 28\r\n\r\nGET /json HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /plaintext HTTP/1.1\r\nHost: x\r\nContent-Length: 28\r\n\r\nGET /json "
+        "HTTP/1.1\r\nHost: x\r\n\r\n",
         405, false),
     ROW("Upgrade answered then closed",
-        "GET /plaintext HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", 200, true),
+        "GET /plaintext HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        200, true),
     ROW("CONNECT authority-form", "CONNECT example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n", 400, true),
 };
 
@@ -151,7 +168,8 @@ static void limits(void **state)
     free(cap.data);
 
     /* header bytes over 2048 -> 431 */
-    n = snprintf(buf, sizeof(buf), "GET /plaintext HTTP/1.1\r\nHost: x\r\nX-Big: %02100d\r\n\r\n", 0);
+    n = snprintf(buf, sizeof(buf), "GET /plaintext HTTP/1.1\r\nHost: x\r\nX-Big: %02100d\r\n\r\n",
+                 0);
     exchange(f, buf, (size_t)n, false, &cap);
     assert_int_equal(hp_capture_status(cap.data), 431);
     assert_true(cap.closed);
@@ -161,7 +179,8 @@ static void limits(void **state)
      * one of them) */
     for (int headers = 9; headers <= 10; headers++) {
         n = snprintf(buf, sizeof(buf), "GET /plaintext HTTP/1.1\r\nHost: x\r\n");
-        for (int i = 0; i < headers; i++) n += snprintf(buf + n, sizeof(buf) - n, "X-%d: v\r\n", i);
+        for (int i = 0; i < headers; i++)
+            n += snprintf(buf + n, sizeof(buf) - n, "X-%d: v\r\n", i);
         n += snprintf(buf + n, sizeof(buf) - n, "\r\n");
         exchange(f, buf, (size_t)n, false, &cap);
         assert_int_equal(hp_capture_status(cap.data), headers == 9 ? 200 : 431);
@@ -169,7 +188,8 @@ static void limits(void **state)
     }
 
     /* a chunked body over 4096 in total -> 413 */
-    n = snprintf(buf, sizeof(buf), "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    n = snprintf(buf, sizeof(buf),
+                 "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
     for (int i = 0; i < 3; i++) {
         n += snprintf(buf + n, sizeof(buf) - n, "800\r\n");
         memset(buf + n, 'a', 0x800);
@@ -206,7 +226,8 @@ static void pipelining_in_order(void **state)
     const char *p = cap.data;
     for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
         const char *q = strstr(p, order[i]);
-        if (q == NULL) fail_msg("answer %zu (%s) missing or out of order:\n%s", i, order[i], cap.data);
+        if (q == NULL)
+            fail_msg("answer %zu (%s) missing or out of order:\n%s", i, order[i], cap.data);
         p = q + strlen(order[i]);
     }
     free(cap.data);
@@ -248,8 +269,9 @@ static void repeated_headers_and_trailers(void **state)
 static void half_close_answers_everything(void **state)
 {
     fixture_t *f = *state;
-    static const char in[] = "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\nGET /json HTTP/1.1\r\nHost: x\r\n\r\n"
-                             "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char in[] =
+        "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\nGET /json HTTP/1.1\r\nHost: x\r\n\r\n"
+        "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n";
     capture_t cap;
     hp_conn_t *c = hp_memconn_new(f, &cap);
     hp_conn_feed(c, in, sizeof(in) - 1);
@@ -272,12 +294,14 @@ static void half_close_answers_everything(void **state)
 static void valuetask_mode_allocates_nothing(void **state)
 {
     fixture_t *f = *state;
-    static const char req[] = "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\nGET /json HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char req[] =
+        "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\nGET /json HTTP/1.1\r\nHost: x\r\n\r\n";
     capture_t cap;
     hp_conn_t *c = hp_memconn_new(f, &cap);
     hp_conn_feed(c, req, sizeof(req) - 1); /* warm: the context pool */
     hp_alloc_counter_t before = hp_alloc_stats_sum(hp_alloc_thread_stats());
-    for (int i = 0; i < 1000; i++) hp_conn_feed(c, req, sizeof(req) - 1);
+    for (int i = 0; i < 1000; i++)
+        hp_conn_feed(c, req, sizeof(req) - 1);
     hp_alloc_counter_t after = hp_alloc_stats_sum(hp_alloc_thread_stats());
     assert_int_equal(after.count - before.count, 0);
     assert_int_equal(hp_count(cap.data, "HTTP/1.1 200"), 2002);

@@ -30,7 +30,6 @@
 #include "tests/counters.h"
 #include <uv.h>
 
-
 /* Allocation calls made through every door since the test started. */
 /* Valid only when no block was grown by realloc (a grown block is counted
  * twice but freed once): every block the test caused has been freed. */

@@ -69,11 +69,10 @@ const uint64_t hp_upstream_latency_bounds_us[HP_UPSTREAM_LATENCY_BUCKETS] = {
     100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000, 250000, 1000000, UINT64_MAX,
 };
 
-
 enum { C_NEW, C_CONNECTING, C_BUSY, C_IDLE, C_CLOSING };
 
 typedef struct req {
-    hp_link_t link;         /* in u->queue while waiting, u->done once finished */
+    hp_link_t link;      /* in u->queue while waiting, u->done once finished */
     hp_task_t *task;     /* one owned reference, dropped in deliver */
     uint64_t t0;         /* uv_hrtime() at hp_upstream_request */
     unsigned connect_ms; /* options fixed when the request started */
@@ -89,8 +88,8 @@ typedef struct req {
      * reading its response and running its continuations are charged
      * there too, so a server route's allocation count includes them. */
     hp_alloc_counter_t *scope;
-    size_t len;      /* bytes of the request head in text[] */
-    char text[];     /* "METHOD PATH HTTP/1.1\r\nHost: ...\r\n\r\n" */
+    size_t len;  /* bytes of the request head in text[] */
+    char text[]; /* "METHOD PATH HTTP/1.1\r\nHost: ...\r\n\r\n" */
 } req_t;
 
 typedef struct conn {
@@ -100,8 +99,8 @@ typedef struct conn {
     uv_write_t write; /* one request in flight per connection */
     llhttp_t parser;
     hp_upstream_t *u;
-    hp_link_t link;         /* in u->conns until closed */
-    hp_link_t idle;         /* in u->idle while C_IDLE */
+    hp_link_t link;      /* in u->conns until closed */
+    hp_link_t idle;      /* in u->idle while C_IDLE */
     req_t *req;          /* the request being served; NULL when idle */
     uint64_t generation; /* u->generation (the address) it connected to */
     uint8_t state;       /* C_* */
@@ -662,7 +661,8 @@ static void dispatch(hp_upstream_t *u)
     while (!u->closing && !hp_link_empty(&u->queue)) {
         req_t *r = hp_container_of(u->queue.next, req_t, link);
         conn_t *c = NULL;
-        if (!r->retried && !hp_link_empty(&u->idle)) c = hp_container_of(u->idle.next, conn_t, idle);
+        if (!r->retried && !hp_link_empty(&u->idle))
+            c = hp_container_of(u->idle.next, conn_t, idle);
         if (c == NULL && u->nbusy + u->nidle >= u->opts.pool_size) {
             if (hp_link_empty(&u->idle)) break;
             conn_close(hp_container_of(u->idle.prev, conn_t, idle));
