@@ -74,37 +74,33 @@ static int on_message_begin(llhttp_t *p)
     return 0;
 }
 
-static int on_method(llhttp_t *p, const char *at, size_t len)
+/* The request line's pieces count against its limit (414) and the head's. */
+static int count_line(hp_conn_t *c, size_t len)
 {
-    hp_conn_t *c = conn_of(p);
     hp_ctx_t *ctx = c->ctx;
     ctx->line_bytes += (uint32_t)len;
     ctx->head_bytes += (uint32_t)len;
     if (ctx->line_bytes > ctx->gen->limits.request_line_bytes)
         return refuse(c, HP_REJECT_URI_TOO_LONG);
     return 0;
+}
+
+static int on_method(llhttp_t *p, const char *at, size_t len)
+{
+    return count_line(conn_of(p), len);
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t len)
 {
     hp_conn_t *c = conn_of(p);
-    hp_ctx_t *ctx = c->ctx;
-    ctx->line_bytes += (uint32_t)len;
-    ctx->head_bytes += (uint32_t)len;
-    if (ctx->line_bytes > ctx->gen->limits.request_line_bytes)
-        return refuse(c, HP_REJECT_URI_TOO_LONG);
-    append(ctx, &ctx->req.target, at, len);
+    if (count_line(c, len)) return HPE_USER;
+    append(c->ctx, &c->ctx->req.target, at, len);
     return 0;
 }
 
 static int on_version(llhttp_t *p, const char *at, size_t len)
 {
-    hp_conn_t *c = conn_of(p);
-    c->ctx->line_bytes += (uint32_t)len;
-    c->ctx->head_bytes += (uint32_t)len;
-    if (c->ctx->line_bytes > c->ctx->gen->limits.request_line_bytes)
-        return refuse(c, HP_REJECT_URI_TOO_LONG);
-    return 0;
+    return count_line(conn_of(p), len);
 }
 
 static int on_version_complete(llhttp_t *p)

@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <cmocka.h>
@@ -51,4 +52,27 @@ int hp_it_fixture_teardown(void **state)
     free(f);
     *state = NULL;
     return 0;
+}
+
+void hp_it_stub_control(int stub_port, const char *query)
+{
+    hp_it_client_t c;
+    hp_it_resp_t r;
+    char target[256];
+    snprintf(target, sizeof(target), "/_control?%s", query);
+    assert_int_equal(hp_it_client_open(&c, stub_port), 0);
+    assert_int_equal(hp_it_client_request(&c, "POST", target, "Content-Length: 0\r\n", &r), 0);
+    if (r.status != 200) fprintf(stderr, "stub %s: %d %s\n", target, r.status, r.body);
+    assert_int_equal(r.status, 200);
+    hp_it_resp_free(&r);
+    hp_it_client_close(&c);
+}
+
+double hp_it_stat(int port, const char *path)
+{
+    cJSON *s = hp_it_stats(port);
+    assert_non_null(s);
+    double v = hp_it_json_num(s, path, 0);
+    cJSON_Delete(s);
+    return v;
 }

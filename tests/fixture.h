@@ -31,4 +31,11 @@ void hp_it_fixture_stop(hp_it_fixture_t *f);
 
 int hp_it_fixture_teardown(void **state);
 
+/* POST the stub's /_control?query (e.g. "delay_ms=300"); asserts 200. */
+void hp_it_stub_control(int stub_port, const char *query);
+
+/* One figure of the server's /stats ('|'-separated path, as hp_it_json_num);
+ * asserts /stats answered. */
+double hp_it_stat(int port, const char *path);
+
 #endif

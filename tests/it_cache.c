@@ -80,19 +80,6 @@ static int stub_items(fixture_t *f)
     return (int)n;
 }
 
-static void stub_control(fixture_t *f, const char *query)
-{
-    hp_it_client_t c;
-    hp_it_resp_t r;
-    char target[256];
-    snprintf(target, sizeof(target), "/_control?%s", query);
-    assert_int_equal(hp_it_client_open(&c, f->stub.port), 0);
-    assert_int_equal(hp_it_client_request(&c, "POST", target, NULL, &r), 0);
-    assert_int_equal(r.status, 200);
-    hp_it_resp_free(&r);
-    hp_it_client_close(&c);
-}
-
 /* The stub's answer for /items/{key} when it was its served-th item. */
 static char *item_body(char *buf, size_t len, const char *key, int served)
 {
@@ -105,15 +92,6 @@ static char *item_body(char *buf, size_t len, const char *key, int served)
 }
 
 /* --- the server ---------------------------------------------------------- */
-
-static double stat_num(int port, const char *path)
-{
-    cJSON *s = hp_it_stats(port);
-    assert_non_null(s);
-    double v = hp_it_json_num(s, path, 0);
-    cJSON_Delete(s);
-    return v;
-}
 
 static double delta(const cJSON *a, const cJSON *b, const char *path)
 {
@@ -311,9 +289,9 @@ static void value_expires_after_ttl(void **state)
     expect_item(&c, "t", "miss", items + 2);
     assert_int_equal(stub_items(f), items + 2);
     expect_item(&c, "t", "hit", items + 2);
-    assert_int_equal(stat_num(f->server.port, "cache|expirations"), 1);
-    assert_int_equal(stat_num(f->server.port, "cache|stale"), 0);
-    assert_int_equal(stat_num(f->server.port, "cache|misses"), 2);
+    assert_int_equal(hp_it_stat(f->server.port, "cache|expirations"), 1);
+    assert_int_equal(hp_it_stat(f->server.port, "cache|stale"), 0);
+    assert_int_equal(hp_it_stat(f->server.port, "cache|misses"), 2);
     hp_it_client_close(&c);
     hp_it_fixture_stop(f);
 }
@@ -363,7 +341,7 @@ static void eviction_keeps_the_memory_bound(void **state)
     expect_item(&c, key, "hit", items + EVICT_KEYS);
     expect_item(&c, "ev-00", "miss", items + EVICT_KEYS + 1);
     assert_int_equal(stub_items(f), items + EVICT_KEYS + 1);
-    assert_true(stat_num(f->server.port, "cache|bytes") <= 4096);
+    assert_true(hp_it_stat(f->server.port, "cache|bytes") <= 4096);
     hp_it_client_close(&c);
     hp_it_fixture_stop(f);
 }
@@ -389,7 +367,7 @@ static void stale_value_served_while_one_refresh_runs(void **state)
 
     char q[64];
     snprintf(q, sizeof(q), "delay_ms=%d", SWR_DELAY_MS);
-    stub_control(f, q);
+    hp_it_stub_control(f->stub.port, q);
     hp_it_sleep_ms(SWR_TTL_MS + 150);
 
     cJSON *before = hp_it_stats(f->server.port);
@@ -446,20 +424,20 @@ static void upstream_errors_are_not_cached(void **state)
     assert_int_equal(hp_it_client_open(&c, f->server.port), 0);
     int items = stub_items(f);
 
-    stub_control(f, "status=500&fail_rate=1");
+    hp_it_stub_control(f->stub.port, "status=500&fail_rate=1");
     cache_req(&c, "GET", "x", 500, "miss", &r);
     assert_string_equal(r.body, "injected failure\n"); /* passed through */
     hp_it_resp_free(&r);
     /* Not stored: the next get misses and fetches again. */
     cache_req(&c, "GET", "x", 500, "miss", &r);
     hp_it_resp_free(&r);
-    stub_control(f, "status=503");
+    hp_it_stub_control(f->stub.port, "status=503");
     cache_req(&c, "GET", "x", 503, "miss", &r);
     assert_string_equal(r.body, "injected failure\n");
     hp_it_resp_free(&r);
     assert_int_equal(stub_items(f), items + 3);
 
-    stub_control(f, "fail_rate=0");
+    hp_it_stub_control(f->stub.port, "fail_rate=0");
     expect_item(&c, "x", "miss", items + 4);
     expect_item(&c, "x", "hit", items + 4);
     assert_int_equal(stub_items(f), items + 4);
@@ -490,7 +468,7 @@ static void pipelined_answers_keep_request_order(void **state)
 
     char q[32];
     snprintf(q, sizeof(q), "delay_ms=%d", SLOW_MS);
-    stub_control(f, q);
+    hp_it_stub_control(f->stub.port, q);
     char batch[1024];
     size_t len = (size_t)snprintf(batch, sizeof(batch),
                                   "GET /upstream/items/slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
@@ -522,7 +500,7 @@ static void pipelined_answers_keep_request_order(void **state)
     /* The stub's timer may fire a little early against this clock. */
     assert_true(first >= SLOW_MS - 10);
     assert_int_equal(stub_items(f), items + 2);
-    assert_int_equal(stat_num(f->server.port, "cache|hits"), HOT_HITS);
+    assert_int_equal(hp_it_stat(f->server.port, "cache|hits"), HOT_HITS);
     hp_it_client_close(&c);
     hp_it_fixture_stop(f);
 }
@@ -602,9 +580,9 @@ static costs_t measure(fixture_t *f, const char *mode)
 
     k.hit = route_allocs(&c, srv->port, mode, "/cache/", same("/cache/warm", HITS), HITS, "hit");
     k.miss = route_allocs(&c, srv->port, mode, "/cache/", keys("m", 0, MISSES), MISSES, "miss");
-    assert_int_equal(stat_num(srv->port, "cache|entries"), 1 + MISSES);
+    assert_int_equal(hp_it_stat(srv->port, "cache|entries"), 1 + MISSES);
     k.miss_growing = route_allocs(&c, srv->port, mode, "/cache/", keys("g", 0, 6), 6, "miss");
-    assert_int_equal(stat_num(srv->port, "cache|entries"), 17);
+    assert_int_equal(hp_it_stat(srv->port, "cache|entries"), 17);
     k.upstream = route_allocs(&c, srv->port, mode, "/upstream/",
                               same("/upstream/items/u", UPSTREAM), UPSTREAM, NULL);
     printf("it_cache: %-9s allocations: hit %.3f/request (%d), miss %.3f/request (%d), "

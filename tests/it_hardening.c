@@ -49,21 +49,12 @@ static bool slow; /* HOTPATH_SLOW=1: the server runs under valgrind */
 
 typedef hp_it_fixture_t fixture_t;
 
-static double stat_num(int port, const char *path)
-{
-    cJSON *s = hp_it_stats(port);
-    assert_non_null(s);
-    double v = hp_it_json_num(s, path, 0);
-    cJSON_Delete(s);
-    return v;
-}
-
 /* Poll /stats until path reaches want (bounded); returns the last value. */
 static double wait_stat(int port, const char *path, double want)
 {
     long long deadline = hp_it_now_ms() + HP_IT_TIMEOUT_MS;
     double v;
-    while ((v = stat_num(port, path)) < want && hp_it_now_ms() < deadline)
+    while ((v = hp_it_stat(port, path)) < want && hp_it_now_ms() < deadline)
         hp_it_sleep_ms(10);
     return v;
 }
@@ -271,7 +262,7 @@ static void idle_keep_alive_connection_closes_at_the_idle_timeout(void **state)
     assert_false(c.reset); /* a FIN: nothing was left unread */
     assert_within("idle close", took, IDLE_MS - 10, IDLE_MS + TICK_MS + MARGIN_MS);
     hp_it_client_close(&c);
-    assert_int_equal(stat_num(port, "connections|idle_closed"), 1);
+    assert_int_equal(hp_it_stat(port, "connections|idle_closed"), 1);
     hp_it_fixture_stop(f);
 }
 
@@ -817,7 +808,7 @@ static void sighup_during_a_request_applies_to_the_next_ones(void **state)
     assert_int_equal(r.status, 200);
     hp_it_resp_free(&r);
     hp_it_client_close(&c);
-    assert_int_equal(stat_num(port, "rejections|TOO_MANY_HEADERS"), 1);
+    assert_int_equal(hp_it_stat(port, "rejections|TOO_MANY_HEADERS"), 1);
     hp_it_fixture_stop(f);
 }
 
@@ -968,20 +959,6 @@ static const struct {
 };
 #define NKINDS (sizeof(fault_kinds) / sizeof(fault_kinds[0]))
 
-static void stub_control(int port, const char *query)
-{
-    hp_it_client_t c;
-    hp_it_resp_t r;
-    char target[128];
-    snprintf(target, sizeof(target), "/_control?%s", query);
-    assert_int_equal(hp_it_client_open(&c, port), 0);
-    assert_int_equal(hp_it_client_request(&c, "POST", target, "Content-Length: 0\r\n", &r), 0);
-    if (r.status != 200) fprintf(stderr, "stub %s: %d %s\n", target, r.status, r.body);
-    assert_int_equal(r.status, 200);
-    hp_it_resp_free(&r);
-    hp_it_client_close(&c);
-}
-
 static void mixed_upstream_faults_all_answered_and_the_pool_recovers(void **state)
 {
     enum { TOTAL = 200, CONC = 20, POOL = 8 };
@@ -1039,7 +1016,7 @@ static void mixed_upstream_faults_all_answered_and_the_pool_recovers(void **stat
             if (pending[i] >= 0) continue;
             while (next_toggle < sizeof(toggles) / sizeof(toggles[0]) &&
                    sent >= toggles[next_toggle].at)
-                stub_control(f->stub.port, toggles[next_toggle++].query);
+                hp_it_stub_control(f->stub.port, toggles[next_toggle++].query);
             int k = kind[sent];
             if (fault_kinds[k].fault)
                 assert_int_equal(hp_it_client_sendf(&cl[i],

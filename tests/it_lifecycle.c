@@ -50,15 +50,6 @@ static void assert_stats_mode(int port, const char *mode)
     cJSON_Delete(s);
 }
 
-static double stat_num(int port, const char *path)
-{
-    cJSON *s = hp_it_stats(port);
-    assert_non_null(s);
-    double v = hp_it_json_num(s, path, 0);
-    cJSON_Delete(s);
-    return v;
-}
-
 static void get_plaintext(int port, int n)
 {
     hp_it_client_t c;
@@ -171,8 +162,8 @@ static void mode_flag_overrides_the_file(void **state)
     fixture_t *f = start(state, "{\"mode\": \"valuetask\"}", args);
     assert_stats_mode(f->server.port, "task");
     get_plaintext(f->server.port, 3);
-    assert_int_equal(stat_num(f->server.port, "routes|/plaintext|task|requests"), 3);
-    assert_int_equal(stat_num(f->server.port, "routes|/plaintext|valuetask|requests"), 0);
+    assert_int_equal(hp_it_stat(f->server.port, "routes|/plaintext|task|requests"), 3);
+    assert_int_equal(hp_it_stat(f->server.port, "routes|/plaintext|valuetask|requests"), 0);
     /* The flag also wins over the file across a reload. */
     assert_int_equal(hp_it_server_signal(&f->server, SIGHUP), 0);
     assert_true(hp_it_server_wait_stderr(&f->server, "reloaded", HP_IT_TIMEOUT_MS));
@@ -188,7 +179,7 @@ static void sighup_switches_mode(void **state)
     int port = f->server.port;
     get_plaintext(port, 5);
     assert_stats_mode(port, "valuetask");
-    assert_int_equal(stat_num(port, "routes|/plaintext|valuetask|requests"), 5);
+    assert_int_equal(hp_it_stat(port, "routes|/plaintext|valuetask|requests"), 5);
 
     assert_int_equal(hp_it_server_write_config(&f->server, "{\"mode\": \"task\"}"), 0);
     assert_int_equal(hp_it_server_signal(&f->server, SIGHUP), 0);
@@ -196,27 +187,27 @@ static void sighup_switches_mode(void **state)
     /* The workers pick the new generation up from their loop: wait (bounded)
      * until /stats says so. */
     long long deadline = hp_it_now_ms() + HP_IT_TIMEOUT_MS;
-    while (stat_num(port, "server|reloads") < 1 && hp_it_now_ms() < deadline)
+    while (hp_it_stat(port, "server|reloads") < 1 && hp_it_now_ms() < deadline)
         hp_it_sleep_ms(10);
-    assert_int_equal(stat_num(port, "server|reloads"), 1);
+    assert_int_equal(hp_it_stat(port, "server|reloads"), 1);
     assert_stats_mode(port, "task");
 
     get_plaintext(port, 7);
-    assert_int_equal(stat_num(port, "routes|/plaintext|task|requests"), 7);
-    assert_int_equal(stat_num(port, "routes|/plaintext|valuetask|requests"), 5);
+    assert_int_equal(hp_it_stat(port, "routes|/plaintext|task|requests"), 7);
+    assert_int_equal(hp_it_stat(port, "routes|/plaintext|valuetask|requests"), 5);
     /* Task mode's price shows up right away: 4 layers, a task each. */
-    assert_int_equal(stat_num(port, "routes|/plaintext|task|allocations"), 7 * 4);
+    assert_int_equal(hp_it_stat(port, "routes|/plaintext|task|allocations"), 7 * 4);
 
     /* And back. */
     assert_int_equal(hp_it_server_write_config(&f->server, "{\"mode\": \"valuetask\"}"), 0);
     assert_int_equal(hp_it_server_signal(&f->server, SIGHUP), 0);
     assert_true(hp_it_server_wait_stderr(&f->server, "(mode valuetask)", HP_IT_TIMEOUT_MS));
     deadline = hp_it_now_ms() + HP_IT_TIMEOUT_MS;
-    while (stat_num(port, "server|reloads") < 2 && hp_it_now_ms() < deadline)
+    while (hp_it_stat(port, "server|reloads") < 2 && hp_it_now_ms() < deadline)
         hp_it_sleep_ms(10);
     assert_stats_mode(port, "valuetask");
     get_plaintext(port, 2);
-    assert_int_equal(stat_num(port, "routes|/plaintext|valuetask|requests"), 7);
+    assert_int_equal(hp_it_stat(port, "routes|/plaintext|valuetask|requests"), 7);
     hp_it_fixture_stop(f);
 }
 
@@ -252,9 +243,9 @@ static void sighup_with_a_broken_file_keeps_the_running_config(void **state)
         assert_stats_mode(port, "valuetask");
         get_plaintext(port, 1);
     }
-    assert_int_equal(stat_num(port, "server|reloads"), 0);
-    assert_int_equal(stat_num(port, "routes|/plaintext|task|requests"), 0);
-    assert_int_equal(stat_num(port, "routes|/plaintext|valuetask|requests"), 3);
+    assert_int_equal(hp_it_stat(port, "server|reloads"), 0);
+    assert_int_equal(hp_it_stat(port, "routes|/plaintext|task|requests"), 0);
+    assert_int_equal(hp_it_stat(port, "routes|/plaintext|valuetask|requests"), 3);
     /* A good file afterwards is taken. */
     assert_int_equal(hp_it_server_write_config(&f->server, "{\"mode\": \"task\"}"), 0);
     assert_int_equal(hp_it_server_signal(&f->server, SIGHUP), 0);
@@ -281,7 +272,7 @@ static void sighup_changes_the_middleware_chain(void **state)
     assert_int_equal(hp_it_server_signal(&f->server, SIGHUP), 0);
     assert_true(hp_it_server_wait_stderr(&f->server, "reloaded", HP_IT_TIMEOUT_MS));
     long long deadline = hp_it_now_ms() + HP_IT_TIMEOUT_MS;
-    while (stat_num(port, "server|reloads") < 1 && hp_it_now_ms() < deadline)
+    while (hp_it_stat(port, "server|reloads") < 1 && hp_it_now_ms() < deadline)
         hp_it_sleep_ms(10);
     assert_int_equal(hp_it_get(port, "/plaintext", &r), 0);
     assert_int_equal(r.status, 200);
@@ -295,7 +286,7 @@ static void sighup_changes_the_middleware_chain(void **state)
     assert_int_equal(hp_it_server_signal(&f->server, SIGHUP), 0);
     assert_true(hp_it_server_wait_stderr(&f->server, "need a restart", HP_IT_TIMEOUT_MS));
     deadline = hp_it_now_ms() + HP_IT_TIMEOUT_MS;
-    while (stat_num(port, "server|reloads") < 2 && hp_it_now_ms() < deadline)
+    while (hp_it_stat(port, "server|reloads") < 2 && hp_it_now_ms() < deadline)
         hp_it_sleep_ms(10);
     assert_int_equal(hp_it_get(port, "/plaintext", &r), 0);
     assert_int_equal(r.status, 200);

@@ -59,19 +59,6 @@ static fixture_t *start(void **state, int delay_ms, const char *upstream)
     return f;
 }
 
-static void stub_control(fixture_t *f, const char *query)
-{
-    hp_it_client_t c;
-    hp_it_resp_t r;
-    char target[256];
-    snprintf(target, sizeof(target), "/_control?%s", query);
-    assert_int_equal(hp_it_client_open(&c, f->stub.port), 0);
-    assert_int_equal(hp_it_client_request(&c, "POST", target, NULL, &r), 0);
-    assert_int_equal(r.status, 200);
-    hp_it_resp_free(&r);
-    hp_it_client_close(&c);
-}
-
 static double delta(const cJSON *a, const cJSON *b, const char *path)
 {
     return hp_it_json_num(b, path, 0) - hp_it_json_num(a, path, 0);
@@ -266,7 +253,7 @@ static void slow_upstream_answers_504_at_response_timeout(void **state)
     expect(&c, "/upstream/after-headers", 200, "GET /after-headers\n");
 
     /* Slow: every answer 3 s late. */
-    stub_control(f, "delay_ms=3000");
+    hp_it_stub_control(f->stub.port, "delay_ms=3000");
     ms = req(&c, "GET", "/upstream/slow", 504, &r);
     hp_it_resp_free(&r);
     assert_timely_504(ms, "/upstream, stub delay 3000 ms");
@@ -276,7 +263,7 @@ static void slow_upstream_answers_504_at_response_timeout(void **state)
     hp_it_resp_free(&r);
     assert_timely_504(ms, "/cache miss, stub delay 3000 ms");
 
-    stub_control(f, "delay_ms=0");
+    hp_it_stub_control(f->stub.port, "delay_ms=0");
     expect(&c, "/upstream/after-slow", 200, "GET /after-slow\n");
     req(&c, "GET", "/cache/slow", 200, &r); /* the timeout was not cached */
     assert_string_equal(hp_it_header(&r, "X-Cache"), "miss");
@@ -351,11 +338,11 @@ static void broken_answers_fail_and_the_pool_recovers(void **state)
     for (size_t i = 0; i < 3; i++) {
         char q[64];
         snprintf(q, sizeof(q), "fault=%s", cache_faults[i]);
-        stub_control(f, q);
+        hp_it_stub_control(f->stub.port, q);
         req(&c, "GET", "/cache/broken", 502, &r);
         assert_string_equal(hp_it_header(&r, "X-Cache"), "miss");
         hp_it_resp_free(&r);
-        stub_control(f, "fault=none");
+        hp_it_stub_control(f->stub.port, "fault=none");
         req(&c, "GET", "/cache/fine", 200, &r);
         hp_it_resp_free(&r);
         cJSON_Delete(settled(f->server.port));
