@@ -43,7 +43,7 @@ static void destroy(void *self)
 
 static void after(void *arg, hp_ctx_t *ctx, int status)
 {
-    hp_resp_header(ctx, "Date", (hp_str_t){ctx->worker->date, strlen(ctx->worker->date)});
+    hp_resp_header(ctx, "Date", (hp_str_t){ctx->worker->date, ctx->worker->date_len});
 }
 
 static hp_vtask_t invoke(void *arg, hp_ctx_t *ctx)

@@ -59,7 +59,6 @@ typedef struct {
     char *body; /* hp_malloc'd, owned by the context */
     size_t body_len;
     uint64_t content_length; /* declared, when not chunked */
-    uint64_t start_ns;       /* uv_hrtime at headers-complete */
 } hp_req_t;
 
 #define HP_RESP_MAX_HEADERS 8

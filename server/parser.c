@@ -308,7 +308,6 @@ static int on_headers_complete(llhttp_t *p)
     req->keep_alive = llhttp_should_keep_alive(p);
     req->chunked = (p->flags & F_CHUNKED) != 0;
     req->content_length = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
-    req->start_ns = uv_hrtime();
     if (p->upgrade || req->method == HTTP_CONNECT) c->flags |= HP_CF_UPGRADE;
     /* A request line without a version is HTTP/0.9 to llhttp: for an
      * HTTP/1.x server it is a malformed line (Kestrel answers the same). */

@@ -70,14 +70,17 @@ void hp_response_write(hp_wbuf_t *out, hp_ctx_t *ctx, bool keep_alive)
     size_t ctype_len = r->ctype ? strlen(r->ctype) : 0;
 
     size_t need = 160 + ctype_len + (send_body ? r->body.len + 48 : 0);
-    for (unsigned i = 0; i < r->nheaders; i++)
-        need += strlen(r->headers[i].name) + r->headers[i].value.len + 4;
+    size_t name_len[HP_RESP_MAX_HEADERS];
+    for (unsigned i = 0; i < r->nheaders; i++) {
+        name_len[i] = strlen(r->headers[i].name);
+        need += name_len[i] + r->headers[i].value.len + 4;
+    }
     char *start = hp_wbuf_reserve(out, need);
     char *p = status_line(start, status);
 
     for (unsigned i = 0; i < r->nheaders; i++) {
         const hp_header_t *h = &r->headers[i];
-        p = put(p, h->name, strlen(h->name));
+        p = put(p, h->name, name_len[i]);
         p = PUT(p, ": ");
         p = put(p, h->value.ptr, h->value.len);
         p = PUT(p, "\r\n");

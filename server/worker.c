@@ -145,7 +145,7 @@ static void update_date(hp_worker_t *w)
     gmtime_r(&now, &tm);
     /* The C locale's day and month names are HTTP's (RFC 9110 IMF-fixdate);
      * hotpath never calls setlocale. */
-    strftime(w->date, sizeof(w->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    w->date_len = strftime(w->date, sizeof(w->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
     w->date_sec = now;
 }
 

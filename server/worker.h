@@ -106,6 +106,7 @@ struct hp_worker {
     hp_upstream_t *upstream;
 
     char date[32]; /* "Sun, 06 Nov 1994 08:49:37 GMT", once a second */
+    size_t date_len;
     int64_t date_sec;
 
     hp_metrics_t metrics;
