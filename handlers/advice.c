@@ -214,7 +214,7 @@ static hp_vtask_t advice(hp_ctx_t *ctx)
     const hp_config_t *cfg = ctx->gen->config;
     row_t rows[HP_LAYERS_MAX];
     size_t n = evaluate(&s, cfg, rows);
-    if (ctx->req.accept == HP_ACCEPT_TEXT) {
+    if (ctx->req.prefers_text) {
         size_t len;
         char *text = as_text(&s, cfg, rows, n, &len);
         hp_resp_take(ctx, 200, "text/plain; charset=utf-8", text, len);

@@ -45,12 +45,4 @@ void hp_snapshot_take(hp_ctx_t *ctx, hp_snapshot_t *s)
      * tests); at least 1 ms so rates are finite. */
     s->uptime_ms = srv ? uv_hrtime() / 1000000 - srv->started_ms : s->now_ms - self->started_ms;
     if (s->uptime_ms == 0) s->uptime_ms = 1;
-    s->ctx_pool_idle = self->ctx_pool.idle;
-}
-
-const char *hp_snapshot_route_name(unsigned id)
-{
-    size_t n;
-    const hp_route_t *routes = hp_route_table(&n);
-    return id < n ? routes[id].path : "?";
 }

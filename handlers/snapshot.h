@@ -22,14 +22,10 @@ typedef struct {
     hp_mode_t mode; /* the mode new requests start under */
     uint64_t uptime_ms;
     uint64_t now_ms; /* uv_now of the worker that took it */
-    uint64_t ctx_pool_idle;
 } hp_snapshot_t;
 
 /* Fill s from every worker of ctx's server (just ctx's worker when it runs
  * without a server, in tests). */
 void hp_snapshot_take(hp_ctx_t *ctx, hp_snapshot_t *s);
-
-/* Route name for reports ("/plaintext", "(not found)"). */
-const char *hp_snapshot_route_name(unsigned id);
 
 #endif

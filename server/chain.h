@@ -72,6 +72,7 @@ typedef enum {
 
 struct hp_route {
     const char *path;
+    size_t path_len; /* strlen(path), so matching never measures it */
     hp_route_match_t match;
     uint64_t methods;  /* HP_METHOD_BIT set; HEAD follows GET */
     const char *allow; /* the Allow header for 405, e.g. "GET, HEAD" */

@@ -100,9 +100,6 @@ typedef struct {
         -1, -1, -1                                                                                 \
     }
 
-/* Returns owned (free with hp_config_unref): the defaults, with no file. */
-hp_config_t *hp_config_defaults(void);
-
 /* Load and check path. On success *out is owned. On failure returns
  * HP_ECONFIG (or a libuv code for I/O) and writes a message naming the file
  * and key into err (errlen bytes). Overrides may be NULL. */

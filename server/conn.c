@@ -437,7 +437,6 @@ static void finish(hp_conn_t *c, hp_ctx_t *ctx, int status)
     hp_response_write(&w->out, ctx, !(c->flags & HP_CF_CLOSE));
     hp_route_stats_t *rs = &w->metrics.routes[ctx->route->id][ctx->mode];
     hp_counter_add(&rs->requests, 1);
-    c->requests++;
     c->ctx = NULL;
     c->state = HP_CONN_IDLE;
     hp_gen_t *gen = ctx->gen;

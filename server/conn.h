@@ -56,7 +56,6 @@ struct hp_conn {
     hp_ctx_t *ctx; /* the request in progress, if any */
     char *carry;   /* input after a pause point, hp_malloc'd */
     uint32_t carry_len;
-    uint32_t requests; /* served on this connection */
     uint64_t deadline; /* uv_now() milliseconds, for `list` */
     uint64_t id;
     uint8_t list;         /* HP_LIST_* or HP_LIST_NONE */

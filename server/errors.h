@@ -21,16 +21,13 @@
     XX(EVTASK_PENDING, "valuetask has not completed")                                              \
     XX(ETASK_PENDING, "task has not completed")                                                    \
     XX(ETASK_FAULTED, "task faulted")                                                              \
-    XX(ETASK_CANCELED, "task canceled")                                                            \
     XX(ECONFIG, "invalid configuration")                                                           \
     XX(EUPSTREAM_CONNECT, "upstream connect failed")                                               \
     XX(EUPSTREAM_TIMEOUT, "upstream timed out")                                                    \
     XX(EUPSTREAM_PROTOCOL, "upstream sent a malformed response")                                   \
     XX(EUPSTREAM_RESET, "upstream closed the connection mid-response")                             \
-    XX(EUPSTREAM_STATUS, "upstream answered with an error status")                                 \
     XX(EUPSTREAM_TOO_BIG, "upstream response exceeds the size limit")                              \
-    XX(ESHUTDOWN, "server is shutting down")                                                       \
-    XX(ENOTFOUND, "not found")
+    XX(ESHUTDOWN, "server is shutting down")
 
 typedef enum {
     HP_ERR_FIRST_ = HP_ERR_BASE,

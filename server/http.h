@@ -36,20 +36,13 @@ static inline bool hp_str_eq(hp_str_t a, const char *lit, size_t n)
 enum { HP_DELETE = 0, HP_GET = 1, HP_HEAD = 2, HP_POST = 3, HP_PUT = 4, HP_OPTIONS = 6 };
 #define HP_METHOD_BIT(m) (UINT64_C(1) << (m))
 
-typedef enum {
-    HP_ACCEPT_ANY = 0,
-    HP_ACCEPT_TEXT = 1, /* the client prefers text/plain */
-    HP_ACCEPT_JSON = 2, /* the client prefers application/json */
-} hp_accept_t;
-
 typedef struct {
     uint8_t method;     /* llhttp_method_t */
     uint8_t http_minor; /* 0 or 1: the major is always 1 here */
     bool keep_alive;    /* llhttp_should_keep_alive at headers-complete */
     bool chunked;       /* the body came chunked */
     bool expect_continue;
-    uint8_t accept; /* hp_accept_t */
-    hp_str_t method_name;
+    bool prefers_text;   /* Accept lists text/plain first */
     hp_str_t target;     /* path and query, as sent */
     hp_str_t path;       /* target up to '?' */
     hp_str_t query;      /* after '?', may be empty */
@@ -78,7 +71,6 @@ typedef struct {
     hp_buf_t *buf;     /* a reference held until the write */
     uint8_t nheaders;
     hp_header_t headers[HP_RESP_MAX_HEADERS];
-    uint64_t bytes_sent; /* body bytes, filled by the writer (access log) */
 } hp_resp_t;
 
 /*

@@ -257,12 +257,9 @@ static int on_header_value_complete(llhttp_t *p)
         }
         break;
     case H_ACCEPT:
-        /* A first choice is a preference: "text/plain" or "application/json"
-         * leading the list; "*" alone is no preference. */
-        if (ieq_prefix(*v, "text/plain"))
-            ctx->req.accept = HP_ACCEPT_TEXT;
-        else if (ieq_prefix(*v, "application/json"))
-            ctx->req.accept = HP_ACCEPT_JSON;
+        /* The one choice the server offers: text instead of JSON from
+         * /advice, when text/plain leads the client's list. */
+        ctx->req.prefers_text = ieq_prefix(*v, "text/plain");
         break;
     case H_EXPECT:
         if (v->len == 12 && ieq_prefix(*v, "100-continue")) ctx->req.expect_continue = true;
@@ -339,7 +336,7 @@ static int on_headers_complete(llhttp_t *p)
     req->query = q ? (hp_str_t){q + 1, req->target.len - plen - 1} : (hp_str_t){"", 0};
     ctx->route = hp_route_find(req->path, req->method);
     if (ctx->route->match == HP_ROUTE_PREFIX) {
-        size_t n = strlen(ctx->route->path);
+        size_t n = ctx->route->path_len;
         req->param = (hp_str_t){req->path.ptr + n, req->path.len - n};
     }
     ctx->body_wanted = ctx->route->reads_body;

@@ -103,7 +103,6 @@ void hp_response_write(hp_wbuf_t *out, hp_ctx_t *ctx, bool keep_alive)
         p = PUT(p, "Connection: keep-alive\r\n");
     p = PUT(p, "\r\n");
 
-    r->bytes_sent = 0;
     if (send_body) {
         if (chunked && r->body.len) {
             p = hp_fmt_hex(p, r->body.len);
@@ -111,7 +110,6 @@ void hp_response_write(hp_wbuf_t *out, hp_ctx_t *ctx, bool keep_alive)
         }
         p = put(p, r->body.ptr, r->body.len);
         if (chunked) p = r->body.len ? PUT(p, "\r\n0\r\n\r\n") : PUT(p, "0\r\n\r\n");
-        r->bytes_sent = r->body.len;
     }
     out->len += (size_t)(p - start);
 }

@@ -17,8 +17,7 @@
 /* Serialize ctx->resp for ctx->req: status line, the headers the chain
  * added, Content-Type, Content-Length (or chunked coding), Connection when
  * it differs from the protocol's default, then the body unless the method
- * is HEAD or the status forbids one. Records the body bytes in
- * ctx->resp.bytes_sent. */
+ * is HEAD or the status forbids one. */
 void hp_response_write(hp_wbuf_t *out, hp_ctx_t *ctx, bool keep_alive);
 
 /* Serialize a rejection: its status, Server, Date (borrowed, may be ""),

@@ -38,10 +38,3 @@ char *hp_sbuf_take(hp_sbuf_t *b, size_t *len)
     b->len = b->cap = 0;
     return d;
 }
-
-void hp_sbuf_free(hp_sbuf_t *b)
-{
-    hp_free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}

@@ -18,6 +18,4 @@ void hp_sbuf_printf(hp_sbuf_t *b, const char *fmt, ...) __attribute__((format(pr
 /* Returns owned: the text (hp_free it); b is empty afterwards. */
 char *hp_sbuf_take(hp_sbuf_t *b, size_t *len);
 
-void hp_sbuf_free(hp_sbuf_t *b);
-
 #endif

@@ -56,7 +56,7 @@ static hp_task_t *fill_cb(void *arg, const char *key, size_t key_len)
     if (f->how == FILL_SYNC_OK) {
         hp_task_complete(t, hp_value_ptr(hp_buf_ref(f->value)));
     } else if (f->how == FILL_SYNC_FAIL) {
-        hp_task_fail(t, HP_EUPSTREAM_STATUS, "upstream said 503 (test)");
+        hp_task_fail(t, HP_EUPSTREAM_PROTOCOL, "upstream sent garbage (test)");
     } else {
         assert_true(f->ntasks < MAX_PENDING);
         f->tasks[f->ntasks++] = hp_task_ref(t);
@@ -305,9 +305,9 @@ static void test_sync_fill(void **state)
         assert_true(hp_vtask_is_completed(&vt));
         hp_buf_t *b = v;
         const char *msg = NULL;
-        assert_int_equal(hp_cache_result(&vt, &b, &msg), HP_EUPSTREAM_STATUS);
+        assert_int_equal(hp_cache_result(&vt, &b, &msg), HP_EUPSTREAM_PROTOCOL);
         assert_null(b);
-        assert_string_equal(msg, "upstream said 503 (test)");
+        assert_string_equal(msg, "upstream sent garbage (test)");
         assert_int_equal(f.calls, 2 + round);
     }
     assert_int_equal(hp_cache_stats(c)->fill_failures, 2);

@@ -89,7 +89,7 @@ static void continuations_run_once_in_registration_order(void **state)
 
         /* A refused second completion must not rerun anyone. */
         assert_int_equal(hp_task_complete(t, hp_value_int(78)), UV_EALREADY);
-        assert_int_equal(hp_task_fail(t, HP_ETASK_CANCELED, NULL), UV_EALREADY);
+        assert_int_equal(hp_task_fail(t, HP_ESHUTDOWN, NULL), UV_EALREADY);
         assert_int_equal(order.n, (int)n);
 
         hp_task_unref(t);
@@ -192,7 +192,7 @@ static void second_completion_changes_nothing(void **state)
     hp_task_t *ok = hp_task_new();
     assert_int_equal(hp_task_complete(ok, hp_value_int(100)), 0);
     assert_int_equal(hp_task_complete(ok, hp_value_int(200)), UV_EALREADY);
-    assert_int_equal(hp_task_fail(ok, HP_ETASK_CANCELED, "late"), UV_EALREADY);
+    assert_int_equal(hp_task_fail(ok, HP_ESHUTDOWN, "late"), UV_EALREADY);
     hp_value_t v;
     assert_int_equal(hp_task_result(ok, &v), 0);
     assert_int_equal(v.i, 100);
@@ -202,7 +202,7 @@ static void second_completion_changes_nothing(void **state)
     hp_task_t *bad = hp_task_new();
     assert_int_equal(hp_task_fail(bad, HP_EUPSTREAM_RESET, "first"), 0);
     assert_int_equal(hp_task_complete(bad, hp_value_int(200)), UV_EALREADY);
-    assert_int_equal(hp_task_fail(bad, HP_ETASK_CANCELED, "second"), UV_EALREADY);
+    assert_int_equal(hp_task_fail(bad, HP_ESHUTDOWN, "second"), UV_EALREADY);
     assert_int_equal(hp_task_result(bad, &v), HP_EUPSTREAM_RESET);
     assert_string_equal(hp_task_error_message(bad), "first");
 
@@ -267,12 +267,13 @@ static void read_vtask_cb(void *arg)
 static void fault_propagates_through_vtask(void **state)
 {
     /* Already faulted when wrapped. */
-    hp_vtask_t vt = hp_vtask_from_task(hp_task_from_error(HP_EUPSTREAM_STATUS, "503 upstream"));
+    hp_vtask_t vt =
+        hp_vtask_from_task(hp_task_from_error(HP_EUPSTREAM_PROTOCOL, "garbage upstream"));
     assert_true(hp_vtask_is_completed(&vt));
     hp_value_t v;
     const char *msg = NULL;
-    assert_int_equal(hp_vtask_result(&vt, &v, &msg), HP_EUPSTREAM_STATUS);
-    assert_string_equal(msg, "503 upstream");
+    assert_int_equal(hp_vtask_result(&vt, &v, &msg), HP_EUPSTREAM_PROTOCOL);
+    assert_string_equal(msg, "garbage upstream");
 
     /* Faulted after a continuation was registered through the vtask. */
     hp_task_t *t = hp_task_new();
@@ -319,7 +320,7 @@ static void dispose_runs_once_at_last_ref_for_success_only(void **state)
         assert_ptr_equal(hp_task_ref(t), t);
         hp_task_ref(t);
         if (dispose_cases[i].settle > 0) hp_task_complete(t, hp_value_ptr(&payload));
-        if (dispose_cases[i].settle < 0) hp_task_fail(t, HP_ENOTFOUND, NULL);
+        if (dispose_cases[i].settle < 0) hp_task_fail(t, HP_EUPSTREAM_RESET, NULL);
         hp_task_unref(t);
         hp_task_unref(t);
         assert_int_equal(disposed, 0); /* one reference is still out */
@@ -483,8 +484,8 @@ static const struct {
     int want_index; /* -1: no fault, the result is 4 */
 } when_all_fault_cases[] = {
     {{0, HP_EUPSTREAM_TIMEOUT, 0, HP_EUPSTREAM_RESET}, {3, 1, 0, 2}, 1},
-    {{HP_ENOTFOUND, 0, 0, HP_ESHUTDOWN}, {3, 2, 1, 0}, 0},
-    {{0, 0, 0, HP_EUPSTREAM_STATUS}, {3, 0, 1, 2}, 3},
+    {{HP_EUPSTREAM_RESET, 0, 0, HP_ESHUTDOWN}, {3, 2, 1, 0}, 0},
+    {{0, 0, 0, HP_EUPSTREAM_PROTOCOL}, {3, 0, 1, 2}, 3},
     {{0, 0, 0, 0}, {1, 3, 0, 2}, -1},
 };
 
@@ -534,11 +535,11 @@ static void when_all_of_completed_inputs_completes_at_once(void **state)
     assert_int_equal(hp_task_result(all, &v), 0);
     assert_int_equal(v.i, 3);
 
-    hp_task_t *bad[2] = {hp_task_from_error(HP_ENOTFOUND, NULL),
+    hp_task_t *bad[2] = {hp_task_from_error(HP_EUPSTREAM_RESET, NULL),
                          hp_task_from_result(hp_value_int(2))};
     hp_task_t *all_bad = hp_task_when_all(bad, 2);
     assert_true(hp_task_is_faulted(all_bad));
-    assert_int_equal(hp_task_result(all_bad, &v), HP_ENOTFOUND);
+    assert_int_equal(hp_task_result(all_bad, &v), HP_EUPSTREAM_RESET);
 
     unref_all(in, 3);
     unref_all(bad, 2);
@@ -575,7 +576,7 @@ static void when_any_completes_with_first_index(void **state)
 
     /* Later inputs change nothing, and the state block goes with the last. */
     hp_task_complete(in[0], hp_value_int(10));
-    hp_task_fail(in[1], HP_ENOTFOUND, NULL);
+    hp_task_fail(in[1], HP_EUPSTREAM_RESET, NULL);
     assert_int_equal(ran, 1);
     assert_int_equal(hp_task_result(any, &v), 0);
     assert_int_equal(v.i, 2);
@@ -707,7 +708,7 @@ static void when_output_dropped_early_is_freed_with_the_inputs(void **state)
     hp_task_unref(hp_task_when_any(in, 2));
     assert_int_equal(hp_test_frees(), 0);
     hp_task_complete(in[0], hp_value_int(10));
-    hp_task_fail(in[1], HP_ENOTFOUND, NULL);
+    hp_task_fail(in[1], HP_EUPSTREAM_RESET, NULL);
     unref_all(in, 2);
     /* Each input got two waiters, so each grew a waiter array: 2 extra. */
     assert_int_equal(hp_test_allocs(), 2 + 2 * 2 + 2);
