@@ -24,6 +24,14 @@ void hp_it_fixture_start_stub(hp_it_fixture_t *f, const char *const *args)
     f->stub_up = true;
 }
 
+void hp_it_fixture_start_stub_delay(hp_it_fixture_t *f, int delay_ms)
+{
+    char delay[16];
+    snprintf(delay, sizeof(delay), "%d", delay_ms);
+    const char *args[] = {"--delay-ms", delay, NULL};
+    hp_it_fixture_start_stub(f, args);
+}
+
 void hp_it_fixture_start_server(hp_it_fixture_t *f, const char *config, const char *const *args)
 {
     assert_int_equal(hp_it_server_start(&f->server, config, args), 0);

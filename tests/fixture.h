@@ -24,6 +24,8 @@ typedef struct {
 hp_it_fixture_t *hp_it_fixture_new(void **state);
 
 void hp_it_fixture_start_stub(hp_it_fixture_t *f, const char *const *args);
+/* The stub answering after delay_ms (--delay-ms). */
+void hp_it_fixture_start_stub_delay(hp_it_fixture_t *f, int delay_ms);
 void hp_it_fixture_start_server(hp_it_fixture_t *f, const char *config, const char *const *args);
 
 /* Stop the server, then the stub; both must exit 0. */

@@ -42,10 +42,7 @@ static fixture_t *start(void **state, int delay_ms, const char *cache, const cha
                         const char *mode)
 {
     fixture_t *f = hp_it_fixture_new(state);
-    char delay[16];
-    snprintf(delay, sizeof(delay), "%d", delay_ms);
-    const char *stub_args[] = {"--delay-ms", delay, NULL};
-    hp_it_fixture_start_stub(f, stub_args);
+    hp_it_fixture_start_stub_delay(f, delay_ms);
     char config[1024];
     /* A short drain: a test that fails midway leaves connections open. */
     snprintf(config, sizeof(config),

@@ -736,10 +736,8 @@ static void sighup_during_a_request_applies_to_the_next_ones(void **state)
 {
     int delay_ms = slow ? 1500 : 600;
     fixture_t *f = hp_it_fixture_new(state);
-    char delay[16], config[256];
-    snprintf(delay, sizeof(delay), "%d", delay_ms);
-    const char *args[] = {"--delay-ms", delay, NULL};
-    hp_it_fixture_start_stub(f, args);
+    char config[256];
+    hp_it_fixture_start_stub_delay(f, delay_ms);
     snprintf(config, sizeof(config),
              "{\"mode\": \"valuetask\", \"upstream\": {\"port\": %d}, "
              "\"limits\": {\"header_count\": 100}}",
@@ -889,10 +887,8 @@ static void sigterm_drains_refuses_new_finishes_running_closes_idle(void **state
 {
     int delay_ms = slow ? 1500 : 400;
     fixture_t *f = hp_it_fixture_new(state);
-    char delay[16], config[256];
-    snprintf(delay, sizeof(delay), "%d", delay_ms);
-    const char *args[] = {"--delay-ms", delay, NULL};
-    hp_it_fixture_start_stub(f, args);
+    char config[256];
+    hp_it_fixture_start_stub_delay(f, delay_ms);
     snprintf(config, sizeof(config),
              "{\"upstream\": {\"port\": %d}, \"limits\": {\"drain_timeout_ms\": 10000}}",
              f->stub.port);

@@ -403,6 +403,20 @@ static void pipelined_requests_are_answered_in_order(void **state)
     hp_it_client_close(&c);
 }
 
+/* count GETs in one buffer (malloc'd): request i asks for `other` when
+ * i % every == 0, /plaintext otherwise, with X-Request-Id "<id>-<i>". */
+static char *burst(int count, const char *id, int every, const char *other, size_t *len)
+{
+    size_t cap = (size_t)count * 96;
+    char *batch = malloc(cap);
+    *len = 0;
+    for (int i = 0; i < count; i++)
+        *len += (size_t)snprintf(batch + *len, cap - *len,
+                                 "GET %s HTTP/1.1\r\nHost: h\r\nX-Request-Id: %s-%04d\r\n\r\n",
+                                 i % every ? "/plaintext" : other, id, i);
+    return batch;
+}
+
 /* More requests in one write than one read (64 KiB) holds, answered with
  * more output than the socket takes at once: requests cut at read
  * boundaries, the mid-batch flush, and writes the kernel refuses (queued,
@@ -410,12 +424,8 @@ static void pipelined_requests_are_answered_in_order(void **state)
 static void pipelined_burst_beyond_the_buffers(void **state)
 {
     enum { COUNT = 3000 };
-    size_t cap = (size_t)COUNT * 96, len = 0;
-    char *batch = malloc(cap);
-    for (int i = 0; i < COUNT; i++)
-        len += (size_t)snprintf(batch + len, cap - len,
-                                "GET %s HTTP/1.1\r\nHost: h\r\nX-Request-Id: burst-%04d\r\n\r\n",
-                                i % 3 ? "/plaintext" : "/json", i);
+    size_t len;
+    char *batch = burst(COUNT, "burst", 3, "/json", &len);
     assert_true(len > 2 * 65536);
     hp_it_client_t c;
     open_client(&c);
@@ -446,12 +456,8 @@ static void pipelined_burst_beyond_the_buffers(void **state)
 static void pipelined_burst_to_a_slow_reader(void **state)
 {
     enum { COUNT = 1600 };
-    size_t cap = (size_t)COUNT * 96, len = 0;
-    char *batch = malloc(cap);
-    for (int i = 0; i < COUNT; i++)
-        len += (size_t)snprintf(batch + len, cap - len,
-                                "GET %s HTTP/1.1\r\nHost: h\r\nX-Request-Id: slow-%04d\r\n\r\n",
-                                i % 2 ? "/plaintext" : "/metrics", i);
+    size_t len;
+    char *batch = burst(COUNT, "slow", 2, "/metrics", &len);
     cJSON *before = hp_it_stats(server.port);
     assert_non_null(before);
     hp_it_client_t c;

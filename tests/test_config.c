@@ -79,7 +79,8 @@ static void shipped_file_is_the_defaults(void **state)
 static void overrides_win_over_the_file(void **state)
 {
     hp_config_overrides_t ov = {.port = 0, .workers = 3, .mode = HP_MODE_TASK};
-    hp_config_t *c = parse_ok("{\"listen\":{\"port\":9000},\"workers\":1,\"mode\":\"valuetask\"}", &ov);
+    hp_config_t *c =
+        parse_ok("{\"listen\":{\"port\":9000},\"workers\":1,\"mode\":\"valuetask\"}", &ov);
     assert_int_equal(c->port, 0);
     assert_int_equal(c->workers, 3);
     assert_int_equal(c->mode, HP_MODE_TASK);
@@ -96,7 +97,8 @@ static void bad_documents_name_the_key(void **state)
         {"{\"limits\":{\"nope\":1}}", "limits.nope: unknown key"},
         {"{\"nope\":1}", "nope: unknown key"},
         {"{\"limits\":{\"header_bytes\":\"big\"}}", "limits.header_bytes: expected an integer"},
-        {"{\"limits\":{\"header_bytes\":10}}", "limits.header_bytes: expected an integer from 1024"},
+        {"{\"limits\":{\"header_bytes\":10}}",
+         "limits.header_bytes: expected an integer from 1024"},
         {"{\"limits\":{\"header_count\":1.5}}", "limits.header_count"},
         {"{\"listen\":{\"port\":70000}}", "listen.port"},
         {"{\"listen\":{\"host\":\"localhost\"}}", "listen.host: expected a numeric"},
