@@ -182,6 +182,9 @@ static cJSON *stats_json(const hp_snapshot_t *s)
     cJSON_AddNumberToObject(ue, "too_big", (double)u->err_too_big);
     cJSON_AddNumberToObject(ue, "shutdown", (double)u->err_shutdown);
     cJSON_AddNumberToObject(ue, "invalid", (double)u->err_invalid);
+    cJSON_AddNumberToObject(up, "cancelled", (double)u->cancelled);
+    cJSON_AddNumberToObject(up, "queue_timeouts", (double)u->queue_timeouts);
+    cJSON_AddNumberToObject(up, "unsolicited", (double)u->unsolicited);
     cJSON_AddNumberToObject(up, "retries", (double)u->retries);
     cJSON *pool = cJSON_AddObjectToObject(up, "pool");
     cJSON_AddNumberToObject(pool, "open", (double)u->pool_open);
@@ -369,6 +372,10 @@ static void prometheus(hp_sbuf_t *b, const hp_snapshot_t *s)
     for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++)
         hp_sbuf_printf(b, "hotpath_upstream_errors_total{kind=\"%s\"} %llu\n", errs[i].k,
                        (unsigned long long)errs[i].v);
+    SCALAR("hotpath_upstream_cancelled_total", "counter",
+           "Upstream requests cancelled because nobody waited for them any more.", u->cancelled);
+    SCALAR("hotpath_upstream_unsolicited_total", "counter",
+           "Upstream connections closed for bytes no request asked for.", u->unsolicited);
     SCALAR("hotpath_upstream_pool_open", "gauge", "Upstream connections open.", u->pool_open);
     SCALAR("hotpath_upstream_pool_busy", "gauge", "Upstream connections in use.", u->pool_busy);
     family(b, "hotpath_upstream_duration_seconds", "histogram", "Upstream request latency.");

@@ -20,6 +20,9 @@
  *                        or faulted; counted in requests)
  *   anything else        200 text/plain "METHOD TARGET\n" after the delay
  *
+ * Any path also takes ?delay_ms=D: this request's delay instead of the
+ * configured one (a late answer to one request among prompt ones).
+ *
  * Faults (query fault=MODE on any path, or --fault / _control for all):
  *   stall     read the request, never answer (the connection stops there)
  *   headers   status line and headers with Content-Length, then stall
@@ -28,6 +31,13 @@
  *   close     a correct answer with Connection: close, then close
  *   truncate  headers, half the body, then a clean close
  *   drop      close without answering (what a keep-alive race looks like)
+ *   interim   "100 Continue" and "103 Early Hints" first, then the answer:
+ *             legal, and a client must skip them
+ *   infobody  a "150" interim response carrying Content-Length: 9 and the
+ *             body "INJECTED!", then the answer: 1xx has no body (RFC 9112
+ *             6.3), so those 9 bytes are garbage where a status line goes
+ *   extra     the answer, then EXTRA_MS later a second, unsolicited
+ *             response ("SMUGGLED\n") on the same connection
  * drop_next=N in _control drops the next N requests that arrive on an
  * already used connection: the keep-alive race, made deterministic.
  *
@@ -58,14 +68,32 @@
 #define URL_MAX   8192        /* Kestrel's MaxRequestLineSize */
 #define BYTES_MAX (64u << 20) /* /bytes/{n} cap */
 #define CHUNK     7           /* /chunked/ chunk size: small, so bodies take several */
+#define EXTRA_MS  20          /* fault=extra: the unsolicited response's delay */
 
-enum { F_NONE, F_STALL, F_HEADERS, F_GARBAGE, F_RESET, F_CLOSE, F_TRUNCATE, F_DROP, F_COUNT };
+enum {
+    F_NONE,
+    F_STALL,
+    F_HEADERS,
+    F_GARBAGE,
+    F_RESET,
+    F_CLOSE,
+    F_TRUNCATE,
+    F_DROP,
+    F_INTERIM,
+    F_INFOBODY,
+    F_EXTRA,
+    F_COUNT
+};
 static const char *const fault_names[F_COUNT] = {
-    "none", "stall", "headers", "garbage", "reset", "close", "truncate", "drop",
+    "none",     "stall", "headers", "garbage",  "reset", "close",
+    "truncate", "drop",  "interim", "infobody", "extra",
 };
 
 /* What a connection does once a response has been written. */
-enum { A_NONE, A_STALL, A_CLOSE, A_RESET };
+enum { A_NONE, A_STALL, A_CLOSE, A_RESET, A_EXTRA };
+
+static const char smuggled[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                               "Content-Length: 9\r\n\r\nSMUGGLED\n";
 
 typedef struct {
     unsigned delay_ms, jitter_ms;
@@ -124,6 +152,12 @@ typedef struct {
     uint8_t after;
     char *data;
 } wreq_t;
+
+/* fault=extra: what is sent EXTRA_MS after the answer. */
+typedef struct {
+    uv_timer_t timer;
+    sconn_t *c;
+} later_t;
 
 static stub_t stub;
 
@@ -408,6 +442,11 @@ static void ready(sreq_t *r, answer_t *a)
     bool close = !r->keep_alive || r->fault == F_CLOSE;
     bool head = r->method == HTTP_HEAD;
     str_t out = {0};
+    if (r->fault == F_INTERIM)
+        str_printf(&out, "HTTP/1.1 100 Continue\r\n\r\n"
+                         "HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n");
+    if (r->fault == F_INFOBODY)
+        str_printf(&out, "HTTP/1.1 150 Weird\r\nContent-Length: 9\r\n\r\nINJECTED!");
     str_printf(&out, "HTTP/1.1 %d %s\r\nServer: hotpath-upstream\r\nContent-Type: %s\r\n",
                a->status, reason(a->status), a->ctype);
     if (a->chunked)
@@ -437,6 +476,9 @@ static void ready(sreq_t *r, answer_t *a)
         out.len = 0;
         body = 0;
         r->after = A_CLOSE;
+        break;
+    case F_EXTRA:
+        if (!close) r->after = A_EXTRA;
         break;
     default: break;
     }
@@ -483,9 +525,50 @@ static void conn_close(sconn_t *c, bool reset)
         uv_close((uv_handle_t *)&c->tcp, tcp_closed_cb);
 }
 
+static void write_cb(uv_write_t *w, int status);
+
+static void later_closed_cb(uv_handle_t *h)
+{
+    later_t *l = h->data;
+    conn_unref(l->c);
+    hp_free(l);
+}
+
+/* Write data on c (copied), outside the answer queue. */
+static void write_raw(sconn_t *c, const char *data, size_t len)
+{
+    wreq_t *wr = hp_malloc(sizeof(*wr));
+    wr->w.data = wr;
+    wr->c = c;
+    wr->after = A_NONE;
+    wr->data = hp_malloc(len);
+    memcpy(wr->data, data, len);
+    uv_buf_t b = uv_buf_init(wr->data, (unsigned)len);
+    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, write_cb) < 0) {
+        hp_free(wr->data);
+        hp_free(wr);
+        conn_close(c, false);
+    }
+}
+
+static void later_cb(uv_timer_t *t)
+{
+    later_t *l = t->data;
+    if (!l->c->closing) write_raw(l->c, smuggled, sizeof(smuggled) - 1);
+    uv_close((uv_handle_t *)&l->timer, later_closed_cb);
+}
+
 static void after(sconn_t *c, uint8_t what)
 {
     if (what == A_CLOSE || what == A_RESET) conn_close(c, what == A_RESET);
+    if (what == A_EXTRA && !c->closing) {
+        later_t *l = hp_malloc(sizeof(*l));
+        l->c = c;
+        uv_timer_init(&c->s->loop, &l->timer);
+        l->timer.data = l;
+        c->handles++;
+        uv_timer_start(&l->timer, later_cb, EXTRA_MS, 0);
+    }
 }
 
 static void write_cb(uv_write_t *w, int status)
@@ -594,6 +677,8 @@ static void start(sconn_t *c, sreq_t *r)
     }
     if (r->fault == F_STALL) return; /* never ready: the connection stops here */
     uint64_t delay = s->set.delay_ms;
+    unsigned long d;
+    if ((v = query_get(q, "delay_ms", &len)) && parse_uint(v, len, 3600000, &d)) delay = d;
     if (s->set.jitter_ms) delay += rnd(s) % (s->set.jitter_ms + 1ull);
     if (delay)
         uv_timer_start(&r->timer, delay_cb, delay, 0);
@@ -728,12 +813,13 @@ static void usage(FILE *f)
                "  --fail-rate F   answer this fraction (0..1) with --status (default 0)\n"
                "  --status S      the failure status (default 500)\n"
                "  --fault MODE    every request: stall, headers, garbage, reset, close,\n"
-               "                  truncate, drop or none (default none)\n"
+               "                  truncate, drop, interim, infobody, extra or none\n"
+               "                  (default none)\n"
                "  --help          this text\n"
                "Prints \"hotpath-upstream listening on HOST:PORT\" once listening.\n"
                "Paths: /items/{key}, /chunked/{key}, /bytes/{n}, /_stats, POST /_control?\n"
                "delay_ms=&jitter_ms=&fail_rate=&status=&fault=&drop_next=; any path takes\n"
-               "?fault=MODE.\n");
+               "?fault=MODE and ?delay_ms=D.\n");
 }
 
 static int ch_index(const struct option *opts, int ch)

@@ -301,8 +301,8 @@ static void expect_fault(hp_task_t *t, int err)
 
 static void expect_body(const hp_buf_t *b, const char *body)
 {
-    assert_int_equal(b->len, strlen(body));
-    assert_memory_equal(b->body, body, b->len);
+    if (b->len != strlen(body) || memcmp(b->body, body, b->len) != 0)
+        fail_msg("body \"%.*s\", expected \"%s\"", (int)b->len, b->body, body);
 }
 
 #define STAT(f, name) hp_counter_get(&hp_upstream_stats((f)->u)->name)
@@ -666,6 +666,219 @@ static void test_fault_modes(void **state)
     assert_int_equal(STAT(f, pool_busy), 0);
 }
 
+/* Interim (1xx) responses: skipped when they are what RFC 9112 allows; a
+ * "body" on one is not glued to the final body (the client used to answer
+ * "INJECTED!GET /x?fault=infobody\n" with a 200): the bytes it carried are
+ * garbage where the next status line belongs, and the request fails. */
+static void test_interim_responses(void **state)
+{
+    fx_t *f = *state;
+    hp_task_t *t = fetch(f, "GET", "/x?fault=interim");
+    assert_int_equal(ok_buf(t)->status, 200);
+    assert_string_equal(ok_buf(t)->ctype, "text/plain");
+    expect_body(ok_buf(t), "GET /x?fault=interim\n");
+    hp_task_unref(t);
+    assert_int_equal(STAT(f, pool_idle), 1); /* and the connection is reusable */
+
+    t = fetch(f, "GET", "/x?fault=infobody");
+    hp_value_t v;
+    if (hp_task_result(t, &v) == 0)
+        fail_msg("a 1xx body was delivered: %d \"%.*s\"", ((hp_buf_t *)v.ptr)->status,
+                 (int)((hp_buf_t *)v.ptr)->len, ((hp_buf_t *)v.ptr)->body);
+    expect_fault(t, HP_EUPSTREAM_PROTOCOL);
+    hp_task_unref(t);
+    assert_int_equal(STAT(f, pool_busy), 0);
+    assert_int_equal(STAT(f, pool_open), 0); /* that connection is closed */
+    expect_ok(f, "/items/after");
+    assert_int_equal(STAT(f, err_protocol), 1);
+}
+
+/* Bytes nobody asked for never answer a request. The stub answers A, then
+ * EXTRA_MS later sends a second, unsolicited response. The test sleeps
+ * outside the loop so those bytes wait unread in the socket when B is
+ * issued: reusing that connection for B would make them B's answer (the
+ * client used to deliver "SMUGGLED\n" to B). Then the same with the loop
+ * running: an idle connection that receives bytes closes. */
+static void test_unsolicited_bytes_never_answer(void **state)
+{
+    fx_t *f = *state;
+    f->opts.pool_size = 1;
+    assert_int_equal(hp_upstream_reconfigure(f->u, &f->opts), 0);
+    expect_ok(f, "/a?fault=extra");
+    assert_int_equal(STAT(f, pool_idle), 1);
+    struct timespec ts = {0, 150 * 1000 * 1000};
+    nanosleep(&ts, NULL); /* the extra response arrives; the loop does not run */
+    hp_task_t *t = fetch(f, "GET", "/b");
+    expect_body(ok_buf(t), "GET /b\n");
+    hp_task_unref(t);
+    assert_int_equal(STAT(f, unsolicited), 1);
+    assert_int_equal(STAT(f, conns_opened), 2);
+
+    expect_ok(f, "/c?fault=extra");
+    run_for(f, 150); /* read while idle: closed at once */
+    assert_int_equal(STAT(f, unsolicited), 2);
+    assert_int_equal(STAT(f, pool_open), 0);
+    t = fetch(f, "GET", "/d");
+    expect_body(ok_buf(t), "GET /d\n");
+    hp_task_unref(t);
+    assert_int_equal(STAT(f, conns_opened), 3);
+    assert_int_equal(STAT(f, responses), 4);
+}
+
+/* A request that waits in the queue is bounded too: its whole life ends
+ * connect + response timeout after it was made. A holds the only slot for
+ * 2 s (started before a reload shortened the timeouts); B, made after it,
+ * has 100 + 300 ms, and ends then, in the queue, instead of waiting for A
+ * (it used to be answered after A's 2 s, whatever its own timeouts). */
+static void test_queued_request_has_a_deadline(void **state)
+{
+    fx_t *f = *state;
+    f->opts.pool_size = 1;
+    f->opts.response_timeout_ms = 2000;
+    assert_int_equal(hp_upstream_reconfigure(f->u, &f->opts), 0);
+    uv_update_time(&f->loop);
+    hp_task_t *a = hp_upstream_request(f->u, "GET", "/a?fault=stall", 14);
+    wait_t *wa = watch(f, a);
+    f->opts.connect_timeout_ms = 100;
+    f->opts.response_timeout_ms = 300;
+    assert_int_equal(hp_upstream_reconfigure(f->u, &f->opts), 0);
+    uint64_t t0 = uv_hrtime();
+    hp_task_t *b = hp_upstream_request(f->u, "GET", "/b", 2);
+    wait_t *wb = watch(f, b);
+    assert_int_equal(STAT(f, queued), 1);
+    run_until(f, &wb->done, WAIT_MS);
+    double ms = (double)(wb->t1 - t0) / 1e6;
+    print_message("queued behind a stalled request, 100 + 300 ms budget: failed after %.0f ms\n",
+                  ms);
+    expect_fault(b, HP_EUPSTREAM_TIMEOUT);
+    assert_string_equal(hp_task_error_message(b),
+                        "upstream request timed out waiting for a connection");
+    assert_true(ms >= 390 && ms < 1000);
+    assert_false(wa->done);
+    assert_int_equal(STAT(f, queued), 0);
+    assert_int_equal(STAT(f, queue_timeouts), 1);
+    assert_int_equal(STAT(f, err_timeout), 1);
+    hp_task_unref(b);
+    run_until(f, &wa->done, WAIT_MS);
+    expect_fault(a, HP_EUPSTREAM_TIMEOUT);
+    hp_task_unref(a);
+    assert_int_equal(stub_stat(&f->stub, "requests"), 1); /* B was never sent */
+}
+
+/* Time spent queued counts: a request that gets its connection late has
+ * only what is left of its budget to wait for the response. A stalls for
+ * the full 400 ms response timeout; B, queued behind it, gets the slot at
+ * 400 ms with 100 ms of its 100 + 400 ms left (it used to wait 400 more). */
+static void test_queue_time_counts_against_the_response(void **state)
+{
+    fx_t *f = *state;
+    f->opts.pool_size = 1;
+    f->opts.connect_timeout_ms = 100;
+    f->opts.response_timeout_ms = 400;
+    assert_int_equal(hp_upstream_reconfigure(f->u, &f->opts), 0);
+    expect_ok(f, "/warm");
+    uint64_t t0 = uv_hrtime();
+    hp_task_t *a = hp_upstream_request(f->u, "GET", "/a?fault=stall", 14);
+    hp_task_t *b = hp_upstream_request(f->u, "GET", "/b?fault=stall", 14);
+    wait_t *wa = watch(f, a);
+    wait_t *wb = watch(f, b);
+    run_until(f, &wb->done, WAIT_MS);
+    assert_true(wa->done);
+    double ms_a = (double)(wa->t1 - t0) / 1e6, ms_b = (double)(wb->t1 - t0) / 1e6;
+    print_message("stalled A after %.0f ms, B queued behind it after %.0f ms (budget 500 ms)\n",
+                  ms_a, ms_b);
+    expect_fault(a, HP_EUPSTREAM_TIMEOUT);
+    expect_fault(b, HP_EUPSTREAM_TIMEOUT);
+    assert_string_equal(hp_task_error_message(b),
+                        "upstream request deadline passed while waiting for the response");
+    assert_true(ms_b >= 490 && ms_b < 750);
+    hp_task_unref(a);
+    hp_task_unref(b);
+    assert_int_equal(STAT(f, queue_timeouts), 0);
+    assert_int_equal(STAT(f, err_timeout), 2);
+}
+
+/* Cancelling a queued request: it leaves the queue, faults with
+ * UV_ECANCELED on the next loop turn, is never sent; a second cancel, or
+ * one after the end, finds nothing. */
+static void test_cancel_queued(void **state)
+{
+    fx_t *f = *state;
+    f->opts.pool_size = 1;
+    assert_int_equal(hp_upstream_reconfigure(f->u, &f->opts), 0);
+    hp_task_t *a = hp_upstream_request(f->u, "GET", "/a?delay_ms=200", 15);
+    hp_task_t *b = hp_upstream_request(f->u, "GET", "/b", 2);
+    wait_t *wb = watch(f, b);
+    assert_int_equal(STAT(f, queued), 1);
+    assert_int_equal(hp_upstream_cancel(f->u, b, false), 0);
+    assert_false(wb->done); /* continuations run from the idle phase */
+    assert_int_equal(STAT(f, queued), 0);
+    assert_int_equal(hp_upstream_cancel(f->u, b, true), UV_ENOENT);
+    run_until(f, &wb->done, WAIT_MS);
+    expect_fault(b, UV_ECANCELED);
+    hp_task_unref(b);
+    assert_int_equal(STAT(f, cancelled), 1);
+    assert_int_equal(hp_upstream_cancel(f->u, a, false), UV_EBUSY); /* sent: left alone */
+    wait_t *wa = watch(f, a);
+    run_until(f, &wa->done, WAIT_MS);
+    expect_body(ok_buf(a), "GET /a?delay_ms=200\n");
+    assert_int_equal(hp_upstream_cancel(f->u, a, true), UV_ENOENT);
+    hp_task_unref(a);
+    assert_int_equal(stub_stat(&f->stub, "requests"), 1);
+    const hp_upstream_stats_t *st = hp_upstream_stats(f->u);
+    assert_int_equal(st->requests, st->responses + st->cancelled);
+}
+
+/* Cancelling a sent request closes its connection: the slot is free at
+ * once (the next request does not wait for the stalled one), and the late
+ * answer can never reach another request, since it had only that socket
+ * to come on. */
+static void test_cancel_sent_closes_its_connection(void **state)
+{
+    fx_t *f = *state;
+    f->opts.pool_size = 1;
+    assert_int_equal(hp_upstream_reconfigure(f->u, &f->opts), 0);
+    expect_ok(f, "/warm");
+    hp_task_t *a = hp_upstream_request(f->u, "GET", "/late?delay_ms=150", 18);
+    wait_t *wa = watch(f, a);
+    run_for(f, 50); /* sent; the answer comes at 150 ms */
+    assert_int_equal(STAT(f, pool_busy), 1);
+    assert_int_equal(hp_upstream_cancel(f->u, a, true), 0);
+    assert_int_equal(STAT(f, pool_busy), 0);
+    double ms;
+    hp_task_t *b = fetch_timed(f, "GET", "/b?delay_ms=200", &ms);
+    assert_true(wa->done);
+    expect_fault(a, UV_ECANCELED);
+    expect_body(ok_buf(b), "GET /b?delay_ms=200\n");
+    hp_task_unref(a);
+    hp_task_unref(b);
+    assert_int_equal(STAT(f, conns_opened), 2);
+    assert_int_equal(STAT(f, cancelled), 1);
+    assert_int_equal(STAT(f, unsolicited), 0);
+    /* The stub saw the cancelled request's connection close. */
+    assert_int_equal(stub_stat(&f->stub, "open_connections"), 1);
+}
+
+/* Cancelling a request whose connection is still being opened lets the
+ * connection finish opening and join the pool for the next request. */
+static void test_cancel_while_connecting_keeps_the_connection(void **state)
+{
+    fx_t *f = *state;
+    hp_task_t *a = hp_upstream_request(f->u, "GET", "/a", 2);
+    wait_t *wa = watch(f, a);
+    assert_int_equal(STAT(f, pool_busy), 1); /* connecting */
+    assert_int_equal(hp_upstream_cancel(f->u, a, false), 0);
+    run_until(f, &wa->done, WAIT_MS);
+    expect_fault(a, UV_ECANCELED);
+    hp_task_unref(a);
+    for (int i = 0; i < 100 && STAT(f, pool_idle) == 0; i++)
+        run_for(f, 10);
+    assert_int_equal(STAT(f, pool_idle), 1);
+    expect_ok(f, "/b");
+    assert_int_equal(STAT(f, conns_opened), 1);
+    assert_int_equal(stub_stat(&f->stub, "requests"), 1);
+}
+
 /* The keep-alive race: the upstream closes a pooled connection as the
  * request arrives. Resent once on a fresh connection, it succeeds. */
 static void test_retry_keepalive_race(void **state)
@@ -957,7 +1170,7 @@ static void test_soak(void **state)
     const hp_upstream_stats_t *st = hp_upstream_stats(f->u);
     assert_int_equal(st->requests, N);
     assert_int_equal(st->responses + st->err_connect + st->err_timeout + st->err_protocol +
-                         st->err_reset + st->err_too_big,
+                         st->err_reset + st->err_too_big + st->cancelled,
                      N);
     assert_int_equal(st->responses, (uint64_t)ok);
     int expect_ok_n = N; /* close answers; the other faults fail */
@@ -1021,6 +1234,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_connect_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_response_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interim_responses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unsolicited_bytes_never_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queued_request_has_a_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_time_counts_against_the_response, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_sent_closes_its_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_while_connecting_keeps_the_connection, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_retry_keepalive_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),

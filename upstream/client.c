@@ -8,13 +8,35 @@
  * (back to the idle list, or closed) → finish → deliver_cb, which completes
  * the task from the loop's idle phase.
  *
- * One request per connection at a time (no pipelining: a response that
- * arrives before we expect one, or bytes after it, close the connection).
+ * One request per connection at a time (no pipelining), and HTTP/1.1 has
+ * no request ids: a response belongs to a request only by order. So a
+ * connection carries a response only for the request it was written for,
+ * and closes the moment the upstream sends anything else - bytes while it
+ * is idle, bytes after a complete response, bytes already waiting when an
+ * idle connection is about to be reused (checked with a non-blocking
+ * MSG_PEEK before the request is written: bytes the loop has not read yet
+ * would otherwise be parsed as the new request's answer, another client's
+ * perhaps). What an upstream sends after our next request is on the wire
+ * cannot be told apart from its answer, by us or by any HTTP/1.1 client.
+ * Interim (1xx) responses have no body (RFC 9112 6.3), whatever their
+ * headers say, and all per-response state is reset at each message's
+ * start, so nothing of one response leaks into the next.
+ *
  * Every connection has one timer whose meaning follows its state: connect
  * deadline while connecting, response deadline while busy, idle timeout while
- * pooled. The idle list is LIFO: the most recently used connection serves
+ * pooled. Each request also has a deadline for its whole life (client.h);
+ * the connection timers are cut to it, and one client timer watches the
+ * queue, so a request waiting behind a stalled pool still ends in time.
+ * The idle list is LIFO: the most recently used connection serves
  * next, so surplus ones age out, and it is the one the upstream is least
  * likely to have closed.
+ *
+ * Cancelling names a request by its task. Walking the queue to find it
+ * would cost O(queue) per cancel, and cancels come in bursts exactly when
+ * the queue is long (clients giving up on a stalled upstream), so every
+ * unfinished request is also in a small open-addressing table keyed by its
+ * task: one multiply and a probe or two per request, no allocation once
+ * the table has grown to the worker's concurrency.
  *
  * Completion is deferred to a uv_idle handle rather than run inside read_cb:
  * a continuation may then issue requests or close the client without finding
@@ -43,11 +65,13 @@
 #include "server/list.h"
 #include "server/errors.h"
 
+#include <errno.h>
 #include <llhttp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 /* Defaults for zero option fields. The pool: one worker's share of wrk's
  * 128 connections over 8 workers. The timeouts: nginx's proxy_connect_timeout,
@@ -64,6 +88,7 @@
 #define CTYPE_MAX     256   /* longer Content-Type values are refused, not cut */
 #define SCRATCH_KEEP  16384 /* a scratch buffer larger than this is freed after use */
 #define TAIL_MAX      128   /* " HTTP/1.1\r\nHost: [v6]:port\r\nConnection: ...\r\n\r\n" */
+#define INDEX_MIN     64    /* the task index's first size: a pool's worth of requests */
 
 const uint64_t hp_upstream_latency_bounds_us[HP_UPSTREAM_LATENCY_BUCKETS] = {
     100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000, 250000, 1000000, UINT64_MAX,
@@ -71,10 +96,14 @@ const uint64_t hp_upstream_latency_bounds_us[HP_UPSTREAM_LATENCY_BUCKETS] = {
 
 enum { C_NEW, C_CONNECTING, C_BUSY, C_IDLE, C_CLOSING };
 
+typedef struct conn conn_t;
+
 typedef struct req {
     hp_link_t link;      /* in u->queue while waiting, u->done once finished */
     hp_task_t *task;     /* one owned reference, dropped in deliver */
+    conn_t *conn;        /* the connection serving it (connecting or busy), or NULL */
     uint64_t t0;         /* uv_hrtime() at hp_upstream_request */
+    uint64_t deadline;   /* uv_now() by which it ends, whatever it is waiting for */
     unsigned connect_ms; /* options fixed when the request started */
     unsigned response_ms;
     size_t max_bytes;
@@ -92,7 +121,7 @@ typedef struct req {
     char text[]; /* "METHOD PATH HTTP/1.1\r\nHost: ...\r\n\r\n" */
 } req_t;
 
-typedef struct conn {
+struct conn {
     uv_tcp_t tcp;
     uv_timer_t timer; /* connect, response or idle deadline, by state */
     uv_connect_t connect;
@@ -122,7 +151,7 @@ typedef struct conn {
     size_t body_len; /* bytes of buf->body filled */
     char *scratch;   /* chunked or read-to-EOF body */
     size_t scratch_len, scratch_cap;
-} conn_t;
+};
 
 struct hp_upstream {
     uv_loop_t *loop;
@@ -133,15 +162,20 @@ struct hp_upstream {
     uint64_t generation; /* bumped when the address changes */
     char tail[TAIL_MAX]; /* what follows the request target */
     size_t tail_len;
-    hp_link_t conns; /* every connection not closing */
-    hp_link_t idle;  /* pooled connections, most recently used first */
-    hp_link_t queue; /* requests waiting for a connection, FIFO */
-    hp_link_t done;  /* finished requests waiting for deliver_cb */
+    hp_link_t conns;   /* every connection not closing */
+    hp_link_t idle;    /* pooled connections, most recently used first */
+    hp_link_t queue;   /* requests waiting for a connection, FIFO */
+    hp_link_t done;    /* finished requests waiting for deliver_cb */
+    uv_timer_t qtimer; /* the earliest deadline in the queue, roughly (qtimer_cb) */
+    uint64_t qdue;     /* uv_now() qtimer is set for; 0: not set */
+    req_t **index;     /* unfinished requests by task (index_*); NULL slots free */
+    size_t index_mask; /* slots - 1, a power of two */
+    unsigned index_shift, nindexed;
     unsigned nbusy, nidle, nqueued;
     unsigned nconns;  /* connections not yet freed, closing ones included */
     bool dispatching; /* dispatch is on the stack: a nested call returns */
     bool closing;
-    bool deliver_closed;
+    bool deliver_closed, qtimer_closed;
     hp_cont_cb close_cb;
     void *close_arg;
     hp_upstream_stats_t stats;
@@ -213,7 +247,9 @@ static void count_outcome(hp_upstream_t *u, const req_t *r)
     case HP_EUPSTREAM_PROTOCOL: c = &s->err_protocol; break;
     case HP_EUPSTREAM_RESET: c = &s->err_reset; break;
     case HP_EUPSTREAM_TOO_BIG: c = &s->err_too_big; break;
-    default: hp_counter_add(&s->err_shutdown, 1); return; /* no latency: not the upstream's */
+    /* No latency for these two: they are not the upstream's doing. */
+    case UV_ECANCELED: hp_counter_add(&s->cancelled, 1); return;
+    default: hp_counter_add(&s->err_shutdown, 1); return;
     }
     hp_counter_add(c, 1);
     uint64_t us = (uv_hrtime() - r->t0) / 1000;
@@ -222,6 +258,71 @@ static void count_outcome(hp_upstream_t *u, const req_t *r)
     while (us > hp_upstream_latency_bounds_us[i])
         i++;
     hp_counter_add(&s->latency_hist[i], 1);
+}
+
+/* --- the index: task -> unfinished request ------------------------------ */
+
+/* Fibonacci hashing: the multiply spreads the pointer's bits, the top ones
+ * pick the slot. */
+static size_t index_home(const hp_upstream_t *u, const hp_task_t *t)
+{
+    return (size_t)(((uint64_t)(uintptr_t)t * 0x9e3779b97f4a7c15ull) >> u->index_shift);
+}
+
+static void index_resize(hp_upstream_t *u, size_t slots)
+{
+    req_t **old = u->index;
+    size_t old_slots = old ? u->index_mask + 1 : 0;
+    u->index = hp_calloc(slots, sizeof(*u->index));
+    u->index_mask = slots - 1;
+    u->index_shift = 64 - (unsigned)__builtin_ctzll(slots);
+    for (size_t i = 0; i < old_slots; i++) {
+        if (old[i] == NULL) continue;
+        size_t j = index_home(u, old[i]->task);
+        while (u->index[j])
+            j = (j + 1) & u->index_mask;
+        u->index[j] = old[i];
+    }
+    hp_free(old);
+}
+
+static void index_add(hp_upstream_t *u, req_t *r)
+{
+    if (2 * (u->nindexed + 1) > u->index_mask + 1) index_resize(u, 2 * (u->index_mask + 1));
+    size_t i = index_home(u, r->task);
+    while (u->index[i])
+        i = (i + 1) & u->index_mask;
+    u->index[i] = r;
+    u->nindexed++;
+}
+
+/* The slot holding t's request, or -1. Load <= 1/2: the probe ends soon. */
+static ptrdiff_t index_find(const hp_upstream_t *u, const hp_task_t *t)
+{
+    for (size_t i = index_home(u, t); u->index[i]; i = (i + 1) & u->index_mask)
+        if (u->index[i]->task == t) return (ptrdiff_t)i;
+    return -1;
+}
+
+/* Backward-shift deletion (Knuth 6.4, algorithm R): entries after the hole
+ * that may live there move up, so no tombstone is ever needed. */
+static void index_del(hp_upstream_t *u, const req_t *r)
+{
+    ptrdiff_t at = index_find(u, r->task);
+    if (at < 0) return;
+    size_t hole = (size_t)at, j = hole;
+    for (;;) {
+        j = (j + 1) & u->index_mask;
+        if (u->index[j] == NULL) break;
+        size_t home = index_home(u, u->index[j]->task);
+        /* Leave it when its home lies cyclically in (hole, j]. */
+        bool stays = hole < j ? (home > hole && home <= j) : (home > hole || home <= j);
+        if (stays) continue;
+        u->index[hole] = u->index[j];
+        hole = j;
+    }
+    u->index[hole] = NULL;
+    u->nindexed--;
 }
 
 /* --- finishing a request ------------------------------------------------- */
@@ -265,6 +366,8 @@ static void deliver_cb(uv_idle_t *h)
  * list and no connection refers to it. */
 static void finish(hp_upstream_t *u, req_t *r, int err, const char *msg, hp_buf_t *b)
 {
+    index_del(u, r);
+    r->conn = NULL;
     r->err = err;
     r->msg = err ? (msg ? msg : hp_strerror(err)) : NULL;
     r->buf = b;
@@ -292,9 +395,10 @@ static void set_state(conn_t *c, uint8_t s)
 
 static void maybe_closed(hp_upstream_t *u)
 {
-    if (!u->closing || u->nconns || !u->deliver_closed) return;
+    if (!u->closing || u->nconns || !u->deliver_closed || !u->qtimer_closed) return;
     hp_cont_cb cb = u->close_cb;
     void *arg = u->close_arg;
+    hp_free(u->index);
     hp_free(u);
     if (cb) cb(arg);
 }
@@ -325,9 +429,12 @@ static void conn_close(conn_t *c)
     uv_close((uv_handle_t *)&c->timer, conn_handle_closed_cb);
 }
 
+static void queue_watch(hp_upstream_t *u, uint64_t deadline);
+
 /* The connection broke while serving its request: close it, then resend
  * the request once when may_retry (a reused connection that died before any
- * response byte: the keep-alive race), else fail it with err. */
+ * response byte: the keep-alive race), else fail it with err. A resent
+ * request keeps its deadline. */
 static void conn_fail(conn_t *c, int err, const char *msg, bool may_retry)
 {
     hp_upstream_t *u = c->u;
@@ -337,10 +444,12 @@ static void conn_fail(conn_t *c, int err, const char *msg, bool may_retry)
     if (r) {
         if (may_retry && r->idempotent && !r->retried) {
             r->retried = true;
+            r->conn = NULL;
             hp_counter_add(&u->stats.retries, 1);
             hp_link_push_front(&u->queue, &r->link);
             u->nqueued++;
             publish_queue(u);
+            queue_watch(u, r->deadline);
         } else {
             finish(u, r, err, msg, NULL);
         }
@@ -359,6 +468,14 @@ static const char *connect_msg(int status)
     case UV_ENFILE: return "upstream connect failed: out of file descriptors";
     default: return "upstream connect failed";
     }
+}
+
+/* Put c, connected and serving nothing, on the idle list. */
+static void conn_pool(conn_t *c)
+{
+    set_state(c, C_IDLE);
+    hp_link_push_front(&c->u->idle, &c->idle);
+    uv_timer_start(&c->timer, timer_cb, c->u->opts.idle_timeout_ms, 0);
 }
 
 /* The final response is parsed: hand it over and pool the connection, or
@@ -383,12 +500,11 @@ static void conn_release(conn_t *c, bool clean)
     }
     /* A response before our write's callback means the upstream answered
      * before reading the request; the socket is not in a state to reuse. */
+    if (!clean) hp_counter_add(&u->stats.unsolicited, 1);
     bool keep = clean && c->keep_alive && !c->writing && c->generation == u->generation &&
                 u->nbusy + u->nidle <= u->opts.pool_size;
     if (keep) {
-        set_state(c, C_IDLE);
-        hp_link_push_front(&u->idle, &c->idle);
-        uv_timer_start(&c->timer, timer_cb, u->opts.idle_timeout_ms, 0);
+        conn_pool(c);
     } else {
         conn_close(c);
     }
@@ -396,20 +512,101 @@ static void conn_release(conn_t *c, bool clean)
     dispatch(u);
 }
 
+/* The time a phase may take: its own timeout, cut to what is left of r's
+ * deadline. */
+static uint64_t phase_ms(const hp_upstream_t *u, const req_t *r, unsigned timeout_ms)
+{
+    uint64_t now = uv_now(u->loop);
+    uint64_t left = r->deadline > now ? r->deadline - now : 0;
+    return left < timeout_ms ? left : timeout_ms;
+}
+
 static void timer_cb(uv_timer_t *t)
 {
     conn_t *c = t->data;
+    hp_upstream_t *u = c->u;
+    bool late = c->req && uv_now(u->loop) >= c->req->deadline;
     switch (c->state) {
     case C_CONNECTING:
-        conn_fail(c, HP_EUPSTREAM_TIMEOUT, "upstream connect timed out", false);
+        conn_fail(c, HP_EUPSTREAM_TIMEOUT,
+                  late ? "upstream request deadline passed while connecting"
+                       : "upstream connect timed out",
+                  false);
         break;
-    case C_BUSY: conn_fail(c, HP_EUPSTREAM_TIMEOUT, "upstream response timed out", false); break;
+    case C_BUSY:
+        conn_fail(c, HP_EUPSTREAM_TIMEOUT,
+                  late ? "upstream request deadline passed while waiting for the response"
+                       : "upstream response timed out",
+                  false);
+        break;
     case C_IDLE: conn_close(c); break;
     default: break;
     }
 }
 
+/* --- the queue's deadlines ------------------------------------------------- */
+
+/* Fail every queued request whose deadline has passed, then watch the
+ * earliest one left. The timer is not moved when requests leave the queue:
+ * firing early for one that has gone costs a scan and a re-arm, while
+ * keeping it exact would cost a heap. FIFO order keeps deadlines mostly
+ * ascending; a reload that shortens a timeout is why this scans the whole
+ * queue rather than stopping at the first live one. */
+static void qtimer_cb(uv_timer_t *t)
+{
+    hp_upstream_t *u = t->data;
+    u->qdue = 0;
+    uint64_t now = uv_now(u->loop), next = 0;
+    hp_link_t *l = u->queue.next;
+    while (l != &u->queue) {
+        req_t *r = hp_container_of(l, req_t, link);
+        l = l->next;
+        if (r->deadline > now) {
+            if (next == 0 || r->deadline < next) next = r->deadline;
+            continue;
+        }
+        hp_link_remove(&r->link);
+        u->nqueued--;
+        hp_counter_add(&u->stats.queue_timeouts, 1);
+        finish(u, r, HP_EUPSTREAM_TIMEOUT, "upstream request timed out waiting for a connection",
+               NULL);
+    }
+    publish_queue(u);
+    if (next) queue_watch(u, next);
+}
+
+/* A request with this deadline is queued: make sure the timer fires by
+ * then. */
+static void queue_watch(hp_upstream_t *u, uint64_t deadline)
+{
+    if (u->qdue && u->qdue <= deadline) return;
+    uint64_t now = uv_now(u->loop);
+    u->qdue = deadline;
+    uv_timer_start(&u->qtimer, qtimer_cb, deadline > now ? deadline - now : 0, 0);
+}
+
 /* --- the response parser -------------------------------------------------- */
+
+/* What one response builds up, back to nothing. */
+static void response_reset(conn_t *c)
+{
+    c->status = 0;
+    c->field_len = 0;
+    c->in_ctype = false;
+    c->ctype_len = 0;
+    c->scratch_len = 0;
+    c->body_len = 0;
+    hp_buf_unref(c->buf);
+    c->buf = NULL;
+}
+
+/* Every message starts from nothing: an interim response's status, content
+ * type or body never reaches the final one. */
+static int on_message_begin(llhttp_t *p)
+{
+    response_reset(p->data);
+    return 0;
+}
 
 static int on_header_field(llhttp_t *p, const char *at, size_t n)
 {
@@ -453,8 +650,13 @@ static int on_headers_complete(llhttp_t *p)
     req_t *r = c->req;
     c->in_ctype = false;
     c->status = (uint16_t)llhttp_get_status_code(p);
-    if (c->status < 200) return 0; /* interim: llhttp knows it has no body */
-    if (r->head) return 1;         /* no body, whatever Content-Length says */
+    /* RFC 9112 6.3: a 1xx, like any answer to HEAD, ends at its empty line
+     * whatever Content-Length or Transfer-Encoding say. llhttp knows that
+     * for 100-103 only; 1 tells it for the rest. Bytes such a "body" was
+     * meant to carry are then parsed as the next response: they fail as
+     * one, and the request with them. (101 is an upgrade we never asked
+     * for: llhttp stops there and the request fails too.) */
+    if (c->status < 200 || r->head) return 1;
     bool sized = (p->flags & F_CONTENT_LENGTH) && !(p->flags & F_CHUNKED);
     if (!sized || c->status == 204 || c->status == 304) return 0;
     if (p->content_length > r->max_bytes) {
@@ -496,16 +698,14 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
 static int on_message_complete(llhttp_t *p)
 {
     conn_t *c = p->data;
-    if (c->status < 200) { /* 100 Continue and friends: the real answer follows */
-        c->ctype_len = 0;
-        return 0;
-    }
+    if (c->status < 200) return 0; /* 100 Continue and friends: the real answer follows */
     c->complete = true;
     c->keep_alive = llhttp_should_keep_alive(p);
     return HPE_PAUSED; /* stop here: anything after it is not ours to parse */
 }
 
 static const llhttp_settings_t parser_settings = {
+    .on_message_begin = on_message_begin,
     .on_header_field = on_header_field,
     .on_header_field_complete = on_header_field_complete,
     .on_header_value = on_header_value,
@@ -537,7 +737,7 @@ static void read_end(conn_t *c, ssize_t nread)
     if (nread == UV_EOF && c->got_bytes && llhttp_message_needs_eof(&c->parser)) {
         llhttp_finish(&c->parser);
         if (c->complete) {
-            conn_release(c, false);
+            conn_release(c, true); /* not kept: a response that ends at EOF says close */
             return;
         }
     }
@@ -554,6 +754,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (c->state == C_IDLE) {
         /* EOF, an error or bytes nobody asked for: the upstream is done with
          * this connection, and we are too. */
+        if (nread > 0) hp_counter_add(&c->u->stats.unsolicited, 1);
         conn_close(c);
         return;
     }
@@ -596,7 +797,17 @@ static void connect_cb(uv_connect_t *creq, int status)
     uv_tcp_nodelay(&c->tcp, 1);
     req_t *r = c->req;
     c->req = NULL;
-    conn_send(c, r, false);
+    if (r) {
+        conn_send(c, r, false);
+        return;
+    }
+    /* Its request was cancelled while it connected: it serves the queue,
+     * unless a reload has moved the upstream meanwhile. */
+    if (c->generation == c->u->generation)
+        conn_pool(c);
+    else
+        conn_close(c);
+    dispatch(c->u);
 }
 
 /* Send r on c, fresh from connect_cb or taken from the idle list. */
@@ -605,18 +816,15 @@ static void conn_send(conn_t *c, req_t *r, bool reused)
     if (c->state == C_IDLE) hp_link_remove(&c->idle);
     set_state(c, C_BUSY);
     c->req = r;
+    r->conn = c;
     c->reused = reused;
-    c->got_bytes = c->complete = c->keep_alive = c->in_ctype = false;
+    c->got_bytes = c->complete = c->keep_alive = false;
     c->perr = 0;
     c->pmsg = NULL;
-    c->status = 0;
-    c->field_len = 0;
-    c->ctype_len = 0;
-    c->body_len = 0;
-    c->scratch_len = 0;
+    response_reset(c);
     llhttp_init(&c->parser, HTTP_RESPONSE, &parser_settings);
     c->parser.data = c;
-    uv_timer_start(&c->timer, timer_cb, r->response_ms, 0);
+    uv_timer_start(&c->timer, timer_cb, phase_ms(c->u, r, r->response_ms), 0);
     uv_buf_t b = uv_buf_init(r->text, (unsigned)r->len);
     int rc = uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
     if (rc < 0) {
@@ -644,9 +852,25 @@ static void conn_open(hp_upstream_t *u, req_t *r)
     set_state(c, C_CONNECTING);
     hp_counter_add(&u->stats.conns_opened, 1);
     c->req = r;
-    uv_timer_start(&c->timer, timer_cb, r->connect_ms, 0);
+    r->conn = c;
+    uv_timer_start(&c->timer, timer_cb, phase_ms(u, r, r->connect_ms), 0);
     int rc = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&u->addr, connect_cb);
     if (rc < 0) conn_fail(c, HP_EUPSTREAM_CONNECT, connect_msg(rc), false);
+}
+
+/* True when nothing waits to be read on idle connection c: neither bytes
+ * the upstream sent unasked nor its close, which the loop may not have
+ * delivered yet (they reach read_cb only at the next poll, and by then the
+ * next request would own them). One recv(MSG_PEEK | MSG_DONTWAIT) per reuse,
+ * as curl's and .NET's "is this pooled connection still good" checks do. */
+static bool conn_quiet(conn_t *c)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0) return false;
+    char byte;
+    ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) hp_counter_add(&c->u->stats.unsolicited, 1);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
 /* Hand queued requests to idle connections, or to new ones while the pool
@@ -661,8 +885,13 @@ static void dispatch(hp_upstream_t *u)
     while (!u->closing && !hp_link_empty(&u->queue)) {
         req_t *r = hp_container_of(u->queue.next, req_t, link);
         conn_t *c = NULL;
-        if (!r->retried && !hp_link_empty(&u->idle))
+        if (!r->retried && !hp_link_empty(&u->idle)) {
             c = hp_container_of(u->idle.next, conn_t, idle);
+            if (!conn_quiet(c)) {
+                conn_close(c);
+                continue;
+            }
+        }
         if (c == NULL && u->nbusy + u->nidle >= u->opts.pool_size) {
             if (hp_link_empty(&u->idle)) break;
             conn_close(hp_container_of(u->idle.prev, conn_t, idle));
@@ -676,6 +905,10 @@ static void dispatch(hp_upstream_t *u)
             conn_open(u, r);
     }
     u->dispatching = false;
+    if (hp_link_empty(&u->queue) && u->qdue) {
+        uv_timer_stop(&u->qtimer);
+        u->qdue = 0;
+    }
     publish_queue(u);
 }
 
@@ -696,6 +929,9 @@ int hp_upstream_new(uv_loop_t *loop, const hp_upstream_opts_t *opts, hp_upstream
     hp_link_init(&u->done);
     uv_idle_init(loop, &u->deliver);
     u->deliver.data = u;
+    uv_timer_init(loop, &u->qtimer);
+    u->qtimer.data = u;
+    index_resize(u, INDEX_MIN);
     *out = u;
     return 0;
 }
@@ -704,6 +940,13 @@ static void deliver_closed_cb(uv_handle_t *h)
 {
     hp_upstream_t *u = h->data;
     u->deliver_closed = true;
+    maybe_closed(u);
+}
+
+static void qtimer_closed_cb(uv_handle_t *h)
+{
+    hp_upstream_t *u = h->data;
+    u->qtimer_closed = true;
     maybe_closed(u);
 }
 
@@ -729,6 +972,7 @@ void hp_upstream_close(hp_upstream_t *u, hp_cont_cb done, void *arg)
         conn_close(c);
     }
     uv_close((uv_handle_t *)&u->deliver, deliver_closed_cb);
+    uv_close((uv_handle_t *)&u->qtimer, qtimer_closed_cb);
     while (!hp_link_empty(&shut)) {
         req_t *r = hp_container_of(shut.next, req_t, link);
         hp_link_remove(&r->link);
@@ -796,9 +1040,11 @@ hp_task_t *hp_upstream_request(hp_upstream_t *u, const char *method, const char 
     req_t *r = hp_malloc(sizeof(*r) + mlen + 1 + path_len + u->tail_len);
     r->task = hp_task_new();
     hp_task_set_dispose(r->task, hp_buf_dispose);
+    r->conn = NULL;
     r->t0 = uv_hrtime();
     r->connect_ms = u->opts.connect_timeout_ms;
     r->response_ms = u->opts.response_timeout_ms;
+    r->deadline = uv_now(u->loop) + r->connect_ms + r->response_ms;
     r->max_bytes = u->opts.max_response_bytes;
     r->err = 0;
     r->msg = NULL;
@@ -816,10 +1062,41 @@ hp_task_t *hp_upstream_request(hp_upstream_t *u, const char *method, const char 
     memcpy(w, u->tail, u->tail_len);
     r->len = mlen + 1 + path_len + u->tail_len;
     hp_task_t *out = hp_task_ref(r->task);
+    index_add(u, r);
     hp_link_push_back(&u->queue, &r->link);
     u->nqueued++;
     dispatch(u);
+    /* Still queued: it has no connection and has not failed (r lives until
+     * the idle phase delivers it, whatever happened). */
+    if (r->conn == NULL && r->err == 0) queue_watch(u, r->deadline);
     return out;
+}
+
+int hp_upstream_cancel(hp_upstream_t *u, hp_task_t *t, bool even_if_sent)
+{
+    ptrdiff_t at = index_find(u, t);
+    if (at < 0) return UV_ENOENT;
+    req_t *r = u->index[at];
+    conn_t *c = r->conn;
+    if (c && c->state == C_BUSY) {
+        if (!even_if_sent) return UV_EBUSY;
+        /* Sent: the upstream is working on it, and its answer would come on
+         * this socket. Closing it frees the pool slot now and tells the
+         * upstream; waiting for the answer to throw it away would hold the
+         * slot for up to the response timeout, which is what starves the
+         * queue behind a stalled upstream. */
+        c->req = NULL;
+        conn_close(c);
+    } else if (c) {
+        c->req = NULL; /* connecting: the connection joins the pool when it is up */
+    } else {
+        hp_link_remove(&r->link);
+        u->nqueued--;
+        publish_queue(u);
+    }
+    finish(u, r, UV_ECANCELED, "upstream request cancelled: nobody waits for it", NULL);
+    dispatch(u);
+    return 0;
 }
 
 const hp_upstream_stats_t *hp_upstream_stats(const hp_upstream_t *u)

@@ -11,6 +11,13 @@
  * FIFO of requests waiting for a connection, and every libuv handle it
  * opened; hp_upstream_close gives all of it back.
  *
+ * Deadlines: a request's whole life - waiting in the queue, connecting,
+ * waiting for the response - ends connect_timeout_ms + response_timeout_ms
+ * after hp_upstream_request at the latest, with HP_EUPSTREAM_TIMEOUT; within
+ * that, connecting is bounded by connect_timeout_ms and the response by
+ * response_timeout_ms from sending. A caller that stops waiting cancels its
+ * request (hp_upstream_cancel), so nothing it leaves behind holds a slot.
+ *
  * Every request returns a heap hp_task: this is the genuinely asynchronous
  * side of the project, so it pays for the task the hot path avoids. The task
  * completes with the response as an hp_buf_t * or faults with one of
@@ -25,6 +32,7 @@
 
 #include "server/task.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -50,21 +58,24 @@ extern const uint64_t hp_upstream_latency_bounds_us[HP_UPSTREAM_LATENCY_BUCKETS]
 
 /* Single-writer counters (server/counter.h): the owning worker writes, any
  * thread reads with hp_counter_get. At any moment
- *   requests == responses + err_* (all seven) + requests in flight.
+ *   requests == responses + err_* (all seven) + cancelled + requests in flight.
  * Gauges are marked; everything else only grows. Every field is a uint64_t,
  * so /stats may sum the blocks of all workers word by word. */
 typedef struct {
-    uint64_t requests;     /* hp_upstream_request calls */
-    uint64_t responses;    /* tasks completed with a response, any status */
-    uint64_t err_connect;  /* HP_EUPSTREAM_CONNECT */
-    uint64_t err_timeout;  /* HP_EUPSTREAM_TIMEOUT, connect or response */
-    uint64_t err_protocol; /* HP_EUPSTREAM_PROTOCOL */
-    uint64_t err_reset;    /* HP_EUPSTREAM_RESET */
-    uint64_t err_too_big;  /* HP_EUPSTREAM_TOO_BIG */
-    uint64_t err_shutdown; /* HP_ESHUTDOWN: closed with the request pending */
-    uint64_t err_invalid;  /* UV_EINVAL: method or path unfit to send */
-    uint64_t retries;      /* requests resent after a reused connection died */
-    uint64_t conns_opened; /* connect attempts */
+    uint64_t requests;       /* hp_upstream_request calls */
+    uint64_t responses;      /* tasks completed with a response, any status */
+    uint64_t err_connect;    /* HP_EUPSTREAM_CONNECT */
+    uint64_t err_timeout;    /* HP_EUPSTREAM_TIMEOUT, connect or response */
+    uint64_t err_protocol;   /* HP_EUPSTREAM_PROTOCOL */
+    uint64_t err_reset;      /* HP_EUPSTREAM_RESET */
+    uint64_t err_too_big;    /* HP_EUPSTREAM_TOO_BIG */
+    uint64_t err_shutdown;   /* HP_ESHUTDOWN: closed with the request pending */
+    uint64_t err_invalid;    /* UV_EINVAL: method or path unfit to send */
+    uint64_t cancelled;      /* UV_ECANCELED: hp_upstream_cancel took it back */
+    uint64_t queue_timeouts; /* of err_timeout: deadline passed still queued */
+    uint64_t unsolicited;    /* connections closed for bytes no request asked for */
+    uint64_t retries;        /* requests resent after a reused connection died */
+    uint64_t conns_opened;   /* connect attempts */
     uint64_t conns_closed;
     uint64_t pool_open;  /* gauge: connections open (busy + idle) */
     uint64_t pool_busy;  /* gauge: connecting or serving a request */
@@ -103,10 +114,24 @@ int hp_upstream_reconfigure(hp_upstream_t *u, const hp_upstream_opts_t *opts);
  * content type, body) that the task owns; drop the task with hp_task_unref,
  * and take hp_buf_ref first to keep the buffer longer. The task faults with
  * HP_EUPSTREAM_CONNECT, _TIMEOUT, _PROTOCOL, _RESET or _TOO_BIG, with
- * HP_ESHUTDOWN, or at once with UV_EINVAL for an unfit method or path.
- * Allocates three times on a warm pool: the request, the task, the buffer. */
+ * HP_ESHUTDOWN, with UV_ECANCELED after hp_upstream_cancel, or at once with
+ * UV_EINVAL for an unfit method or path. Allocates three times on a warm
+ * pool: the request, the task, the buffer. */
 hp_task_t *hp_upstream_request(hp_upstream_t *u, const char *method, const char *path,
                                size_t path_len);
+
+/* The caller of the request whose task is t (borrowed; the caller must still
+ * hold a reference, so t names that request and no other) no longer wants
+ * its answer. A request still waiting for a connection leaves the queue; one
+ * whose connection is still being opened lets it go (it joins the pool
+ * once connected); one already sent closes its connection when
+ * even_if_sent, since nothing else would free that pool slot before the
+ * response or its timeout. The task then faults with UV_ECANCELED, from the
+ * loop's idle phase like every completion, and the request is counted in
+ * stats.cancelled. Returns 0; UV_EBUSY when the request was sent and
+ * even_if_sent is false (nothing changes); UV_ENOENT when t is not a request
+ * in progress here (finished already, or never one). */
+int hp_upstream_cancel(hp_upstream_t *u, hp_task_t *t, bool even_if_sent);
 
 /* Borrowed; valid until close's done callback. */
 const hp_upstream_stats_t *hp_upstream_stats(const hp_upstream_t *u);
