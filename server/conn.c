@@ -252,8 +252,12 @@ static void drop_request(hp_conn_t *c)
     if (ctx->top.kind != HP_VT_NONE) {
         if (!hp_vtask_is_completed(&ctx->top)) {
             /* Still running: it finishes on its own and then frees itself
-             * (request_awaited sees no connection). */
+             * (request_awaited sees no connection). Whatever it waits on is
+             * told, so that it stops holding what others need. */
             ctx->conn = NULL;
+            hp_abort_cb abort_cb = ctx->abort_cb;
+            ctx->abort_cb = NULL;
+            if (abort_cb) abort_cb(ctx, ctx->abort_arg);
             return;
         }
         /* Completed, but its answer was still waiting for the check phase:
@@ -314,8 +318,12 @@ static void start_linger(hp_conn_t *c)
 void hp_conn_eof(hp_conn_t *c, int err)
 {
     stop_reading(c);
-    /* A reset, a half-read request, or the end of lingering: done. */
-    if (err != UV_EOF || (c->state != HP_CONN_IDLE && c->state != HP_CONN_BUSY)) {
+    /* A reset, a half-read request, or the end of lingering: done. So is a
+     * peer that closes while its request pends: nobody reads the answer
+     * (nginx's default, proxy_ignore_client_abort off), and the close
+     * cancels the work it waits on (drop_request). */
+    bool pending = c->state == HP_CONN_BUSY && c->ctx && !(c->flags & HP_CF_READY);
+    if (err != UV_EOF || pending || (c->state != HP_CONN_IDLE && c->state != HP_CONN_BUSY)) {
         hp_conn_close(c);
         return;
     }
@@ -494,7 +502,9 @@ int hp_conn_dispatch(hp_conn_t *c)
     hp_alloc_scope_set(prev);
     ctx->top = vt;
     hp_vtask_on_completed(&ctx->top, request_awaited, ctx);
-    stop_reading(c);
+    /* Reading goes on while the request pends, so a client that leaves is
+     * noticed (hp_conn_eof); what it sends meanwhile waits in carry, up to
+     * BUSY_CARRY_MAX (hp_conn_feed). */
     return HPE_PAUSED;
 }
 
@@ -595,6 +605,10 @@ static void parse(hp_conn_t *c, const char *data, size_t len)
  * behind what is already kept, up to this much (sockets stop reading then,
  * so only a memory connection's feeder can get here). */
 #define CARRY_MAX (1024 * 1024)
+/* A socket keeps reading while its request pends, to notice the client
+ * leaving; past this much pipelined input it stops, as when output backs
+ * up: a client that sent that much is still there. One read's worth. */
+#define BUSY_CARRY_MAX (64 * 1024)
 
 static void append_carry(hp_conn_t *c, const char *data, size_t len)
 {
@@ -615,10 +629,12 @@ void hp_conn_feed(hp_conn_t *c, const char *data, size_t len)
         return;
     }
     hp_alloc_counter_t *prev = hp_alloc_scope_set(&c->w->metrics.conn_alloc);
-    if (c->state == HP_CONN_BUSY || (c->flags & HP_CF_WBLOCK))
+    if (c->state == HP_CONN_BUSY || (c->flags & HP_CF_WBLOCK)) {
         append_carry(c, data, len);
-    else
+        if (c->carry_len >= BUSY_CARRY_MAX) stop_reading(c);
+    } else {
         parse(c, data, len);
+    }
     proceed(c);
     hp_alloc_scope_set(prev);
 }

@@ -40,6 +40,10 @@ typedef struct hp_layer_stats hp_layer_stats_t;
  * status is 0 when the downstream produced a response, or its fault code. */
 typedef void (*hp_after_cb)(void *self, hp_ctx_t *ctx, int status);
 
+/* What a layer waiting on outside work (an upstream request, a cache fill)
+ * runs when the client goes away first: cancel or detach that work. */
+typedef void (*hp_abort_cb)(hp_ctx_t *ctx, void *arg);
+
 /* One chain layer's state inside the context (see chain.h). Private to the
  * chain except for `mark`, which the layer may use for the request. */
 typedef struct {
@@ -73,6 +77,8 @@ struct hp_ctx {
     int depth;                 /* layer currently running; -1 = the server */
     hp_vtask_t top;            /* the whole chain's valuetask, when pending */
     uint64_t seq;              /* request number on its worker */
+    hp_abort_cb abort_cb;      /* hp_ctx_on_abort's hook, or NULL */
+    void *abort_arg;
 
     uint32_t head_bytes; /* request line + headers seen so far */
     uint32_t line_bytes; /* request line seen so far */
@@ -116,6 +122,19 @@ void hp_resp_take(hp_ctx_t *ctx, uint16_t status, const char *ctype, char *body,
 
 /* Answer from a buffer: takes one reference (dropped after the write). */
 void hp_resp_buf(hp_ctx_t *ctx, hp_buf_t *buf);
+
+/* Set (or with cb NULL, clear) the request's abort hook: cb(ctx, arg) runs
+ * once if the connection closes while the request is pending (the client
+ * reset or closed it, or a timeout or shutdown did), from the connection's
+ * close, with ctx->conn already NULL. The request goes on to complete as
+ * usual - its answer goes nowhere - and its context is released then, so
+ * cb must make the work it cancels or detaches complete. A layer clears its
+ * hook when the work it waits on has completed. */
+static inline void hp_ctx_on_abort(hp_ctx_t *ctx, hp_abort_cb cb, void *arg)
+{
+    ctx->abort_cb = cb;
+    ctx->abort_arg = arg;
+}
 
 /* The client's address as text ("127.0.0.1"), or "-" when unknown. One
  * getpeername call: for the access log, not for the hot path. */
