@@ -17,6 +17,13 @@
  * expiry and hp_cache_free take its value but leave the entry (pending in the
  * table, or detached from a freed cache) for the continuation to finish.
  *
+ * Waiters: a fill counts the gets waiting for it (the MISS that started it
+ * and each COALESCED one), so that when the last of them has gone
+ * (hp_cache_leave) and the entry has no value to refresh, the caller may
+ * cancel a fill only the cache would read. The count saturates, and a
+ * saturated one is never decremented: it then errs toward finishing the
+ * fill. The count lives in what was the entry's padding.
+ *
  * Invariants (e is an entry):
  *   e in the table  <=>  e->value or e->fill, and e->cache != NULL
  *   e in the queue  <=>  e->value
@@ -65,8 +72,13 @@ struct entry {
     uint64_t born_ms;  /* cache clock when value was stored: age = now - born */
     uint32_t key_len;  /* keys are request-path slices, far below 4 GiB */
     uint8_t visited;   /* SIEVE: hit since the hand last passed */
+    uint16_t waiters;  /* gets waiting for e->fill (saturating); 0 without a fill */
     char key[];        /* key_len bytes and a NUL */
 };
+
+/* cache.h's cost of an entry says 72 bytes; the waiter count fits in the
+ * padding before the key. */
+_Static_assert(sizeof(void *) != 8 || sizeof(entry_t) == 72, "entry header is 72 bytes on LP64");
 
 struct hp_cache {
     entry_t **buckets;
@@ -147,7 +159,8 @@ static int age(const hp_cache_t *c, const entry_t *e)
 static entry_t *find(const hp_cache_t *c, const char *key, size_t len, uint64_t h)
 {
     for (entry_t *e = c->buckets[h & c->mask]; e; e = e->chain) {
-        if (e->hash == h && e->key_len == len && memcmp(e->key, key, len) == 0) return e;
+        if (e->hash == h && e->key_len == len && (len == 0 || memcmp(e->key, key, len) == 0))
+            return e;
     }
     return NULL;
 }
@@ -179,7 +192,7 @@ static entry_t *entry_add(hp_cache_t *c, const char *key, size_t len, uint64_t h
     e->cache = c;
     e->hash = h;
     e->key_len = (uint32_t)len;
-    memcpy(e->key, key, len);
+    if (len) memcpy(e->key, key, len); /* an empty key may come as NULL */
     entry_t **b = &c->buckets[h & c->mask];
     e->chain = *b;
     *b = e;
@@ -325,6 +338,7 @@ static void fill_done_cb(void *arg)
     hp_cache_t *c = e->cache;
     hp_task_t *t = e->fill;
     e->fill = NULL;
+    e->waiters = 0;
     if (c == NULL) {
         hp_free(e); /* detached by hp_cache_free */
         hp_task_unref(t);
@@ -450,6 +464,7 @@ static hp_vtask_t get_slow(hp_cache_t *c, hp_mode_t mode, entry_t *e, const char
     if (e) {
         /* Pending, or expired while its refresh runs: join that fill rather
          * than start a second one for the same key. */
+        if (e->waiters < UINT16_MAX) e->waiters++;
         hp_counter_add(&c->stats.coalesced, 1);
         *outcome = HP_CACHE_COALESCED;
         return hp_vtask_from_task(hp_task_ref(e->fill));
@@ -458,7 +473,9 @@ static hp_vtask_t get_slow(hp_cache_t *c, hp_mode_t mode, entry_t *e, const char
     *outcome = HP_CACHE_MISS;
     if (key_len > UINT32_MAX) return hp_vtask_failed(UV_E2BIG, "cache key too long");
     hp_task_t *t;
-    fill_start(c, entry_add(c, key, key_len, h), &t);
+    entry_t *e2 = entry_add(c, key, key_len, h);
+    e2->waiters = 1;
+    fill_start(c, e2, &t);
     return hp_vtask_from_task(t);
 }
 
@@ -493,6 +510,14 @@ int hp_cache_result(hp_vtask_t *vt, hp_buf_t **out, const char **msg)
     }
     hp_task_unref(hold);
     return rc;
+}
+
+int hp_cache_leave(hp_cache_t *c, const char *key, size_t key_len, const hp_task_t *fill)
+{
+    hp_counter_add(&c->stats.waiters_left, 1);
+    entry_t *e = find(c, key, key_len, hash_key(key, key_len));
+    if (e == NULL || e->fill != fill || e->waiters == 0 || e->waiters == UINT16_MAX) return 0;
+    return --e->waiters == 0 && e->value == NULL;
 }
 
 /* --- without fills ------------------------------------------------------ */

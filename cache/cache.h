@@ -83,6 +83,7 @@ typedef struct {
     uint64_t fill_failures; /* fills that faulted (or succeeded with NULL) */
     uint64_t refreshes;     /* fills started to revalidate a stale entry */
     uint64_t rejected;      /* values not stored: one entry would exceed max_bytes */
+    uint64_t waiters_left;  /* waiters gone before their fill completed (hp_cache_leave) */
     uint64_t pending;       /* gauge: fills in flight */
     uint64_t entries;       /* gauge: resident entries (with a value) */
     uint64_t bytes;         /* gauge: their cost, always <= max_bytes */
@@ -132,6 +133,17 @@ hp_vtask_t hp_cache_get(hp_cache_t *c, hp_mode_t mode, const char *key, size_t k
  * and call again) or HP_EVTASK_CONSUMED. A valuetask that is never consumed
  * leaks a buffer reference or a task. */
 int hp_cache_result(hp_vtask_t *vt, hp_buf_t **out, const char **msg);
+
+/* A caller that got a pending valuetask from hp_cache_get (MISS or
+ * COALESCED) is gone and will never read it; fill is the task that
+ * valuetask waits for (borrowed: the valuetask still holds it). Its fill no
+ * longer counts it as a waiter (counted in stats.waiters_left). The fill
+ * itself goes on for the waiters still there and for the cache. Returns 1
+ * when the fill has no waiter left and its entry no value - only the cache
+ * would read the result: the caller may then cancel the fill, whose fault
+ * removes the entry as any failed fill does; else 0 (also when key has no
+ * fill, or another one). Allocates nothing. */
+int hp_cache_leave(hp_cache_t *c, const char *key, size_t key_len, const hp_task_t *fill);
 
 /* Store value under key without a fill (tests, benchmarks, warm-up):
  * borrows value and takes the cache's own reference; replaces a resident

@@ -16,10 +16,23 @@
  * Every answer says which in X-Cache. An upstream answer other than 200 is
  * passed through and not cached; an upstream failure is a 502 (504 for a
  * timeout).
+ *
+ * The key is the path segment after /cache/, checked and normalized by the
+ * rules of target.h (one segment, escapes in one spelling, no dot-segment,
+ * no escaped slash), so /items/{key} never leaves /items/. The query is not
+ * part of it.
+ *
+ * A waiter whose client goes away (cache_abort) leaves the fill - which
+ * goes on for the other waiters and the cache - unless it was the last one
+ * and the fill has not been sent yet: then nothing is spent on a value
+ * nobody asked for any more, and the fill is cancelled. The departed
+ * request itself ends when its fill does; the task runtime has no way to
+ * withdraw one continuation from a shared task.
  */
 #include "handlers.h"
 
 #include "cache/cache.h"
+#include "handlers/target.h"
 #include "server/alloc.h"
 #include "server/counter.h"
 #include "server/errors.h"
@@ -32,6 +45,12 @@
 
 /* Keys are path segments; 256 bytes is plenty and bounds the fill's path. */
 #define KEY_MAX 256
+
+/* What cache_abort needs of a pending get, in the request's arena. */
+typedef struct {
+    hp_str_t key;
+    const hp_task_t *fill; /* compared, never dereferenced */
+} waiter_t;
 
 static void answer_error(hp_ctx_t *ctx, int err)
 {
@@ -56,20 +75,51 @@ static void answer(hp_ctx_t *ctx, hp_vtask_t *vt)
 static void cache_awaited(void *arg)
 {
     hp_layer_t *layer = arg;
+    hp_ctx_on_abort(layer->ctx, NULL, NULL);
     answer(layer->ctx, &layer->downstream);
     hp_layer_complete(layer, 0, NULL);
+}
+
+/* A waiter will not read its fill after all. */
+static void leave(hp_ctx_t *ctx, const waiter_t *wt)
+{
+    hp_worker_t *w = ctx->worker;
+    if (w->cache && hp_cache_leave(w->cache, wt->key.ptr, wt->key.len, wt->fill) == 1)
+        hp_upstream_cancel(w->upstream, wt->fill, false);
+}
+
+static void cache_abort(hp_ctx_t *ctx, void *arg)
+{
+    leave(ctx, arg);
+}
+
+static hp_vtask_t bad_key(hp_ctx_t *ctx, int reason)
+{
+    if (reason == 0) {
+        hp_resp_set(
+            ctx, 400, "text/plain",
+            HP_STR("expected /cache/{key}: one path segment of 1..256 bytes, not . or ..\n"));
+        return hp_done(ctx);
+    }
+    hp_resp_set(ctx, 400, "text/plain", hp_target_body(reason));
+    return hp_done(ctx);
+}
+
+static bool dot_segment(const char *k, int n)
+{
+    return (n == 1 && k[0] == '.') || (n == 2 && k[0] == '.' && k[1] == '.');
 }
 
 static hp_vtask_t cache_get(hp_ctx_t *ctx)
 {
     hp_worker_t *w = ctx->worker;
-    hp_str_t key = ctx->req.param;
-    if (key.len == 0 || key.len > KEY_MAX || memchr(key.ptr, '/', key.len)) {
-        hp_resp_set(ctx, 400, "text/plain", HP_STR("expected /cache/{key}, key of 1..256 bytes\n"));
-        return hp_done(ctx);
-    }
+    char *key = hp_ctx_alloc(ctx, ctx->req.param.len + 1);
+    int n = hp_target_normalize(ctx->req.param, ctx->req.query, key);
+    if (n < 0) return bad_key(ctx, n);
+    if (n == 0 || n > KEY_MAX || memchr(key, '/', (size_t)n) || dot_segment(key, n))
+        return bad_key(ctx, 0);
     hp_cache_outcome_t how;
-    hp_vtask_t vt = hp_cache_get(w->cache, ctx->mode, key.ptr, key.len, uv_now(&w->loop), &how);
+    hp_vtask_t vt = hp_cache_get(w->cache, ctx->mode, key, (size_t)n, uv_now(&w->loop), &how);
     hp_layer_record(w->cache_stats[ctx->mode], &vt);
     /* A coalesced get is one more waiter on the fill's shared task. */
     if (how == HP_CACHE_COALESCED) hp_counter_add(&w->cache_stats[ctx->mode]->waiters, 1);
@@ -79,11 +129,23 @@ static hp_vtask_t cache_get(hp_ctx_t *ctx)
         answer(ctx, &vt);
         return hp_done(ctx);
     }
+    /* Pending: a MISS or COALESCED get, a valuetask on the fill's task. Its
+     * continuation cannot run before the layer's own valuetask exists. */
     hp_layer_t *layer = hp_layer_current(ctx);
     layer->downstream = vt;
-    hp_vtask_t mine = hp_layer_pending(layer);
-    hp_vtask_on_completed(&layer->downstream, cache_awaited, layer);
-    return mine;
+    waiter_t *wt = hp_ctx_alloc(ctx, sizeof(*wt));
+    *wt = (waiter_t){{key, (size_t)n}, vt.u.task};
+    hp_ctx_on_abort(ctx, cache_abort, wt);
+    int rc = hp_vtask_on_completed(&layer->downstream, cache_awaited, layer);
+    if (rc < 0) {
+        /* Refused (counted in the runtime's misuse figures): this get will
+         * never read its fill. The request answers the refusal as a fault,
+         * the server's 500, instead of waiting for nothing. */
+        hp_ctx_on_abort(ctx, NULL, NULL);
+        leave(ctx, wt);
+        return hp_fail(ctx, rc, hp_strerror(rc));
+    }
+    return hp_layer_pending(layer);
 }
 
 const hp_handler_t hp_handler_cache = {.name = "cache", .invoke = cache_get};

@@ -25,9 +25,10 @@ extern const hp_handler_t hp_handler_not_found;
 extern const hp_handler_t hp_handler_method_not_allowed;
 
 /* The cache's fill function (hp_cache_fill_fn): fetch /items/{key} from the
- * upstream pool of the worker passed as arg. Returns an owned task whose
- * result is an hp_buf_t * it owns; a non-200 answer faults it, so errors
- * are never cached. */
+ * upstream pool of the worker passed as arg; key is a normalized segment
+ * (target.h). Returns an owned task whose result is an hp_buf_t * it owns;
+ * an answer other than 2xx reaches the waiters but is not cached (the
+ * cache checks). */
 hp_task_t *hp_cache_fill(void *worker, const char *key, size_t key_len);
 
 #endif

@@ -164,6 +164,7 @@ static cJSON *stats_json(const hp_snapshot_t *s)
     cJSON_AddNumberToObject(ca, "fills", (double)c->fills);
     cJSON_AddNumberToObject(ca, "fill_failures", (double)c->fill_failures);
     cJSON_AddNumberToObject(ca, "refreshes", (double)c->refreshes);
+    cJSON_AddNumberToObject(ca, "waiters_left", (double)c->waiters_left);
     cJSON_AddNumberToObject(ca, "pending_fills", (double)c->pending);
     cJSON_AddNumberToObject(ca, "rejected_too_big", (double)c->rejected);
     cJSON_AddNumberToObject(ca, "entries", (double)c->entries);

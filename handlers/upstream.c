@@ -9,11 +9,23 @@
  * asynchronous work costs, and the report shows it next to the zero of a
  * cache hit.
  *
+ * The path is checked and normalized first (target.h: no fragment, no
+ * backslash or escaped slash, escapes in one spelling, dot-segments
+ * removed without climbing out of /upstream/); what fails is a 400 and
+ * never leaves the server.
+ *
+ * A client that goes away while its request is out cancels it
+ * (proxy_abort): nobody else waits for this answer, and its pool slot is
+ * what the requests queued behind it need. The upstream task then faults
+ * with UV_ECANCELED and the request ends as a 499, nginx's "client closed
+ * request", which only the access log and the metrics see.
+ *
  * HEAD is sent upstream as GET (the writer drops the body), so the pooled
  * connection never has to know a response has no body.
  */
 #include "handlers.h"
 
+#include "handlers/target.h"
 #include "server/alloc.h"
 #include "server/errors.h"
 #include "server/metrics.h"
@@ -26,6 +38,7 @@ static void proxy_awaited(void *arg)
 {
     hp_layer_t *layer = arg;
     hp_ctx_t *ctx = layer->ctx;
+    hp_ctx_on_abort(ctx, NULL, NULL);
     hp_task_t *up = layer->downstream.u.task;
     hp_value_t v;
     int rc = hp_task_result(up, &v);
@@ -35,6 +48,8 @@ static void proxy_awaited(void *arg)
         hp_resp_set(ctx, 504, "text/plain", HP_STR("upstream timed out\n"));
     } else if (rc == HP_ESHUTDOWN) {
         hp_resp_set(ctx, 503, "text/plain", HP_STR("shutting down\n"));
+    } else if (rc == UV_ECANCELED) {
+        hp_resp_set(ctx, 499, "text/plain", HP_STR("client closed request\n"));
     } else {
         hp_resp_set(ctx, 502, "text/plain", HP_STR("upstream failed\n"));
     }
@@ -43,25 +58,67 @@ static void proxy_awaited(void *arg)
     hp_layer_complete(layer, 0, NULL);
 }
 
+/* The client left: its request is dropped wherever it is (client.h). */
+static void proxy_abort(hp_ctx_t *ctx, void *arg)
+{
+    hp_layer_t *layer = arg;
+    hp_upstream_cancel(ctx->worker->upstream, layer->downstream.u.task, true);
+}
+
+/* A synchronous answer from a handler that returns a task. */
+static hp_task_t *answered(hp_ctx_t *ctx)
+{
+    return hp_task_from_result(hp_value_ptr(ctx));
+}
+
+/* "/" + the normalized path, and "?query" when there is one, in the
+ * request's arena; its length, or minus a target.h reason. */
+static int upstream_path(hp_ctx_t *ctx, char **out)
+{
+    hp_req_t *req = &ctx->req;
+    char *norm = hp_ctx_alloc(ctx, req->param.len + 1);
+    int n = hp_target_normalize(req->param, req->query, norm);
+    if (n < 0) return n;
+    char *path = hp_ctx_alloc(ctx, (size_t)n + 2 + req->query.len);
+    int len = hp_target_remove_dots((hp_str_t){norm, (size_t)n}, path);
+    if (len < 0) return len;
+    if (req->query.len) {
+        path[len++] = '?';
+        memcpy(path + len, req->query.ptr, req->query.len);
+        len += (int)req->query.len;
+    }
+    *out = path;
+    return len;
+}
+
 static hp_task_t *proxy(hp_ctx_t *ctx)
 {
     hp_worker_t *w = ctx->worker;
-    hp_req_t *req = &ctx->req;
-    size_t len = 1 + req->param.len + (req->query.len ? 1 + req->query.len : 0);
-    char *path = hp_ctx_alloc(ctx, len);
-    path[0] = '/';
-    memcpy(path + 1, req->param.ptr, req->param.len);
-    if (req->query.len) {
-        path[1 + req->param.len] = '?';
-        memcpy(path + 2 + req->param.len, req->query.ptr, req->query.len);
+    char *path;
+    int len = upstream_path(ctx, &path);
+    if (len < 0) {
+        hp_resp_set(ctx, 400, "text/plain", hp_target_body(len));
+        return answered(ctx);
     }
-    hp_task_t *up = hp_upstream_request(w->upstream, "GET", path, len);
+    hp_task_t *up = hp_upstream_request(w->upstream, "GET", path, (size_t)len);
     hp_layer_t *layer = hp_layer_current(ctx);
     layer->downstream = hp_vtask_from_task(up);
     hp_layer_record(w->upstream_stats[ctx->mode], &layer->downstream);
     layer->task = hp_task_new();
     hp_task_t *mine = hp_task_ref(layer->task);
-    hp_vtask_on_completed(&layer->downstream, proxy_awaited, layer);
+    /* The hook first: the continuation, which clears it, may run at once
+     * (a request refused on the spot). */
+    hp_ctx_on_abort(ctx, proxy_abort, layer);
+    int rc = hp_vtask_on_completed(&layer->downstream, proxy_awaited, layer);
+    if (rc < 0) {
+        /* Refused (counted in the runtime's misuse figures): proxy_awaited
+         * will never run. Answer now with the refusal as a fault - the
+         * server's 500 - and take the request back from the upstream, which
+         * still holds its own reference and would run it for nobody. */
+        hp_ctx_on_abort(ctx, NULL, NULL);
+        hp_upstream_cancel(w->upstream, up, true);
+        hp_layer_complete(layer, rc, hp_strerror(rc));
+    }
     return mine;
 }
 

@@ -127,9 +127,10 @@ void hp_resp_buf(hp_ctx_t *ctx, hp_buf_t *buf);
  * once if the connection closes while the request is pending (the client
  * reset or closed it, or a timeout or shutdown did), from the connection's
  * close, with ctx->conn already NULL. The request goes on to complete as
- * usual - its answer goes nowhere - and its context is released then, so
- * cb must make the work it cancels or detaches complete. A layer clears its
- * hook when the work it waits on has completed. */
+ * usual - its answer goes nowhere - and its context is released only then:
+ * cb should make the work it waits on end soon (cancel it) where it can,
+ * and must not free anything that work's continuation will use. A layer
+ * clears its hook when the work it waits on has completed. */
 static inline void hp_ctx_on_abort(hp_ctx_t *ctx, hp_abort_cb cb, void *arg)
 {
     ctx->abort_cb = cb;

@@ -18,6 +18,9 @@
  * stale-while-revalidate, upstream errors not cached, pipelined answers in
  * order behind a slow upstream request, and the allocations per hit, per
  * miss and per /upstream request in both modes, from /stats route deltas.
+ * And what a client that leaves does to a fill (issue #12): a fill others
+ * share goes on; one nobody waits for any more is dropped while still
+ * queued, and completes into the cache once sent.
  */
 #include "fixture.h"
 
@@ -623,6 +626,95 @@ static void allocations_per_request_in_both_modes(void **state)
     assert_int_equal(t.upstream, 7 * UPSTREAM);
 }
 
+/* --- clients that leave ------------------------------------------------ */
+
+/* GET /cache/{key} on a fresh connection, without reading the answer. */
+static void send_cache_get(hp_it_client_t *c, int port, const char *key)
+{
+    assert_int_equal(hp_it_client_open(c, port), 0);
+    assert_int_equal(hp_it_client_sendf(c, "GET /cache/%s HTTP/1.1\r\nHost: h\r\n\r\n", key), 0);
+}
+
+static double wait_for(int port, const char *path, double want)
+{
+    long long deadline = hp_it_now_ms() + HP_IT_TIMEOUT_MS;
+    double v;
+    while ((v = hp_it_stat(port, path)) < want && hp_it_now_ms() < deadline)
+        hp_it_sleep_ms(5);
+    return v;
+}
+
+/* Three requests wait on one fill; the one that started it leaves. The
+ * fill is not cancelled for the two still waiting: they get the value. */
+static void a_shared_fill_outlives_a_waiter_that_leaves(void **state)
+{
+    fixture_t *f = start(state, 400, "", "", "valuetask");
+    int port = f->server.port;
+    hp_it_client_t c[3];
+    for (int i = 0; i < 3; i++) {
+        send_cache_get(&c[i], port, "shared");
+        assert_int_equal(wait_for(port, "cache|misses", 1) + hp_it_stat(port, "cache|coalesced"),
+                         i + 1);
+    }
+    hp_it_client_close(&c[0]);
+    assert_int_equal(wait_for(port, "cache|waiters_left", 1), 1);
+    for (int i = 1; i < 3; i++) {
+        hp_it_resp_t r;
+        assert_int_equal(hp_it_client_read(&c[i], &r, false), 0);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(hp_it_header(&r, "X-Cache"), "coalesced");
+        assert_non_null(strstr(r.body, "\"key\":\"shared\""));
+        hp_it_resp_free(&r);
+        hp_it_client_close(&c[i]);
+    }
+    assert_int_equal(hp_it_stat(port, "upstream|cancelled"), 0);
+    assert_int_equal(hp_it_stat(port, "cache|entries"), 1);
+    assert_int_equal(stub_items(f), 1);
+    hp_it_fixture_stop(f);
+}
+
+/* The only waiter of a fill still queued (a stalled request holds the one
+ * connection) leaves: the fill is dropped and never reaches the upstream.
+ * The only waiter of a fill already sent leaves: the fill completes into
+ * the cache, and the next request for the key is a hit. */
+static void a_fill_nobody_waits_for_is_dropped_only_while_queued(void **state)
+{
+    fixture_t *f = start(state, 300, "", "\"pool_size\": 1", "valuetask");
+    int port = f->server.port;
+    hp_it_client_t hold, gone;
+    assert_int_equal(hp_it_client_open(&hold, port), 0);
+    assert_int_equal(
+        hp_it_client_sendf(&hold, "GET /upstream/hold?delay_ms=1000 HTTP/1.1\r\nHost: h\r\n\r\n"),
+        0);
+    assert_int_equal(wait_for(port, "upstream|pool|busy", 1), 1);
+    send_cache_get(&gone, port, "queued");
+    assert_int_equal(wait_for(port, "upstream|pool|queued", 1), 1);
+    hp_it_client_close(&gone);
+    assert_int_equal(wait_for(port, "upstream|cancelled", 1), 1);
+    assert_int_equal(wait_for(port, "cache|fill_failures", 1), 1);
+    assert_int_equal(hp_it_stat(port, "cache|waiters_left"), 1);
+    assert_int_equal(hp_it_stat(port, "cache|pending_fills"), 0);
+    assert_int_equal(hp_it_stat(port, "upstream|pool|busy"), 1); /* the hold, untouched */
+    hp_it_resp_t r;
+    assert_int_equal(hp_it_client_read(&hold, &r, false), 0);
+    assert_int_equal(r.status, 200);
+    hp_it_resp_free(&r);
+    hp_it_client_close(&hold);
+    assert_int_equal(stub_items(f), 0); /* /items/queued never went out */
+
+    send_cache_get(&gone, port, "sent");
+    assert_int_equal(wait_for(port, "upstream|pool|busy", 1), 1);
+    hp_it_client_close(&gone);
+    assert_int_equal(wait_for(port, "cache|waiters_left", 2), 2);
+    assert_int_equal(wait_for(port, "cache|entries", 1), 1);
+    assert_int_equal(hp_it_stat(port, "upstream|cancelled"), 1);
+    hp_it_client_t c;
+    assert_int_equal(hp_it_client_open(&c, port), 0);
+    expect_item(&c, "sent", "hit", 1);
+    hp_it_client_close(&c);
+    hp_it_fixture_stop(f);
+}
+
 int main(void)
 {
     hp_alloc_install();
@@ -636,6 +728,10 @@ int main(void)
         cmocka_unit_test_teardown(upstream_errors_are_not_cached, hp_it_fixture_teardown),
         cmocka_unit_test_teardown(pipelined_answers_keep_request_order, hp_it_fixture_teardown),
         cmocka_unit_test_teardown(allocations_per_request_in_both_modes, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(a_shared_fill_outlives_a_waiter_that_leaves,
+                                  hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(a_fill_nobody_waits_for_is_dropped_only_while_queued,
+                                  hp_it_fixture_teardown),
     };
     return hp_it_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -15,6 +15,10 @@
  * the response timeout for a slow or stalled upstream, 502 for a reset,
  * garbage or truncated answer, 200 for an answer that closes its
  * connection, and after each failure a working pool with nothing left busy.
+ * Then issue #12's: what a raw target means upstream (a table: status, and
+ * the path or key the stub received), a request queued behind a stalled
+ * pool ending within its budget, clients that leave releasing the pool, and
+ * a 1xx body or an unsolicited response never reaching a client.
  * The allocations of an /upstream request are measured in it_cache.c, next
  * to those of a hit and a miss.
  */
@@ -355,6 +359,249 @@ static void broken_answers_fail_and_the_pool_recovers(void **state)
     hp_it_fixture_stop(f);
 }
 
+/* --- what a target means upstream (target.h) ------------------------------ */
+
+typedef struct {
+    const char *target; /* as sent on the request line */
+    int status;
+    /* What the stub received: for /upstream/, the "METHOD TARGET" line it
+     * echoes; for /cache/, the key its JSON names (the /items/ segment). */
+    const char *upstream;
+} path_row_t;
+
+static const path_row_t path_rows[] = {
+    {"/upstream/a/./b/../c", 200, "GET /a/c\n"},
+    {"/upstream/a/..", 200, "GET /\n"},
+    {"/upstream/a//b", 200, "GET /a//b\n"},
+    {"/upstream/%41%7e%c3%a9", 200, "GET /A~%C3%A9\n"},
+    {"/upstream/x?q=%2F&r=..", 200, "GET /x?q=%2F&r=..\n"},
+    {"/upstream/items/../y", 200, "GET /y\n"},
+    {"/upstream/..", 400, NULL},
+    {"/upstream/../_stats", 400, NULL},
+    {"/upstream/%2e%2E/x", 400, NULL},
+    {"/upstream/a/../../x", 400, NULL},
+    {"/upstream//evil.example/x", 400, NULL},
+    {"/upstream/a%2Fb", 400, NULL},
+    {"/upstream/a%2fb", 400, NULL},
+    {"/upstream/a%5Cb", 400, NULL},
+    {"/upstream/a\\b", 400, NULL},
+    {"/upstream/a#frag", 400, NULL},
+    {"/upstream/x?y#z", 400, NULL},
+    {"/upstream/a%zz", 400, NULL},
+    {"/cache/k%41", 200, "kA"},
+    {"/cache/kA", 200, "kA"}, /* the same key: a hit, the same fetch */
+    {"/cache/%c3%a9", 200, "%C3%A9"},
+    {"/cache/q?x=1", 200, "q"},
+    {"/cache/..", 400, NULL},
+    {"/cache/.", 400, NULL},
+    {"/cache/%2e%2e", 400, NULL},
+    {"/cache/a%2Fb", 400, NULL},
+    {"/cache/a%5cb", 400, NULL},
+    {"/cache/a\\b", 400, NULL},
+    {"/cache/a#f", 400, NULL},
+    {"/cache/a/b", 400, NULL},
+    {"/cache/", 400, NULL},
+};
+
+static void targets_are_normalized_or_refused(void **state)
+{
+    fixture_t *f = start(state, 0, "");
+    hp_it_client_t c;
+    assert_int_equal(hp_it_client_open(&c, f->server.port), 0);
+    int refused = 0, ok = 0;
+    for (size_t i = 0; i < sizeof(path_rows) / sizeof(path_rows[0]); i++) {
+        const path_row_t *row = &path_rows[i];
+        hp_it_resp_t r;
+        assert_int_equal(hp_it_client_request(&c, "GET", row->target, NULL, &r), 0);
+        bool cache = strncmp(row->target, "/cache/", 7) == 0;
+        char want[128] = "";
+        if (row->upstream && cache)
+            snprintf(want, sizeof(want), "{\"key\":\"%s\",", row->upstream);
+        else if (row->upstream)
+            snprintf(want, sizeof(want), "%s", row->upstream);
+        bool good = r.status == row->status &&
+                    (row->upstream == NULL || (cache ? strncmp(r.body, want, strlen(want)) == 0
+                                                     : strcmp(r.body, want) == 0));
+        if (!good)
+            fail_msg("%s: %d \"%s\", expected %d \"%s\"", row->target, r.status, r.body,
+                     row->status, row->upstream ? want : "(refused)");
+        assert_true(r.keep_alive); /* a refused path is the client's error, not a framing one */
+        refused += r.status == 400;
+        ok += r.status == 200;
+        hp_it_resp_free(&r);
+    }
+    /* Nothing refused went upstream; the two spellings of kA made one fetch. */
+    cJSON *s = settled(f->server.port);
+    assert_int_equal(hp_it_json_num(s, "upstream|requests", 0), ok - 1);
+    assert_int_equal(hp_it_json_num(s, "cache|hits", 0), 1);
+    cJSON_Delete(s);
+    printf("it_upstream: %d targets: %d proxied or cached, %d refused with 400\n", ok + refused, ok,
+           refused);
+    hp_it_client_close(&c);
+    hp_it_fixture_stop(f);
+}
+
+/* A chunked GET with a trailer: the trailer's header callbacks reuse
+ * req.param as scratch (server/parser.c), so the handler sees an empty
+ * param with a NULL pointer, and proxy() passed that NULL to memcpy:
+ * undefined behaviour, which the sanitizer build of the server aborts on
+ * (issue #12, bug 9). Now an empty path is copied by length, never by a
+ * NULL pointer. The proxied path is "/" until the parser stops wiping
+ * param (reported with this change); either answer is accepted here, and
+ * the server must live on and exit cleanly. */
+static void a_request_with_a_trailer_is_answered(void **state)
+{
+    fixture_t *f = start(state, 0, "");
+    hp_it_client_t c;
+    hp_it_resp_t r;
+    assert_int_equal(hp_it_client_open(&c, f->server.port), 0);
+    assert_int_equal(hp_it_client_sendf(&c, "GET /upstream/hello HTTP/1.1\r\nHost: h\r\n"
+                                            "Transfer-Encoding: chunked\r\n\r\n"
+                                            "0\r\nX-Trailer: t\r\n\r\n"),
+                     0);
+    assert_int_equal(hp_it_client_read(&c, &r, false), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(strcmp(r.body, "GET /hello\n") == 0 || strcmp(r.body, "GET /\n") == 0);
+    hp_it_resp_free(&r);
+    expect(&c, "/upstream/", 200, "GET /\n");
+    hp_it_client_close(&c);
+    hp_it_fixture_stop(f);
+}
+
+/* --- issue #12: deadlines, departed clients, stray bytes ------------------- */
+
+/* Two stalled requests hold the only connection; a third, queued behind
+ * them, ends at its budget (connect + response timeout: 500 ms), with a
+ * 504, instead of being sent when the second one times out (it used to be
+ * answered 200 after 600 ms: the queue had no deadline). */
+static void queued_request_answers_504_within_its_budget(void **state)
+{
+    fixture_t *f = start(state, 0,
+                         "\"pool_size\": 1, \"connect_timeout_ms\": 200, "
+                         "\"response_timeout_ms\": 300");
+    hp_it_client_t a[2], b;
+    assert_int_equal(hp_it_client_open(&a[0], f->server.port), 0);
+    assert_int_equal(hp_it_client_open(&a[1], f->server.port), 0);
+    assert_int_equal(hp_it_client_open(&b, f->server.port), 0);
+    long long t0 = hp_it_now_ms();
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(hp_it_client_sendf(&a[i],
+                                            "GET /upstream/a%d?fault=stall HTTP/1.1\r\n"
+                                            "Host: h\r\n\r\n",
+                                            i),
+                         0);
+    hp_it_resp_t r;
+    req(&b, "GET", "/upstream/b", 504, &r);
+    long long ms = hp_it_now_ms() - t0;
+    hp_it_resp_free(&r);
+    printf("it_upstream: queued behind two stalled requests, budget 200 + 300 ms: 504 after "
+           "%lld ms\n",
+           ms);
+    assert_true(ms >= 480 && ms < 500 + MARGIN_MS);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(hp_it_client_read(&a[i], &r, false), 0);
+        assert_int_equal(r.status, 504);
+        hp_it_resp_free(&r);
+        hp_it_client_close(&a[i]);
+    }
+    cJSON *s = settled(f->server.port);
+    assert_int_equal(hp_it_json_num(s, "upstream|errors|timeout", 0), 3);
+    assert_int_equal(hp_it_json_num(s, "upstream|responses", 0), 0);
+    cJSON_Delete(s);
+    hp_it_client_close(&b);
+    hp_it_fixture_stop(f);
+}
+
+/* The issue's scenario: clients whose requests wait on a stalled upstream
+ * give up and close. Their requests are cancelled - the sent ones close
+ * their connections, the queued ones leave the queue - so the next client's
+ * request is served at once. It used to wait behind all of them (19.8 s in
+ * the report; here 10 stalled requests over 2 connections at 1 s each would
+ * be 5 s, past the client's 5 s read bound). */
+static void departed_clients_release_the_pool(void **state)
+{
+    enum { LEAVERS = 10 };
+    fixture_t *f = start(state, 0,
+                         "\"pool_size\": 2, \"connect_timeout_ms\": 1000, "
+                         "\"response_timeout_ms\": 1000");
+    hp_it_client_t gone[LEAVERS];
+    for (int i = 0; i < LEAVERS; i++) {
+        assert_int_equal(hp_it_client_open(&gone[i], f->server.port), 0);
+        assert_int_equal(hp_it_client_sendf(&gone[i],
+                                            "GET /upstream/gone%d?fault=stall HTTP/1.1\r\n"
+                                            "Host: h\r\n\r\n",
+                                            i),
+                         0);
+    }
+    long long deadline = hp_it_now_ms() + HP_IT_TIMEOUT_MS;
+    while (hp_it_stat(f->server.port, "upstream|pool|queued") < LEAVERS - 2 &&
+           hp_it_now_ms() < deadline)
+        hp_it_sleep_ms(5);
+    assert_int_equal(hp_it_stat(f->server.port, "upstream|pool|busy"), 2);
+    assert_int_equal(hp_it_stat(f->server.port, "upstream|pool|queued"), LEAVERS - 2);
+    for (int i = 0; i < LEAVERS; i++)
+        hp_it_client_close(&gone[i]);
+    /* The server notices each close while the request waits: give it a
+     * moment, not the seconds the stalled requests would take to time out
+     * (1 s each, two at a time), so the next request shows what is left. */
+    deadline = hp_it_now_ms() + 300;
+    while (hp_it_stat(f->server.port, "upstream|cancelled") < LEAVERS && hp_it_now_ms() < deadline)
+        hp_it_sleep_ms(5);
+
+    hp_it_client_t c;
+    assert_int_equal(hp_it_client_open(&c, f->server.port), 0);
+    long long ms = expect(&c, "/upstream/next", 200, "GET /next\n");
+    printf("it_upstream: %d clients left their stalled requests; the next request took %lld ms\n",
+           LEAVERS, ms);
+    assert_true(ms < MARGIN_MS);
+    cJSON *s = settled(f->server.port);
+    assert_int_equal(hp_it_json_num(s, "upstream|cancelled", 0), LEAVERS);
+    assert_int_equal(hp_it_json_num(s, "upstream|errors|timeout", 0), 0);
+    assert_int_equal(hp_it_json_num(s, "upstream|responses", 0), 1);
+    /* Nothing was answered to the clients that left. */
+    assert_int_equal(hp_it_json_num(s, "routes|/upstream/|valuetask|requests", 0), 1);
+    cJSON_Delete(s);
+    hp_it_client_close(&c);
+    hp_it_fixture_stop(f);
+}
+
+/* A 1xx "body" is never glued to the final body (a 200 "INJECTED!GET ..."
+ * used to reach the client, and a cache fill stored it); legal 1xx
+ * responses are skipped; an unsolicited response after an answer closes
+ * that connection and never answers the next request. */
+static void interim_bodies_and_stray_responses_never_reach_a_client(void **state)
+{
+    fixture_t *f = start(state, 0, "\"pool_size\": 1");
+    hp_it_client_t c;
+    hp_it_resp_t r;
+    assert_int_equal(hp_it_client_open(&c, f->server.port), 0);
+    expect(&c, "/upstream/x?fault=interim", 200, "GET /x?fault=interim\n");
+    expect(&c, "/upstream/x?fault=infobody", 502, "upstream failed\n");
+    expect(&c, "/upstream/after", 200, "GET /after\n");
+
+    hp_it_stub_control(f->stub.port, "fault=infobody");
+    req(&c, "GET", "/cache/glued", 502, &r);
+    assert_string_equal(hp_it_header(&r, "X-Cache"), "miss");
+    hp_it_resp_free(&r);
+    hp_it_stub_control(f->stub.port, "fault=none");
+    req(&c, "GET", "/cache/glued", 200, &r); /* nothing was cached */
+    assert_string_equal(hp_it_header(&r, "X-Cache"), "miss");
+    assert_non_null(strstr(r.body, "\"key\":\"glued\""));
+    hp_it_resp_free(&r);
+
+    /* The stray response comes 20 ms after the answer: on the idle
+     * connection, which then closes; the next request gets its own. */
+    expect(&c, "/upstream/x?fault=extra", 200, "GET /x?fault=extra\n");
+    hp_it_sleep_ms(100);
+    expect(&c, "/upstream/next", 200, "GET /next\n");
+    cJSON *s = settled(f->server.port);
+    assert_int_equal(hp_it_json_num(s, "upstream|unsolicited", 0), 1);
+    assert_int_equal(hp_it_json_num(s, "upstream|errors|protocol", 0), 2);
+    cJSON_Delete(s);
+    hp_it_client_close(&c);
+    hp_it_fixture_stop(f);
+}
+
 int main(void)
 {
     hp_alloc_install();
@@ -365,6 +612,13 @@ int main(void)
         cmocka_unit_test_teardown(slow_upstream_answers_504_at_response_timeout,
                                   hp_it_fixture_teardown),
         cmocka_unit_test_teardown(broken_answers_fail_and_the_pool_recovers,
+                                  hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(targets_are_normalized_or_refused, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(a_request_with_a_trailer_is_answered, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(queued_request_answers_504_within_its_budget,
+                                  hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(departed_clients_release_the_pool, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(interim_bodies_and_stray_responses_never_reach_a_client,
                                   hp_it_fixture_teardown),
     };
     return hp_it_result(cmocka_run_group_tests(tests, NULL, NULL));

@@ -589,6 +589,62 @@ static void test_expired_during_refresh_joins_it(void **state)
     hp_buf_unref(fresh);
 }
 
+/* Waiters that leave (hp_cache_leave): only the last one, on a fill whose
+ * entry has no value, is told the fill is nobody's but the cache's; a
+ * stale entry's refresh, another fill or no fill is never. */
+static void test_waiters_leave(void **state)
+{
+    filler_t f = {.how = FILL_PENDING};
+    hp_cache_opts_t o = opts_of(BIG, 100, 100, HP_CACHE_SIEVE);
+    hp_cache_t *c = hp_cache_new(&o, fill_cb, &f);
+    const hp_cache_stats_t *s = hp_cache_stats(c);
+    consumer_t k[3];
+    for (int i = 0; i < 3; i++)
+        consumer_get(&k[i], c, HP_MODE_VALUETASK, "k", 0);
+    hp_task_t *fill = f.tasks[0];
+    hp_task_t *other = hp_task_new();
+    assert_int_equal(hp_cache_leave(c, "k", 1, other), 0); /* not its fill */
+    hp_task_unref(other);
+    assert_int_equal(hp_cache_leave(c, "nope", 4, fill), 0);
+    assert_int_equal(hp_cache_leave(c, "k", 1, fill), 0);
+    assert_int_equal(hp_cache_leave(c, "k", 1, fill), 0);
+    assert_int_equal(hp_cache_leave(c, "k", 1, fill), 1); /* the last */
+    assert_int_equal(hp_cache_leave(c, "k", 1, fill), 0); /* and only once */
+    assert_int_equal(s->waiters_left, 6);
+    /* The caller cancels it: the fill fails, the entry goes, and every
+     * continuation still runs (the departed requests end then). */
+    fill_fail(&f, 0, UV_ECANCELED, "cancelled (test)");
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(k[i].done, 1);
+        assert_int_equal(k[i].rc, UV_ECANCELED);
+    }
+    assert_int_equal(s->pending, 0);
+    assert_int_equal(s->fill_failures, 1);
+    assert_int_equal(hp_cache_leave(c, "k", 1, fill), 0); /* no fill now */
+
+    /* A stale entry's refresh has no waiters and keeps its value. */
+    hp_buf_t *old = make_buf("old"), *fresh = make_buf("fresh");
+    hp_cache_outcome_t out;
+    assert_int_equal(hp_cache_put(c, "r", 1, old, 0), 0);
+    hp_buf_unref(get_now(c, HP_MODE_VALUETASK, "r", 150, &out));
+    assert_int_equal(out, HP_CACHE_STALE);
+    hp_task_t *refresh = f.tasks[1];
+    assert_int_equal(hp_cache_leave(c, "r", 1, refresh), 0);
+    /* Expired while it runs, a get joins it: that waiter is the only one,
+     * and the entry has no value left. */
+    consumer_t j;
+    consumer_get(&j, c, HP_MODE_VALUETASK, "r", 250);
+    assert_int_equal(j.outcome, HP_CACHE_COALESCED);
+    assert_int_equal(hp_cache_leave(c, "r", 1, refresh), 1);
+    fill_complete(&f, 1, fresh); /* not cancelled after all: it completes */
+    assert_ptr_equal(j.buf, fresh);
+    consumer_done(&j);
+    assert_int_equal(s->entries, 1);
+    hp_cache_free(c);
+    hp_buf_unref(old);
+    hp_buf_unref(fresh);
+}
+
 /* --- the memory bound --------------------------------------------------- */
 
 static void test_eviction_under_bound(void **state)
@@ -903,6 +959,7 @@ int main(void)
         cmocka_unit_test(test_fill_stamped_when_it_completes),
         cmocka_unit_test(test_stale_while_revalidate),
         cmocka_unit_test(test_expired_during_refresh_joins_it),
+        cmocka_unit_test(test_waiters_leave),
         cmocka_unit_test(test_eviction_under_bound),
         cmocka_unit_test(test_value_larger_than_bound),
         cmocka_unit_test(test_evicted_while_refreshing),

@@ -1072,7 +1072,7 @@ hp_task_t *hp_upstream_request(hp_upstream_t *u, const char *method, const char 
     return out;
 }
 
-int hp_upstream_cancel(hp_upstream_t *u, hp_task_t *t, bool even_if_sent)
+int hp_upstream_cancel(hp_upstream_t *u, const hp_task_t *t, bool even_if_sent)
 {
     ptrdiff_t at = index_find(u, t);
     if (at < 0) return UV_ENOENT;

@@ -131,7 +131,7 @@ hp_task_t *hp_upstream_request(hp_upstream_t *u, const char *method, const char 
  * stats.cancelled. Returns 0; UV_EBUSY when the request was sent and
  * even_if_sent is false (nothing changes); UV_ENOENT when t is not a request
  * in progress here (finished already, or never one). */
-int hp_upstream_cancel(hp_upstream_t *u, hp_task_t *t, bool even_if_sent);
+int hp_upstream_cancel(hp_upstream_t *u, const hp_task_t *t, bool even_if_sent);
 
 /* Borrowed; valid until close's done callback. */
 const hp_upstream_stats_t *hp_upstream_stats(const hp_upstream_t *u);
