@@ -33,6 +33,14 @@ seeds = {
     "smuggle": b"POST /plaintext HTTP/1.1\r\nHost: x\r\nContent-Length: 28\r\n\r\nGET /json HTTP/1.1\r\nHost: x\r\n\r\n",
     "long-line": b"GET /" + b"a" * 1100 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
     "many-headers": b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(25)) + b"\r\n",
+    # Paths that go upstream (handlers/target.h) and requests pending when the connection goes.
+    "upstream-trailer": b"GET /upstream/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        b"0\r\nX-T: y\r\n\r\n",
+    "upstream-dots": b"GET /upstream/a/./b/../c%41%c3?x=%2F HTTP/1.1\r\nHost: x\r\n\r\n",
+    "upstream-refused": b"GET /upstream/..%2Fa%5c#f HTTP/1.1\r\nHost: x\r\n\r\n",
+    "cache-escapes": b"GET /cache/k%41 HTTP/1.1\r\nHost: x\r\n\r\nGET /cache/%2e%2e HTTP/1.1\r\nHost: x\r\n\r\n",
+    "upstream-pipelined": b"GET /upstream/x HTTP/1.1\r\nHost: x\r\n\r\nGET /cache/k HTTP/1.1\r\nHost: x\r\n\r\n"
+                          b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n",
 }
 os.makedirs(here, exist_ok=True)
 for name, body in seeds.items():
