@@ -18,16 +18,14 @@
 #include <string.h>
 
 /* One list (target.h), two spellings: the message, and the 400's body. */
-static const char *const messages[] = {
-    "",
-#define XX(name, msg) msg,
-    HP_TARGET_REFUSALS(XX)
+static const char *const messages[] = {[HP_TARGET_OK] = "",
+#define XX(name, msg) [HP_TARGET_##name] = msg,
+                                       HP_TARGET_REFUSALS(XX)
 #undef XX
 };
-static const hp_str_t bodies[] = {
-    {"", 0},
-#define XX(name, msg) HP_STR(msg "\n"),
-    HP_TARGET_REFUSALS(XX)
+static const hp_str_t bodies[] = {[HP_TARGET_OK] = {"", 0},
+#define XX(name, msg) [HP_TARGET_##name] = HP_STR(msg "\n"),
+                                  HP_TARGET_REFUSALS(XX)
 #undef XX
 };
 #define NREASONS (sizeof(messages) / sizeof(messages[0]))
@@ -55,8 +53,8 @@ static int hex(unsigned char c)
 /* RFC 3986 2.3: ALPHA / DIGIT / "-" / "." / "_" / "~". */
 static bool unreserved(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
 }
 
 int hp_target_normalize(hp_str_t path, hp_str_t query, char *out)

@@ -37,7 +37,8 @@
  *             body "INJECTED!", then the answer: 1xx has no body (RFC 9112
  *             6.3), so those 9 bytes are garbage where a status line goes
  *   extra     the answer, then EXTRA_MS later a second, unsolicited
- *             response ("SMUGGLED\n") on the same connection
+ *             response ("SMUGGLED\n") on the same connection (counted in
+ *             /_stats "extras" once written)
  * drop_next=N in _control drops the next N requests that arrive on an
  * already used connection: the keep-alive race, made deterministic.
  *
@@ -110,6 +111,7 @@ typedef struct {
     settings_t set;
     hp_link_t conns;
     uint64_t requests, items, failed, faults, connections, open_connections;
+    uint64_t extras; /* fault=extra's unsolicited responses written */
     uint64_t rng;
     char rbuf[65536]; /* every connection reads here: each read is parsed at once */
 } stub_t;
@@ -342,10 +344,11 @@ static void answer_stats(stub_t *s, answer_t *a)
     a->ctype = "application/json";
     str_printf(&a->body,
                "{\"requests\":%llu,\"items\":%llu,\"failed\":%llu,\"faults\":%llu,"
-               "\"connections\":%llu,\"open_connections\":%llu}",
+               "\"connections\":%llu,\"open_connections\":%llu,\"extras\":%llu}",
                (unsigned long long)s->requests, (unsigned long long)s->items,
                (unsigned long long)s->failed, (unsigned long long)s->faults,
-               (unsigned long long)s->connections, (unsigned long long)s->open_connections);
+               (unsigned long long)s->connections, (unsigned long long)s->open_connections,
+               (unsigned long long)s->extras);
 }
 
 static void answer_settings(stub_t *s, answer_t *a)
@@ -554,7 +557,10 @@ static void write_raw(sconn_t *c, const char *data, size_t len)
 static void later_cb(uv_timer_t *t)
 {
     later_t *l = t->data;
-    if (!l->c->closing) write_raw(l->c, smuggled, sizeof(smuggled) - 1);
+    if (!l->c->closing) {
+        write_raw(l->c, smuggled, sizeof(smuggled) - 1);
+        l->c->s->extras++;
+    }
     uv_close((uv_handle_t *)&l->timer, later_closed_cb);
 }
 

@@ -592,7 +592,9 @@ static void interim_bodies_and_stray_responses_never_reach_a_client(void **state
     /* The stray response comes 20 ms after the answer: on the idle
      * connection, which then closes; the next request gets its own. */
     expect(&c, "/upstream/x?fault=extra", 200, "GET /x?fault=extra\n");
-    hp_it_sleep_ms(100);
+    long long deadline = hp_it_now_ms() + HP_IT_TIMEOUT_MS;
+    while (hp_it_stat(f->server.port, "upstream|unsolicited") < 1 && hp_it_now_ms() < deadline)
+        hp_it_sleep_ms(5);
     expect(&c, "/upstream/next", 200, "GET /next\n");
     cJSON *s = settled(f->server.port);
     assert_int_equal(hp_it_json_num(s, "upstream|unsolicited", 0), 1);

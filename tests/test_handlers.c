@@ -114,7 +114,8 @@ static void target_table(void **state)
                 fail_msg("\"%s\"?\"%s\": got %d, expected refusal %d (%s)", row->path, row->query,
                          n, row->reason, hp_target_message(row->reason));
             hp_str_t body = hp_target_body(n);
-            assert_true(body.len == strlen(hp_target_message(n)) + 1 && body.ptr[body.len - 1] == '\n');
+            assert_true(body.len == strlen(hp_target_message(n)) + 1 &&
+                        body.ptr[body.len - 1] == '\n');
             assert_memory_equal(body.ptr, hp_target_message(n), body.len - 1);
             continue;
         }

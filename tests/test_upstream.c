@@ -694,11 +694,12 @@ static void test_interim_responses(void **state)
 }
 
 /* Bytes nobody asked for never answer a request. The stub answers A, then
- * EXTRA_MS later sends a second, unsolicited response. The test sleeps
- * outside the loop so those bytes wait unread in the socket when B is
- * issued: reusing that connection for B would make them B's answer (the
- * client used to deliver "SMUGGLED\n" to B). Then the same with the loop
- * running: an idle connection that receives bytes closes. */
+ * EXTRA_MS later sends a second, unsolicited response. The test waits for
+ * that outside the loop (asking the stub over its own connection), so the
+ * bytes lie unread in the socket when B is issued: reusing that connection
+ * for B would make them B's answer (the client used to deliver "SMUGGLED\n"
+ * to B). Then the same with the loop running: an idle connection that
+ * receives bytes closes. */
 static void test_unsolicited_bytes_never_answer(void **state)
 {
     fx_t *f = *state;
@@ -706,8 +707,13 @@ static void test_unsolicited_bytes_never_answer(void **state)
     assert_int_equal(hp_upstream_reconfigure(f->u, &f->opts), 0);
     expect_ok(f, "/a?fault=extra");
     assert_int_equal(STAT(f, pool_idle), 1);
-    struct timespec ts = {0, 150 * 1000 * 1000};
-    nanosleep(&ts, NULL); /* the extra response arrives; the loop does not run */
+    /* The extra response is written (loopback: it is in our socket as soon
+     * as that); the loop does not run meanwhile. */
+    for (int i = 0; i < 500 && stub_stat(&f->stub, "extras") < 1; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(stub_stat(&f->stub, "extras"), 1);
     hp_task_t *t = fetch(f, "GET", "/b");
     expect_body(ok_buf(t), "GET /b\n");
     hp_task_unref(t);
@@ -715,7 +721,8 @@ static void test_unsolicited_bytes_never_answer(void **state)
     assert_int_equal(STAT(f, conns_opened), 2);
 
     expect_ok(f, "/c?fault=extra");
-    run_for(f, 150); /* read while idle: closed at once */
+    for (int i = 0; i < 500 && STAT(f, unsolicited) < 2; i++)
+        run_for(f, 10); /* read while idle: closed at once */
     assert_int_equal(STAT(f, unsolicited), 2);
     assert_int_equal(STAT(f, pool_open), 0);
     t = fetch(f, "GET", "/d");
