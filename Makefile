@@ -2,8 +2,9 @@
 #
 #   make run     install what is missing, build, start the upstream stub and
 #                hotpath on config/hotpath.json
-#   make test    install what is missing, build, run unit + integration tests,
-#                then the same tests built with ASan+UBSan
+#   make test    install what is missing, build, run unit + integration tests
+#                and the browser test of /dashboard, then the unit +
+#                integration tests built with ASan+UBSan
 #
 # Everything builds out of tree under $(BUILD); the sanitizer build lives in
 # $(BUILD)/asan and is produced by this same Makefile with SAN=1.
@@ -20,10 +21,11 @@ LLHTTP_INC ?= /usr/share/include/llhttp
 # adds. `make deps` installs whatever of these is missing and nothing else.
 DEB_BUILD = pkg-config libuv1-dev node-llhttp libcjson-dev libcmocka-dev
 DEB_TEST  = prometheus valgrind
-# The browser test's: installed by test-browser, which says so and skips when
+DEB_BENCH = wrk nghttp2-client nginx-light gnuplot-nox valgrind procps util-linux python3
+# The browser test's: installed by test-browser, which skips, saying why, when
 # they cannot be had. Node.js and npm build the dashboard page (see below).
 DEB_BROWSER = chromium wrk
-DEB_BENCH = wrk nghttp2-client nginx-light gnuplot-nox valgrind procps util-linux python3
+CHROMIUM   ?= /usr/bin/chromium
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -184,11 +186,12 @@ test-browser: $(BUILD)/hotpath $(BUILD)/hotpath-upstream $(DASH_NPM)
 	    { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	      $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; } || true; \
 	fi
-	@if [ ! -x /usr/bin/chromium ] || ! command -v wrk >/dev/null; then \
-	    echo "SKIP browser test: /usr/bin/chromium or wrk is missing and apt-get could not install it"; \
+	@if [ ! -x $(CHROMIUM) ] || ! command -v wrk >/dev/null; then \
+	    echo "SKIP browser test: $(CHROMIUM) or wrk is missing and apt-get could not install it"; \
 	else \
 	    echo "== tests/browser/dashboard.mjs"; \
-	    $(TEST_ENV) HOTPATH_BUILD=$(abspath $(BUILD)) node tests/browser/dashboard.mjs; \
+	    $(TEST_ENV) HOTPATH_BUILD=$(abspath $(BUILD)) CHROMIUM=$(CHROMIUM) \
+	        node tests/browser/dashboard.mjs; \
 	fi
 
 # The same unit and integration tests, with every binary (servers included)

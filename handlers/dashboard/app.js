@@ -146,7 +146,7 @@
             legend: { show: false },
             scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.15 : 1] } },
             axes: [
-                { ...axis, space: 80, values: (u, ticks) => ticks.map((t) => clock(t * 1000)) },
+                { ...axis, space: 80, size: 32, values: (u, ticks) => ticks.map((t) => clock(t * 1000)) },
                 { ...axis, size: 56, values: (u, ticks) => ticks.map((t) => num(t)) },
             ],
             series: [{}, { label, stroke, width: 2, fill: stroke + '22', points: { show: false } }],

@@ -11,28 +11,18 @@
 // request the page plots rise (task mode allocates where valuetask mode
 // does not). Keeps a full-page screenshot under $HOTPATH_BUILD/dashboard/.
 //
-//   HOTPATH_BIN=build/hotpath HOTPATH_UPSTREAM_BIN=build/hotpath-upstream \
 //   HOTPATH_ROOT=. HOTPATH_BUILD=build node tests/browser/dashboard.mjs
-import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+// (make test-browser runs it so.)
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 
-const root = resolve(process.env.HOTPATH_ROOT ?? '.');
-const build = resolve(process.env.HOTPATH_BUILD ?? join(root, 'build'));
-const bin = process.env.HOTPATH_BIN ?? join(build, 'hotpath');
-const stubBin = process.env.HOTPATH_UPSTREAM_BIN ?? join(build, 'hotpath-upstream');
-const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const { chromium } = createRequire(join(root, 'handlers/dashboard/package.json'))('playwright-core');
+import { Stack, build } from './support.mjs';
 
 const DEADLINE_MS = 60_000; // the whole test, whatever hangs
 const MODE_SHOWN_MS = 5_000; // the page polls once a second
 
 const started = Date.now();
-const tmp = mkdtempSync(join(tmpdir(), 'hotpath-dashboard-'));
-const procs = [];
-let browser = null;
+const stack = new Stack();
 let passed = 0;
 
 function ok(what) {
@@ -44,86 +34,13 @@ function check(cond, what, detail) {
     ok(what);
 }
 
-// Start a process and wait for the line that says it listens; returns it
-// with .port.
-function start(name, file, args, pattern) {
-    return new Promise((resolveStart, reject) => {
-        const p = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-        p.name = name;
-        p.err = '';
-        procs.push(p);
-        let out = '';
-        const timer = setTimeout(() => reject(new Error(`${name} did not start: ${out}${p.err}`)), 10_000);
-        p.stdout.on('data', (b) => {
-            out += b;
-            const m = out.match(pattern);
-            if (m && !p.port) {
-                p.port = Number(m[1]);
-                clearTimeout(timer);
-                resolveStart(p);
-            }
-        });
-        p.stderr.on('data', (b) => (p.err += b));
-        p.on('exit', (code, sig) => {
-            p.exited = { code, sig };
-            clearTimeout(timer);
-            if (!p.port) reject(new Error(`${name} exited (${code ?? sig}) before listening: ${p.err}`));
-        });
-    });
-}
-
-function exited(p, ms) {
-    if (p.exited) return Promise.resolve(p.exited);
-    return new Promise((res) => {
-        const t = setTimeout(() => res(null), ms);
-        p.on('exit', (code, sig) => {
-            clearTimeout(t);
-            res({ code, sig });
-        });
-    });
-}
-
-async function cleanup() {
-    if (browser) await browser.close().catch(() => {});
-    for (const p of procs) if (!p.exited) p.kill('SIGKILL');
-    rmSync(tmp, { recursive: true, force: true });
-}
-
 async function main() {
-    const stub = await start('hotpath-upstream', stubBin, ['--port', '0', '--delay-ms', '2'],
-        /listening on \S+:(\d+)/);
-    const config = join(tmp, 'hotpath.json');
-    const writeConfig = (mode) => writeFileSync(config, JSON.stringify({
-        listen: { host: '127.0.0.1', port: 0 },
-        workers: 2,
-        mode,
-        upstream: { host: '127.0.0.1', port: stub.port },
-        // A short window and a low hot threshold, so the advisor's verdicts
-        // follow this short, modest load.
-        advice: { window_s: 2, hot_rate: 500, sync_share_pct: 90 },
-    }));
-    writeConfig('valuetask');
-    const server = await start('hotpath', bin, ['--config', config], /listening on http:\/\/[^:]+:(\d+)/);
-    const base = `http://127.0.0.1:${server.port}`;
-
-    // The load: wrk's mixed scenario (plaintext, json, cache hits and
-    // misses, upstream), one thread, 4 connections, bounded by -d.
-    const wrk = spawn('wrk', ['-t1', '-c4', '-d40s', '-s', join(root, 'loadtest/mixed.lua'), base,
-        '--', `dash${Date.now()}`], { stdio: 'ignore' });
-    wrk.name = 'wrk';
-    procs.push(wrk);
-    wrk.on('exit', (code, sig) => (wrk.exited = { code, sig }));
-
-    const profile = join(tmp, 'chromium-profile');
-    mkdirSync(profile);
-    browser = await chromium.launchPersistentContext(profile, {
-        executablePath: chromiumPath,
-        headless: true,
-        viewport: { width: 1440, height: 1000 },
-        args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-            '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
-    const page = browser.pages()[0] ?? (await browser.newPage());
+    // A short window and a low hot threshold, so the advisor's verdicts
+    // follow this short, modest load.
+    await stack.servers({ workers: 2, advice: { window_s: 2, hot_rate: 500, sync_share_pct: 90 } });
+    const base = stack.base;
+    stack.wrk(40, 4);
+    const page = await stack.page({ width: 1440, height: 1000 });
     const errors = [];
     page.on('pageerror', (e) => errors.push(String(e)));
 
@@ -167,9 +84,8 @@ async function main() {
 
     // Switch the mode as a user would: rewrite the file, SIGHUP.
     const before = await page.evaluate(() => window.hotpathDashboard.hist.x.length);
-    writeConfig('task');
     const sent = Date.now();
-    server.kill('SIGHUP');
+    stack.setMode('task');
     await page.waitForFunction(() => document.getElementById('mode').textContent === 'task', null,
         { timeout: MODE_SHOWN_MS });
     const shownMs = Date.now() - sent;
@@ -200,21 +116,13 @@ async function main() {
     mkdirSync(join(build, 'dashboard'), { recursive: true });
     await page.screenshot({ path: shot, fullPage: true });
     console.log(`screenshot: ${shot}`);
-    await browser.close();
-    browser = null;
-
-    wrk.kill('SIGTERM');
-    server.kill('SIGTERM');
-    const st = await exited(server, 10_000);
+    const st = await stack.stop();
     check(st && st.code === 0, 'hotpath drains and exits 0', st);
-    stub.kill('SIGTERM');
-    await exited(stub, 5_000);
-    await exited(wrk, 5_000);
 }
 
 const timer = setTimeout(async () => {
     console.error(`browser test: over ${DEADLINE_MS / 1000} s, stopping`);
-    await cleanup();
+    await stack.stop();
     process.exit(1);
 }, DEADLINE_MS);
 
@@ -223,10 +131,10 @@ try {
     console.log(`browser test: ${passed} passed, 0 failed (${((Date.now() - started) / 1000).toFixed(1)} s)`);
 } catch (e) {
     console.error(`not ok - ${e.message}`);
-    for (const p of procs) if (p.err) console.error(`--- ${p.name} stderr:\n${p.err.slice(-2000)}`);
+    console.error(stack.stderr());
     console.log(`browser test: ${passed} passed, 1 failed`);
     process.exitCode = 1;
 } finally {
     clearTimeout(timer);
-    await cleanup();
+    await stack.stop();
 }
