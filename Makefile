@@ -2,8 +2,9 @@
 #
 #   make run     install what is missing, build, start the upstream stub and
 #                hotpath on config/hotpath.json
-#   make test    install what is missing, build, run unit + integration tests,
-#                then the same tests built with ASan+UBSan
+#   make test    install what is missing, build, run unit + integration tests
+#                and the browser test of /dashboard, then the unit +
+#                integration tests built with ASan+UBSan
 #
 # Everything builds out of tree under $(BUILD); the sanitizer build lives in
 # $(BUILD)/asan and is produced by this same Makefile with SAN=1.
@@ -21,6 +22,10 @@ LLHTTP_INC ?= /usr/share/include/llhttp
 DEB_BUILD = pkg-config libuv1-dev node-llhttp libcjson-dev libcmocka-dev
 DEB_TEST  = prometheus valgrind
 DEB_BENCH = wrk nghttp2-client nginx-light gnuplot-nox valgrind procps util-linux python3
+# The browser test's: installed by test-browser, which skips, saying why, when
+# they cannot be had. Node.js and npm build the dashboard page (see below).
+DEB_BROWSER = chromium wrk
+CHROMIUM   ?= /usr/bin/chromium
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -55,7 +60,15 @@ LIB_SRC  = $(filter-out server/main.c,$(wildcard server/*.c)) \
            $(wildcard middleware/*.c) $(wildcard handlers/*.c) \
            $(wildcard cache/*.c) $(wildcard upstream/*.c)
 LLHTTP_OBJ = $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
-LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(LLHTTP_OBJ)
+# The /dashboard page, embedded: handlers/dashboard/embed.mjs inlines the
+# page's sources and uPlot (installed by `npm ci` from the lock file) into
+# one C byte array, generated under $(BUILD) and linked into the library.
+DASH_DIR = handlers/dashboard
+DASH_SRC = $(addprefix $(DASH_DIR)/,index.html app.js style.css embed.mjs)
+DASH_NPM = $(DASH_DIR)/node_modules/.package-lock.json
+DASH_GEN = $(BUILD)/gen/dashboard_page.c
+DASH_OBJ = $(BUILD)/gen/dashboard_page.o
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(LLHTTP_OBJ) $(DASH_OBJ)
 LIB      = $(BUILD)/libhotpath.a
 
 UNIT_SRC = $(wildcard tests/test_*.c)
@@ -67,16 +80,19 @@ TEST_SUPPORT_OBJ = $(TEST_SUPPORT:%.c=$(BUILD)/%.o)
 
 BINS = $(BUILD)/hotpath $(BUILD)/hotpath-upstream $(BUILD)/hotpath-load
 
-.PHONY: all deps bench-deps build run test test-unit test-it test-asan clean format \
-        bench bench-quick soak fuzz fuzz-replay valgrind
+.PHONY: all deps bench-deps build run test test-unit test-it test-asan test-browser clean \
+        format bench bench-quick soak fuzz fuzz-replay valgrind
 
 all: deps
 	@$(MAKE) --no-print-directory build
 
 build: $(BINS) $(UNIT_BIN) $(IT_BIN) $(BUILD)/fuzz-replay
 
+# Node.js and npm count as present when they are on PATH, wherever they came
+# from; Debian's are installed only when they are not.
 deps:
 	@missing=$$(for p in $(DEB_BUILD) $(DEB_TEST); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	    echo "installing missing Debian packages:" $$missing; \
 	    $(SUDO) apt-get update -qq && \
@@ -101,6 +117,18 @@ $(BUILD)/%.o: %.c Makefile
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out $(WARN),$(CFLAGS_ALL)) -w -c $< -o $@
+
+# npm ci installs exactly the lock file's versions; the stamp is the hidden
+# lock file npm writes, so this runs again only when the lock file changes.
+$(DASH_NPM): $(DASH_DIR)/package.json $(DASH_DIR)/package-lock.json
+	cd $(DASH_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(DASH_GEN): $(DASH_SRC) $(DASH_NPM)
+	node $(DASH_DIR)/embed.mjs $@
+
+$(DASH_OBJ): $(DASH_GEN)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
@@ -135,6 +163,7 @@ TEST_ENV = HOTPATH_BIN=$(abspath $(BUILD)/hotpath) \
 test: deps
 	@$(MAKE) --no-print-directory build
 	@$(MAKE) --no-print-directory test-unit test-it
+	@$(MAKE) --no-print-directory test-browser
 	@$(MAKE) --no-print-directory test-asan
 	@echo "make test: all passed"
 
@@ -146,6 +175,24 @@ test-unit: $(UNIT_BIN) $(BUILD)/fuzz-replay
 
 test-it: $(BINS) $(IT_BIN)
 	@set -e; for t in $(IT_BIN); do echo "== $$t"; $(TEST_ENV) $$t; done
+
+# /dashboard in headless Chromium under a short wrk load (tests/browser/).
+# Installs Chromium and wrk when missing; when they cannot be installed it
+# prints one SKIP line saying why and passes.
+test-browser: $(BUILD)/hotpath $(BUILD)/hotpath-upstream $(DASH_NPM)
+	@missing=$$(for p in $(DEB_BROWSER); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing missing Debian packages:" $$missing; \
+	    { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; } || true; \
+	fi
+	@if [ ! -x $(CHROMIUM) ] || ! command -v wrk >/dev/null; then \
+	    echo "SKIP browser test: $(CHROMIUM) or wrk is missing and apt-get could not install it"; \
+	else \
+	    echo "== tests/browser/dashboard.mjs"; \
+	    $(TEST_ENV) HOTPATH_BUILD=$(abspath $(BUILD)) CHROMIUM=$(CHROMIUM) \
+	        node tests/browser/dashboard.mjs; \
+	fi
 
 # The same unit and integration tests, with every binary (servers included)
 # built with AddressSanitizer, LeakSanitizer and UBSan.

@@ -35,6 +35,7 @@ struct hp_gen {
     uint32_t refs;       /* the worker's (while current) + one per request */
     hp_config_t *config; /* owned reference */
     hp_mode_t mode;
+    uint64_t mode_since_ms; /* uv_now when `mode` took effect; 0: since start */
     unsigned nmw;
     struct {
         const hp_middleware_t *desc;

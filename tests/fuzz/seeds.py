@@ -14,6 +14,8 @@ seeds = {
     "stats": b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n",
     "metrics": b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
     "advice": b"GET /advice HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\n\r\n",
+    "dashboard": b"GET /dashboard HTTP/1.1\r\nHost: x\r\n\r\n",
+    "dashboard-data": b"GET /dashboard/data HTTP/1.1\r\nHost: x\r\n\r\n",
     "cache": b"GET /cache/k HTTP/1.1\r\nHost: x\r\n\r\n",
     "upstream": b"GET /upstream/items/x?a=b HTTP/1.1\r\nHost: x\r\n\r\n",
     "echo": b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
