@@ -18,16 +18,19 @@ LLHTTP_INC ?= /usr/share/include/llhttp
 
 # Debian packages: what building and testing needs, and what benchmarking
 # adds. `make deps` installs whatever of these is missing and nothing else.
-DEB_BUILD = pkg-config libuv1-dev node-llhttp libcjson-dev libcmocka-dev
-DEB_TEST  = prometheus valgrind
+DEB_BUILD = pkg-config libuv1-dev node-llhttp libcjson-dev libcmocka-dev libhiredis-dev
+DEB_TEST  = prometheus valgrind redis-server haproxy
 DEB_BENCH = wrk nghttp2-client nginx-light gnuplot-nox valgrind procps util-linux python3
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Recursively expanded on purpose: pkg-config runs when a recipe needs the
 # flags, which is after `deps` has installed the .pc files on a fresh machine.
+# hiredis's --cflags are left out on purpose: they put /usr/include/hiredis
+# on the include path, where its alloc.h, read.h and sds.h would shadow any
+# header of ours included by a bare name; the code says <hiredis/read.h>.
 PKG_CFLAGS = $(shell pkg-config --cflags libuv libcjson 2>/dev/null)
-PKG_LIBS   = $(shell pkg-config --libs libuv libcjson 2>/dev/null || echo -luv -lcjson)
+PKG_LIBS   = $(shell pkg-config --libs libuv libcjson hiredis 2>/dev/null || echo -luv -lcjson -lhiredis)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 # llhttp ships two parsers in one file; strict mode is the one that refuses
