@@ -71,7 +71,7 @@ TEST_SUPPORT_OBJ = $(TEST_SUPPORT:%.c=$(BUILD)/%.o)
 BINS = $(BUILD)/hotpath $(BUILD)/hotpath-upstream $(BUILD)/hotpath-load
 
 .PHONY: all deps bench-deps build run test test-unit test-it test-asan clean format \
-        bench bench-quick soak fuzz fuzz-replay valgrind
+        bench bench-quick soak fuzz fuzz-replay valgrind cluster
 
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -160,6 +160,15 @@ test-asan:
 run: deps
 	@$(MAKE) --no-print-directory $(BINS)
 	@loadtest/serve.sh $(BUILD) config/hotpath.json
+
+# N hotpath instances (1 worker each) behind HAProxy on :8080, sharing one
+# Redis (the L2 cache) and one upstream stub; Ctrl-C stops them all. Files
+# and logs in $(BUILD)/cluster; `python3 loadtest/cluster.py --help` for
+# ports and the rest. bench-deps: python3, and wrk to load it.
+N ?= 3
+cluster: bench-deps
+	@$(MAKE) --no-print-directory $(BINS)
+	@python3 loadtest/cluster.py --build $(BUILD) --instances $(N)
 
 # Load tests: they measure and report, they never assert. bench-quick
 # finishes in under 3 minutes; bench is the full run.
