@@ -49,41 +49,47 @@ typedef struct {
     unsigned backoff_max_ms;     /* ... doubling per failure up to this */
 } hp_l2_opts_t;
 
-/* Single-writer counters (server/counter.h): the owning worker writes, any
- * thread reads with hp_counter_get. Gauges are marked; the rest only grow.
- * Every GET and SET ends in exactly one outcome, so at any moment
+/* The statistics, declared once: XX(name, kind, help), kind being the
+ * Prometheus type (counter: only grows; gauge), so /stats and /metrics can
+ * both be generated from this table. Single-writer (server/counter.h): the
+ * owning worker writes, any thread reads with hp_counter_get. Every field
+ * is a uint64_t, so the blocks of all workers sum word by word. Every GET
+ * and SET ends in exactly one outcome, so at any moment
  *   gets + sets == hits + misses + stored + errors + timeouts + bypasses
- *                  + rejected + shutdowns + inflight. */
+ *                  + rejected + shutdowns + inflight.
+ * The reader_buf_* pair: hiredis's reply parser keeps one read buffer per
+ * connection that libhiredis mallocs itself (hiredis 0.14 has no allocator
+ * hook), so hp_alloc cannot count it; these make it visible instead. In
+ * steady state it does not change per command. */
+#define HP_L2_STATS(XX)                                                                            \
+    XX(gets, counter, "GETs asked for")                                                            \
+    XX(hits, counter, "GETs answered with a value")                                                \
+    XX(misses, counter, "GETs answered: no such key")                                              \
+    XX(sets, counter, "SETs asked for")                                                            \
+    XX(stored, counter, "SETs acknowledged with OK")                                               \
+    XX(errors, counter,                                                                            \
+       "commands faulted by an error reply, a malformed reply or record, or the connection "       \
+       "lost under them")                                                                          \
+    XX(timeouts, counter, "commands faulted: no reply within command_timeout_ms")                  \
+    XX(bypasses, counter, "calls refused at once: not connected")                                  \
+    XX(rejected, counter,                                                                          \
+       "calls refused at once: max_inflight reached, or a record too big or not encodable")        \
+    XX(shutdowns, counter, "commands faulted or refused by close")                                 \
+    XX(connects, counter, "connection attempts, the first one included")                           \
+    XX(connect_failures, counter, "connection attempts that never got SELECT's OK")                \
+    XX(reconnects, counter, "connection attempts made by the backoff timer")                       \
+    XX(disconnects, counter, "ready connections lost to a fault")                                  \
+    XX(connected, gauge, "1 while a connection is ready")                                          \
+    XX(inflight, gauge, "GETs and SETs awaiting replies")                                          \
+    XX(latency_us_sum, counter, "microseconds from send to reply, over commands answered")         \
+    XX(latency_count, counter, "commands answered (hits, misses, stored, error replies)")          \
+    XX(reader_buf_bytes, gauge, "capacity of hiredis's read buffer (not counted by hp_alloc)")     \
+    XX(reader_buf_changes, counter, "reads that grew or replaced hiredis's read buffer")
+
 typedef struct {
-    uint64_t gets;             /* hp_l2_get calls */
-    uint64_t hits;             /* ...answered with a value */
-    uint64_t misses;           /* ...answered "no such key" */
-    uint64_t sets;             /* hp_l2_set calls */
-    uint64_t stored;           /* ...acknowledged with OK */
-    uint64_t errors;           /* commands faulted: an error reply, a malformed reply
-                                  or record, or the connection lost under them */
-    uint64_t timeouts;         /* commands faulted: no reply within command_timeout_ms */
-    uint64_t bypasses;         /* calls refused at once: not connected (UV_ENOTCONN) */
-    uint64_t rejected;         /* calls refused at once: max_inflight reached, a
-                                  record over max_value_bytes, or not encodable */
-    uint64_t shutdowns;        /* commands faulted or refused by hp_l2_close */
-    uint64_t connects;         /* connection attempts, the first one included */
-    uint64_t connect_failures; /* attempts that never got SELECT's OK */
-    uint64_t reconnects;       /* attempts made by the backoff timer */
-    uint64_t disconnects;      /* ready connections lost to a fault */
-    uint64_t connected;        /* gauge: 1 while a connection is ready */
-    uint64_t inflight;         /* gauge: GETs and SETs awaiting replies */
-    /* Send to reply, over commands Redis answered (hits, misses, stored,
-     * error replies): sum and count, in microseconds. */
-    uint64_t latency_us_sum;
-    uint64_t latency_count;
-    /* hiredis's reply parser keeps one read buffer per connection, allocated
-     * by libhiredis itself with plain malloc (hiredis 0.14 has no allocator
-     * hook), so hp_alloc cannot count it. These make it visible instead:
-     * its capacity (gauge) and how many reads changed it (grown, or released
-     * and recreated by hiredis). Steady state: no change per command. */
-    uint64_t reader_buf_bytes;
-    uint64_t reader_buf_changes;
+#define XX(name, kind, help) uint64_t name;
+    HP_L2_STATS(XX)
+#undef XX
 } hp_l2_stats_t;
 
 /* Check opts without creating anything (the config reload validates before
@@ -119,8 +125,9 @@ int hp_l2_reconfigure(hp_l2_t *l2, const hp_l2_opts_t *opts, char *err, size_t e
  * (Redis answered with an error), UV_EPROTO (a reply that is no answer to a
  * GET), UV_EILSEQ (the value is not a record of this format), UV_E2BIG (over
  * max_value_bytes), HP_ESHUTDOWN. The task may have faulted already when the
- * connection failed during this call. Continuations run from the loop (the
- * read callback), or from hp_l2_close / hp_l2_reconfigure.
+ * connection failed during this call. Continuations run from the loop's
+ * callbacks (read, write, timer) or inside hp_l2_close / hp_l2_reconfigure,
+ * and may call anything here, close included.
  * Or returns at once, with *out = NULL and nothing allocated: UV_ENOTCONN
  * (not connected: a bypass), UV_ENOBUFS (max_inflight awaiting replies) or
  * HP_ESHUTDOWN.
@@ -134,9 +141,10 @@ int hp_l2_get(hp_l2_t *l2, const char *key, size_t key_len, hp_task_t **out);
  * (stored, errors, timeouts, shutdowns). ttl_ms 0 stores without expiry.
  * Returns 0 when sent (or queued behind a write in progress), or at once:
  * UV_ENOTCONN (a bypass), UV_ENOBUFS, UV_E2BIG (record over
- * max_value_bytes), UV_EINVAL (a status over 999 or a content type holding
- * a line break: not encodable), HP_ESHUTDOWN. Allocates nothing on a
- * connected client once its output buffer has grown to the burst size. */
+ * max_value_bytes), UV_EINVAL (not encodable: a status outside 100..999,
+ * a content type over 255 bytes or holding a line break), HP_ESHUTDOWN.
+ * Allocates nothing on a connected client once its output buffer has grown
+ * to the burst size. */
 int hp_l2_set(hp_l2_t *l2, const char *key, size_t key_len, const hp_buf_t *value, uint64_t ttl_ms);
 
 /* Borrowed; valid until close's done callback. */
