@@ -19,8 +19,8 @@ LLHTTP_INC ?= /usr/share/include/llhttp
 
 # Debian packages: what building and testing needs, and what benchmarking
 # adds. `make deps` installs whatever of these is missing and nothing else.
-DEB_BUILD = pkg-config libuv1-dev node-llhttp libcjson-dev libcmocka-dev
-DEB_TEST  = prometheus valgrind
+DEB_BUILD = pkg-config libuv1-dev node-llhttp libcjson-dev libcmocka-dev libhiredis-dev
+DEB_TEST  = prometheus valgrind redis-server haproxy
 DEB_BENCH = wrk nghttp2-client nginx-light gnuplot-nox valgrind procps util-linux python3
 # The browser test's: installed by test-browser, which skips, saying why, when
 # they cannot be had. Node.js and npm build the dashboard page (see below).
@@ -31,8 +31,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Recursively expanded on purpose: pkg-config runs when a recipe needs the
 # flags, which is after `deps` has installed the .pc files on a fresh machine.
+# hiredis's --cflags are left out on purpose: they put /usr/include/hiredis
+# on the include path, where its alloc.h, read.h and sds.h would shadow any
+# header of ours included by a bare name; the code says <hiredis/read.h>.
 PKG_CFLAGS = $(shell pkg-config --cflags libuv libcjson 2>/dev/null)
-PKG_LIBS   = $(shell pkg-config --libs libuv libcjson 2>/dev/null || echo -luv -lcjson)
+PKG_LIBS   = $(shell pkg-config --libs libuv libcjson hiredis 2>/dev/null || echo -luv -lcjson -lhiredis)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 # llhttp ships two parsers in one file; strict mode is the one that refuses
@@ -81,7 +84,7 @@ TEST_SUPPORT_OBJ = $(TEST_SUPPORT:%.c=$(BUILD)/%.o)
 BINS = $(BUILD)/hotpath $(BUILD)/hotpath-upstream $(BUILD)/hotpath-load
 
 .PHONY: all deps bench-deps build run test test-unit test-it test-asan test-browser clean \
-        format bench bench-quick soak fuzz fuzz-replay valgrind
+        format bench bench-quick soak fuzz fuzz-replay valgrind cluster
 
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -204,6 +207,15 @@ test-asan:
 run: deps
 	@$(MAKE) --no-print-directory $(BINS)
 	@loadtest/serve.sh $(BUILD) config/hotpath.json
+
+# N hotpath instances (1 worker each) behind HAProxy on :8080, sharing one
+# Redis (the L2 cache) and one upstream stub; Ctrl-C stops them all. Files
+# and logs in $(BUILD)/cluster; `python3 loadtest/cluster.py --help` for
+# ports and the rest. bench-deps: python3, and wrk to load it.
+N ?= 3
+cluster: bench-deps
+	@$(MAKE) --no-print-directory $(BINS)
+	@python3 loadtest/cluster.py --build $(BUILD) --instances $(N)
 
 # Load tests: they measure and report, they never assert. bench-quick
 # finishes in under 3 minutes; bench is the full run.
