@@ -115,6 +115,7 @@ static cJSON *stats_json(const hp_snapshot_t *s)
         cJSON_AddNumberToObject(o, "bytes", (double)s->alloc.by_source[d].bytes);
     }
     cJSON_AddNumberToObject(al, "frees", (double)s->alloc.frees);
+    cJSON_AddNumberToObject(al, "live", (double)hp_alloc_stats_live(&s->alloc));
     cJSON *outside = cJSON_AddObjectToObject(al, "outside_requests");
     cJSON_AddNumberToObject(outside, "count", (double)s->m.conn_alloc.count);
     cJSON_AddNumberToObject(outside, "bytes", (double)s->m.conn_alloc.bytes);

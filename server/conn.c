@@ -38,6 +38,19 @@
  * client's close, a drain) shuts its write side down and reads until the peer
  * closes or LINGER_MS passes, as nginx's lingering close does, so the answer
  * is not destroyed by a reset when unread input was still in flight.
+ *
+ * Closing from inside: a write can fail anywhere the server writes - the
+ * interim 100 Continue (in a parser callback), the flush at FLUSH_AT (in the
+ * dispatcher, llhttp on the stack), the flush after a batch - and each
+ * closes the connection while frames above still work on it. One rule
+ * covers them all (Redis's, for clients): every entry from the loop into a
+ * connection (a read, a write's completion, a resume, a deadline) holds it
+ * for its duration; hp_conn_close on a held connection does everything that
+ * stops it (no reads, no timers, no more output, off every list) but leaves
+ * its request context and its input to the outermost frame, which frees
+ * them on its way out (unhold). Whatever can close tells its caller to stop:
+ * parser callbacks return HPE_PAUSED, and parse() and proceed() check
+ * HP_CF_CLOSED after every step that can close.
  */
 #include "conn.h"
 
@@ -87,7 +100,7 @@ static void list_unlink(hp_conn_t *c)
 void hp_conn_set_timer(hp_conn_t *c, uint8_t list, uint64_t deadline)
 {
     list_unlink(c);
-    if (list == HP_LIST_NONE) return;
+    if (list == HP_LIST_NONE || (c->flags & HP_CF_CLOSED)) return;
     hp_conn_list_t *l = &c->w->lists[list];
     c->list = list;
     c->deadline = deadline;
@@ -265,6 +278,28 @@ static void drop_request(hp_conn_t *c)
     hp_gen_release(gen);
 }
 
+/* The memory of a closed connection: its request, its input, the handle. */
+static void teardown(hp_conn_t *c)
+{
+    drop_request(c);
+    hp_free(c->carry);
+    c->carry = NULL;
+    c->carry_len = 0;
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+/* An entry from the loop into c: a read, a write's completion, a resume, a
+ * deadline. A close meanwhile is finished by the matching unhold. */
+static inline void hold(hp_conn_t *c)
+{
+    c->hold++;
+}
+
+static void unhold(hp_conn_t *c)
+{
+    if (--c->hold == 0 && (c->flags & HP_CF_CLOSED)) teardown(c);
+}
+
 void hp_conn_close(hp_conn_t *c)
 {
     if (c->flags & HP_CF_CLOSED) return;
@@ -273,10 +308,6 @@ void hp_conn_close(hp_conn_t *c)
     stop_reading(c);
     hp_conn_set_timer(c, HP_LIST_NONE, 0);
     ready_unlink(c);
-    drop_request(c);
-    hp_free(c->carry);
-    c->carry = NULL;
-    c->carry_len = 0;
     if (c->all_prev)
         c->all_prev->all_next = c->all_next;
     else
@@ -285,7 +316,7 @@ void hp_conn_close(hp_conn_t *c)
     w->nconns--;
     hp_counter_set(&w->metrics.conns_open, w->nconns);
     if (c->flags & HP_CF_MEMORY) c->sink(c->sink_arg, NULL, 0);
-    uv_close((uv_handle_t *)&c->tcp, on_close);
+    if (c->hold == 0) teardown(c);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -313,6 +344,7 @@ static void start_linger(hp_conn_t *c)
 
 void hp_conn_eof(hp_conn_t *c, int err)
 {
+    if (c->flags & HP_CF_CLOSED) return;
     stop_reading(c);
     /* A reset, a half-read request, or the end of lingering: done. */
     if (err != UV_EOF || (c->state != HP_CONN_IDLE && c->state != HP_CONN_BUSY)) {
@@ -323,7 +355,9 @@ void hp_conn_eof(hp_conn_t *c, int err)
      * `printf ... | nc`) still gets every answer: what runs finishes, what
      * waits in carry is parsed, and proceed() closes once nothing is left. */
     c->flags |= HP_CF_EOF;
+    hold(c);
     proceed(c);
+    unhold(c);
 }
 
 /* --- output ------------------------------------------------------------ */
@@ -341,7 +375,9 @@ static void on_write(uv_write_t *req, int status)
     if (c->tcp.write_queue_size > 0) return;
     c->flags &= ~HP_CF_WBLOCK;
     hp_conn_set_timer(c, HP_LIST_NONE, 0);
+    hold(c);
     proceed(c);
+    unhold(c);
 }
 
 static void queue_write(hp_conn_t *c, const char *data, size_t len)
@@ -374,7 +410,7 @@ static void flush(hp_conn_t *c)
     hp_counter_add(&c->w->metrics.bytes_out, len);
     if (c->flags & HP_CF_CLOSED) return;
     if (c->flags & HP_CF_MEMORY) {
-        c->sink(c->sink_arg, out->data, len);
+        if (c->sink(c->sink_arg, out->data, len) < 0) hp_conn_close(c);
         return;
     }
     if (c->flags & HP_CF_WBLOCK) {
@@ -449,6 +485,8 @@ static void request_awaited(void *arg)
     hp_ctx_t *ctx = arg;
     hp_conn_t *c = ctx->conn;
     hp_worker_t *w = ctx->worker;
+    /* Closed while a frame still holds it: its teardown reads the result. */
+    if (c && (c->flags & HP_CF_CLOSED)) return;
     if (c == NULL) {
         /* The client left while its request ran: finish it quietly. */
         hp_alloc_counter_t *prev = hp_alloc_scope_set(ctx->scope);
@@ -472,6 +510,7 @@ static void request_awaited(void *arg)
 
 int hp_conn_dispatch(hp_conn_t *c)
 {
+    if (c->flags & HP_CF_CLOSED) return HPE_PAUSED;
     hp_worker_t *w = c->w;
     hp_ctx_t *ctx = c->ctx;
     c->state = HP_CONN_BUSY;
@@ -501,11 +540,13 @@ int hp_conn_dispatch(hp_conn_t *c)
 static void resume(hp_conn_t *c)
 {
     hp_ctx_t *ctx = c->ctx;
+    hold(c);
     hp_alloc_counter_t *prev = hp_alloc_scope_set(ctx->scope);
     finish(c, ctx, hp_chain_consume(ctx, &ctx->top));
     hp_alloc_scope_set(&c->w->metrics.conn_alloc);
     proceed(c);
     hp_alloc_scope_set(prev);
+    unhold(c);
 }
 
 void hp_conn_resume_ready(hp_worker_t *w)
@@ -566,6 +607,9 @@ static void parse(hp_conn_t *c, const char *data, size_t len)
 {
     c->w->parse_end = data + len;
     enum llhttp_errno err = llhttp_execute(&c->parser, data, len);
+    /* Closed under llhttp (a failed write in a callback): the callback
+     * stopped it, and nothing of the input is wanted any more. */
+    if (c->flags & HP_CF_CLOSED) return;
     if (err == HPE_OK) {
         /* Between requests with no deadline yet (one just answered): the idle
          * timeout starts. A connection that already has one keeps it: llhttp
@@ -615,11 +659,13 @@ void hp_conn_feed(hp_conn_t *c, const char *data, size_t len)
         return;
     }
     hp_alloc_counter_t *prev = hp_alloc_scope_set(&c->w->metrics.conn_alloc);
+    hold(c);
     if (c->state == HP_CONN_BUSY || (c->flags & HP_CF_WBLOCK))
         append_carry(c, data, len);
     else
         parse(c, data, len);
     proceed(c);
+    unhold(c);
     hp_alloc_scope_set(prev);
 }
 
@@ -690,7 +736,9 @@ unsigned hp_conn_sweep(hp_worker_t *w, uint64_t now)
         while (c) {
             hp_conn_t *next = c->next;
             if (c->deadline <= now) {
+                hold(c);
                 expire(c, l);
+                unhold(c);
                 n++;
             } else if (l != HP_LIST_BODY) {
                 break; /* sorted: the rest are later */

@@ -39,7 +39,9 @@ enum {
     HP_CF_UPGRADE = 1 << 7, /* llhttp saw Upgrade/CONNECT: stop after it */
 };
 
-typedef void (*hp_conn_sink_cb)(void *arg, const char *data, size_t len);
+/* A memory connection's output: 0 when it took all of data, or a negative
+ * error (the write failed: the connection closes, as a socket's does). */
+typedef int (*hp_conn_sink_cb)(void *arg, const char *data, size_t len);
 
 /* 456 bytes on x86-64 (uv_tcp_t 248, llhttp_t 96, the rest here). An idle
  * keep-alive connection holds only this: the request context and any
@@ -62,6 +64,7 @@ struct hp_conn {
     uint8_t state;        /* HP_CONN_* */
     uint8_t flags;        /* HP_CF_* */
     uint8_t reject;       /* hp_reject_t set by a parser callback */
+    uint8_t hold;         /* frames on the stack working on c (see conn.c) */
     hp_conn_sink_cb sink; /* HP_CF_MEMORY only */
     void *sink_arg;
 };
@@ -76,13 +79,17 @@ void hp_conn_feed(hp_conn_t *c, const char *data, size_t len);
 /* The peer closed its side, or the read failed with err. */
 void hp_conn_eof(hp_conn_t *c, int err);
 
-/* Close now (without a response). Idempotent. */
+/* Close now (without a response). Idempotent. Safe from anywhere, including
+ * a parser callback or the chain: while a frame works on c (c->hold), its
+ * request context and input stay valid and are freed when the outermost
+ * one returns; every caller checks HP_CF_CLOSED and stops. */
 void hp_conn_close(hp_conn_t *c);
 
 /* A connection without a socket whose output goes to sink: drives the real
  * parser, chain and handlers in-process (unit tests, the fuzzer). When it
  * closes (on its own, or by hp_conn_close) sink is called once more with
- * (NULL, 0); the loop frees it afterwards, so drop the pointer then. */
+ * (NULL, 0) and never again; the loop frees it afterwards, so drop the
+ * pointer then. */
 hp_conn_t *hp_conn_new_memory(hp_worker_t *w, hp_conn_sink_cb sink, void *arg);
 
 /* Worker tick: expire deadlines; returns how many connections closed. */

@@ -17,7 +17,10 @@
  * invalid token characters are llhttp errors, answered 400 by conn.c.
  *
  * A callback refuses by setting c->reject and returning -1 (or HPE_USER);
- * conn.c maps the stop to the rejection table.
+ * conn.c maps the stop to the rejection table. A callback that can close
+ * the connection (one that writes: the interim 100 Continue, the dispatch)
+ * returns HPE_PAUSED once it has, so llhttp runs no further callback on it
+ * (conn.c explains what stays valid until the stack unwinds).
  */
 #include "alloc.h"
 #include "chain.h"
@@ -349,8 +352,12 @@ static int on_headers_complete(llhttp_t *p)
         uint64_t now = uv_now(&c->w->loop);
         c->state = HP_CONN_BODY;
         hp_conn_set_timer(c, HP_LIST_BODY, now + lim->body_grace_ms);
-        /* HTTP/1.0 clients do not know 100 (RFC 9110 10.1.1: ignore it). */
-        if (req->expect_continue && req->http_minor >= 1) hp_conn_continue(c);
+        /* HTTP/1.0 clients do not know 100 (RFC 9110 10.1.1: ignore it).
+         * Writing it may fail and close the connection: stop llhttp then. */
+        if (req->expect_continue && req->http_minor >= 1) {
+            hp_conn_continue(c);
+            if (c->flags & HP_CF_CLOSED) return HPE_PAUSED;
+        }
     } else {
         hp_conn_set_timer(c, HP_LIST_NONE, 0);
     }

@@ -310,6 +310,174 @@ static void valuetask_mode_allocates_nothing(void **state)
     free(cap.data);
 }
 
+/* --- closing from inside: a write that fails while the parser or the
+ * dispatcher still works on the connection ------------------------------- */
+
+/* Blocks allocated and not freed by the worker's thread. */
+static uint64_t live(fixture_t *f)
+{
+    return hp_alloc_stats_live(&f->w.alloc);
+}
+
+/* Run the loop until cap says closed (bounded: 5 s). */
+static void run_until_closed(fixture_t *f, capture_t *cap)
+{
+    for (int i = 0; i < 5000 && !cap->closed; i++) {
+        uv_run(&f->w.loop, UV_RUN_NOWAIT);
+        if (!cap->closed) uv_sleep(1);
+    }
+    uv_run(&f->w.loop, UV_RUN_NOWAIT); /* the close callbacks */
+    assert_true(cap->closed);
+}
+
+/* n copies of one request. Returns malloc'd. */
+static char *repeat_request(const char *req, int n, size_t *len)
+{
+    size_t one = strlen(req);
+    char *s = malloc(one * (size_t)n + 1);
+    for (int i = 0; i < n; i++)
+        memcpy(s + one * (size_t)i, req, one);
+    s[one * (size_t)n] = '\0';
+    *len = one * (size_t)n;
+    return s;
+}
+
+/* Feed in on a new connection whose fail_write-th write fails; whole or a
+ * byte at a time. The connection must close, answer nothing after the
+ * close, and give back every block it took. */
+static void failing_write_once(fixture_t *f, const char *in, size_t len, int fail, bool bytewise,
+                               capture_t *cap)
+{
+    hp_conn_t *c = hp_memconn_new(f, cap);
+    cap->fail_write = fail;
+    if (bytewise) {
+        for (size_t i = 0; i < len && !cap->closed; i++)
+            hp_conn_feed(c, in + i, 1);
+    } else {
+        hp_conn_feed(c, in, len);
+    }
+    run_until_closed(f, cap);
+}
+
+/* Feed in on a new connection whose fail_write-th write fails; whole or a
+ * byte at a time. The connection must close, answer nothing after the
+ * close, and give back every block it took (measured on a second run, once
+ * the first has grown the pools). */
+static void failing_write(fixture_t *f, const char *name, const char *in, size_t len, int fail,
+                          bool bytewise)
+{
+    capture_t cap;
+    failing_write_once(f, in, len, fail, bytewise, &cap);
+    free(cap.data);
+    uint64_t live0 = live(f);
+    failing_write_once(f, in, len, fail, bytewise, &cap);
+    if (cap.late || live(f) != live0)
+        fail_msg("%s (%s, write %d fails): %s%lld blocks not given back", name,
+                 bytewise ? "bytewise" : "whole", fail, cap.late ? "output after the close, " : "",
+                 (long long)(live(f) - live0));
+    free(cap.data);
+}
+
+#define PLAIN "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n"
+
+/* The interim 100 Continue is written from on_headers_complete: a failure
+ * there closed the connection and llhttp ran on_body on a request that was
+ * gone (a NULL dereference). */
+static void continue_write_fails(void **state)
+{
+    fixture_t *f = *state;
+    static const char in[] = "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                             "Content-Length: 5\r\n\r\nhello" PLAIN;
+    failing_write(f, "100 Continue", in, sizeof(in) - 1, 1, false);
+    failing_write(f, "100 Continue", in, sizeof(in) - 1, 1, true);
+    /* Behind a pipelined request whose answer goes in the same write. */
+    static const char behind[] = PLAIN "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: "
+                                       "100-continue\r\nContent-Length: 5\r\n\r\nhello";
+    failing_write(f, "100 Continue behind a request", behind, sizeof(behind) - 1, 1, false);
+    /* A chunked body after it. */
+    static const char chunked[] = "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                                  "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    failing_write(f, "100 Continue, chunked", chunked, sizeof(chunked) - 1, 1, false);
+}
+
+/* The dispatcher flushes once FLUSH_AT bytes of answers wait: a failure
+ * there closed the connection under parse(), which then copied "the rest"
+ * into a carry nobody freed. */
+static void flush_mid_batch_fails(void **state)
+{
+    fixture_t *f = *state;
+    size_t len;
+    char *batch = repeat_request(PLAIN, 1000, &len);
+    failing_write(f, "flush mid-batch", batch, len, 1, false);
+    /* The second flush, after one went through. */
+    failing_write(f, "second flush mid-batch", batch, len, 2, false);
+    free(batch);
+}
+
+/* Rejections, half-closes and deadlines write from proceed(), outside the
+ * parser: the same rule, checked anyway. */
+static void other_writes_fail(void **state)
+{
+    fixture_t *f = *state;
+    static const char bad[] = PLAIN PLAIN "GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n" PLAIN;
+    failing_write(f, "rejection after two answers", bad, sizeof(bad) - 1, 1, false);
+    failing_write(f, "rejection after two answers", bad, sizeof(bad) - 1, 1, true);
+
+    /* A half-close: the answers go in the write proceed() makes. */
+    uint64_t live0 = live(f);
+    capture_t cap;
+    hp_conn_t *c = hp_memconn_new(f, &cap);
+    cap.fail_write = 1;
+    hp_conn_feed(c, PLAIN PLAIN, 2 * strlen(PLAIN));
+    hp_conn_eof(c, UV_EOF);
+    run_until_closed(f, &cap);
+    assert_false(cap.late);
+    assert_int_equal(live(f), live0);
+    free(cap.data);
+
+    /* A header timeout: the 408 is written from the sweep. */
+    c = hp_memconn_new(f, &cap);
+    cap.fail_write = 1;
+    hp_conn_feed(c, "GET /plaintext HTTP/1.1\r\nHo", 27);
+    hp_conn_sweep(&f->w, uv_now(&f->w.loop) + 3600 * 1000);
+    run_until_closed(f, &cap);
+    assert_null(cap.data);
+    assert_int_equal(live(f), live0);
+}
+
+/* A worker whose upstream refuses connections: /upstream pends until the
+ * refusal arrives (a 502), so what is pipelined behind it waits in the
+ * connection's carry and is parsed when the answer resumes the
+ * connection. */
+static int setup_refusing_upstream(void **state)
+{
+    hp_memserver_t *m = calloc(1, sizeof(*m));
+    hp_memserver_open(m, "{\"upstream\": {\"port\": 1}}");
+    *state = m;
+    return 0;
+}
+
+/* A failing write while parsing the carry freed the carry under llhttp
+ * (use-after-free) and leaked a copy of its rest. */
+static void flush_fails_while_parsing_the_carry(void **state)
+{
+    fixture_t *f = *state;
+    size_t len;
+    char *batch = repeat_request(PLAIN, 1000, &len);
+    static const char first[] = "GET /upstream/x HTTP/1.1\r\nHost: x\r\n\r\n";
+    char *in = malloc(sizeof(first) - 1 + len);
+    memcpy(in, first, sizeof(first) - 1);
+    memcpy(in + sizeof(first) - 1, batch, len);
+    for (int fail = 1; fail <= 2; fail++)
+        failing_write(f, "flush while parsing the carry", in, sizeof(first) - 1 + len, fail, false);
+    /* Input that arrives while the request pends joins the carry; its
+     * answers go in one write. */
+    failing_write(f, "flush while parsing the carry, fed bytewise", in,
+                  sizeof(first) - 1 + 4 * strlen(PLAIN), 1, true);
+    free(in);
+    free(batch);
+}
+
 int main(void)
 {
     hp_alloc_install();
@@ -320,6 +488,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(repeated_headers_and_trailers, setup, teardown),
         cmocka_unit_test_setup_teardown(half_close_answers_everything, setup, teardown),
         cmocka_unit_test_setup_teardown(valuetask_mode_allocates_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(continue_write_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(flush_mid_batch_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(other_writes_fail, setup, teardown),
+        cmocka_unit_test_setup_teardown(flush_fails_while_parsing_the_carry,
+                                        setup_refusing_upstream, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,16 +32,17 @@ typedef struct {
     bool bad;
 } sink_state_t;
 
-static void sink(void *arg, const char *data, size_t len)
+static int sink(void *arg, const char *data, size_t len)
 {
     sink_state_t *s = arg;
     if (data == NULL) {
         s->closed = true;
-        return;
+        return 0;
     }
     if (s->closed) s->bad = true;
     if (s->out == 0 && (len < 9 || memcmp(data, "HTTP/1.1 ", 9) != 0)) s->bad = true;
     s->out += len;
+    return 0;
 }
 
 static const char config_json[] =
