@@ -58,6 +58,7 @@
 #include "chain.h"
 #include "counter.h"
 #include "errors.h"
+#include "list.h"
 #include "response.h"
 
 #include <stdio.h>
@@ -75,53 +76,82 @@ typedef struct {
     char data[];
 } wreq_t;
 
+/* A memory connection's transport: its sink, and the output the sink
+ * refused (what a socket's outstanding uv_write holds). */
+struct hp_conn_memory {
+    hp_conn_sink_cb sink;
+    void *arg;
+    char *pending; /* hp_malloc'd */
+    size_t len;
+};
+
 static void proceed(hp_conn_t *c);
 static void flush(hp_conn_t *c);
 
 /* --- timers ------------------------------------------------------------ */
 
-static void list_unlink(hp_conn_t *c)
+/* The connection a list's timer belongs to: its write side's timer on
+ * HP_LIST_WRITE, its read side's on the others. */
+static hp_conn_t *conn_of_timer(hp_conn_timer_t *t, uint8_t list)
 {
-    if (c->list == HP_LIST_NONE) return;
-    hp_conn_list_t *l = &c->w->lists[c->list];
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        l->head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        l->tail = c->prev;
-    c->prev = c->next = NULL;
-    l->n--;
-    c->list = HP_LIST_NONE;
+    return list == HP_LIST_WRITE ? hp_container_of(t, hp_conn_t, wtimer)
+                                 : hp_container_of(t, hp_conn_t, rtimer);
 }
 
-void hp_conn_set_timer(hp_conn_t *c, uint8_t list, uint64_t deadline)
+static void timer_unlink(hp_conn_t *c, hp_conn_timer_t *t)
 {
-    list_unlink(c);
+    if (t->list == HP_LIST_NONE) return;
+    hp_conn_list_t *l = &c->w->lists[t->list];
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        l->head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    else
+        l->tail = t->prev;
+    t->prev = t->next = NULL;
+    l->n--;
+    t->list = HP_LIST_NONE;
+}
+
+/* Put one of c's two timers on list (NONE: take it off). */
+static void timer_set(hp_conn_t *c, hp_conn_timer_t *t, uint8_t list, uint64_t deadline)
+{
+    timer_unlink(c, t);
     if (list == HP_LIST_NONE || (c->flags & HP_CF_CLOSED)) return;
     hp_conn_list_t *l = &c->w->lists[list];
-    c->list = list;
-    c->deadline = deadline;
+    t->list = list;
+    t->deadline = deadline;
     /* Keep the list sorted: the sweep stops at the first live deadline.
      * With one timeout per list the new deadline is the latest and this is
      * an append; after a reload shortens a timeout it walks back past the
      * connections still on the old one. */
-    hp_conn_t *after = l->tail;
+    hp_conn_timer_t *after = l->tail;
     while (after && after->deadline > deadline)
         after = after->prev;
-    c->prev = after;
-    c->next = after ? after->next : l->head;
-    if (c->next)
-        c->next->prev = c;
+    t->prev = after;
+    t->next = after ? after->next : l->head;
+    if (t->next)
+        t->next->prev = t;
     else
-        l->tail = c;
+        l->tail = t;
     if (after)
-        after->next = c;
+        after->next = t;
     else
-        l->head = c;
+        l->head = t;
     l->n++;
+}
+
+void hp_conn_set_timer(hp_conn_t *c, uint8_t list, uint64_t deadline)
+{
+    timer_set(c, &c->rtimer, list, deadline);
+}
+
+static void clear_timers(hp_conn_t *c)
+{
+    timer_unlink(c, &c->rtimer);
+    timer_unlink(c, &c->wtimer);
 }
 
 static uint64_t now_ms(hp_conn_t *c)
@@ -174,7 +204,10 @@ static void stop_reading(hp_conn_t *c)
 
 static void on_close(uv_handle_t *h)
 {
-    hp_free(h->data);
+    hp_conn_t *c = h->data;
+    if (c->mem) hp_free(c->mem->pending);
+    hp_free(c->mem);
+    hp_free(c);
 }
 
 static void on_refused_close(uv_handle_t *h)
@@ -189,7 +222,7 @@ static hp_conn_t *conn_new(hp_worker_t *w)
     c->tcp.data = c;
     c->w = w;
     c->id = ++w->conn_seq;
-    c->list = HP_LIST_NONE;
+    c->rtimer.list = c->wtimer.list = HP_LIST_NONE;
     llhttp_init(&c->parser, HTTP_REQUEST, &hp_parser_settings);
     c->parser.data = c;
     c->all_next = w->all;
@@ -238,8 +271,9 @@ hp_conn_t *hp_conn_new_memory(hp_worker_t *w, hp_conn_sink_cb sink, void *arg)
     hp_alloc_counter_t *prev = hp_alloc_scope_set(&w->metrics.conn_alloc);
     hp_conn_t *c = conn_new(w);
     c->flags |= HP_CF_MEMORY;
-    c->sink = sink;
-    c->sink_arg = arg;
+    c->mem = hp_calloc(1, sizeof(*c->mem));
+    c->mem->sink = sink;
+    c->mem->arg = arg;
     hp_alloc_scope_set(prev);
     return c;
 }
@@ -285,6 +319,13 @@ static void teardown(hp_conn_t *c)
     hp_free(c->carry);
     c->carry = NULL;
     c->carry_len = 0;
+    /* Output still queued means the peer stopped taking it (a deadline, a
+     * failed write, the drain's end): reset, so the kernel drops it now
+     * instead of keeping it - megabytes - behind a FIN the peer would have
+     * to read up to before it learned of the close. */
+    if ((c->flags & (HP_CF_WBLOCK | HP_CF_MEMORY)) == HP_CF_WBLOCK &&
+        uv_tcp_close_reset(&c->tcp, on_close) == 0)
+        return;
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
@@ -306,7 +347,7 @@ void hp_conn_close(hp_conn_t *c)
     hp_worker_t *w = c->w;
     c->flags |= HP_CF_CLOSED;
     stop_reading(c);
-    hp_conn_set_timer(c, HP_LIST_NONE, 0);
+    clear_timers(c);
     ready_unlink(c);
     if (c->all_prev)
         c->all_prev->all_next = c->all_next;
@@ -315,7 +356,7 @@ void hp_conn_close(hp_conn_t *c)
     if (c->all_next) c->all_next->all_prev = c->all_prev;
     w->nconns--;
     hp_counter_set(&w->metrics.conns_open, w->nconns);
-    if (c->flags & HP_CF_MEMORY) c->sink(c->sink_arg, NULL, 0);
+    if (c->flags & HP_CF_MEMORY) c->mem->sink(c->mem->arg, NULL, 0);
     if (c->hold == 0) teardown(c);
 }
 
@@ -362,6 +403,31 @@ void hp_conn_eof(hp_conn_t *c, int err)
 
 /* --- output ------------------------------------------------------------ */
 
+/* Output backed up (the kernel, or a memory sink, took part of it): stop
+ * reading until it drains, and hold the peer to the write deadline from
+ * now. The connection is not idle meanwhile: the write deadline covers it. */
+static void blocked(hp_conn_t *c)
+{
+    hp_counter_add(&c->w->metrics.write_queued, 1);
+    c->flags |= HP_CF_WBLOCK;
+    stop_reading(c);
+    /* A peer that stops reading is held to the idle timeout, as one that
+     * stops writing is; more output queued behind does not extend it. */
+    if (c->wtimer.list == HP_LIST_NONE)
+        timer_set(c, &c->wtimer, HP_LIST_WRITE, now_ms(c) + limits(c)->idle_timeout_ms);
+    if (c->rtimer.list == HP_LIST_IDLE) timer_unlink(c, &c->rtimer);
+}
+
+/* Everything queued has gone: the write deadline ends, the rest goes on. */
+static void drained(hp_conn_t *c)
+{
+    c->flags &= ~HP_CF_WBLOCK;
+    timer_unlink(c, &c->wtimer);
+    hold(c);
+    proceed(c);
+    unhold(c);
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     wreq_t *wr = req->data;
@@ -372,16 +438,19 @@ static void on_write(uv_write_t *req, int status)
         hp_conn_close(c);
         return;
     }
-    if (c->tcp.write_queue_size > 0) return;
-    c->flags &= ~HP_CF_WBLOCK;
-    hp_conn_set_timer(c, HP_LIST_NONE, 0);
-    hold(c);
-    proceed(c);
-    unhold(c);
+    if (c->tcp.write_queue_size == 0) drained(c);
 }
 
 static void queue_write(hp_conn_t *c, const char *data, size_t len)
 {
+    if (c->flags & HP_CF_MEMORY) {
+        struct hp_conn_memory *m = c->mem;
+        m->pending = hp_realloc(m->pending, m->len + len);
+        memcpy(m->pending + m->len, data, len);
+        m->len += len;
+        blocked(c);
+        return;
+    }
     wreq_t *wr = hp_malloc(sizeof(*wr) + len);
     memcpy(wr->data, data, len);
     wr->buf = uv_buf_init(wr->data, (unsigned)len);
@@ -391,12 +460,21 @@ static void queue_write(hp_conn_t *c, const char *data, size_t len)
         hp_conn_close(c);
         return;
     }
-    hp_counter_add(&c->w->metrics.write_queued, 1);
-    c->flags |= HP_CF_WBLOCK;
-    stop_reading(c);
-    /* A peer that stops reading is held to the idle timeout, as one that
-     * stops writing is. */
-    hp_conn_set_timer(c, HP_LIST_WRITE, now_ms(c) + limits(c)->idle_timeout_ms);
+    blocked(c);
+}
+
+void hp_conn_memory_writable(hp_conn_t *c)
+{
+    struct hp_conn_memory *m = c->mem;
+    if ((c->flags & HP_CF_CLOSED) || !(c->flags & HP_CF_WBLOCK)) return;
+    long n = m->sink(m->arg, m->pending, m->len);
+    if (n < 0) {
+        hp_conn_close(c);
+        return;
+    }
+    memmove(m->pending, m->pending + n, m->len - (size_t)n);
+    m->len -= (size_t)n;
+    if (m->len == 0) drained(c);
 }
 
 /* Send what the worker's output buffer holds for c: one write syscall when
@@ -409,23 +487,24 @@ static void flush(hp_conn_t *c)
     out->len = 0;
     hp_counter_add(&c->w->metrics.bytes_out, len);
     if (c->flags & HP_CF_CLOSED) return;
-    if (c->flags & HP_CF_MEMORY) {
-        if (c->sink(c->sink_arg, out->data, len) < 0) hp_conn_close(c);
-        return;
-    }
     if (c->flags & HP_CF_WBLOCK) {
-        queue_write(c, out->data, len);
+        queue_write(c, out->data, len); /* behind what waits already */
         return;
     }
-    uv_buf_t b = uv_buf_init(out->data, (unsigned)len);
-    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    hp_counter_add(&c->w->metrics.writes, 1);
-    if (n == (int)len) return;
-    if (n < 0 && n != UV_EAGAIN) {
+    long n;
+    if (c->flags & HP_CF_MEMORY) {
+        n = c->mem->sink(c->mem->arg, out->data, len);
+    } else {
+        uv_buf_t b = uv_buf_init(out->data, (unsigned)len);
+        n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        hp_counter_add(&c->w->metrics.writes, 1);
+        if (n == UV_EAGAIN) n = 0;
+    }
+    if (n == (long)len) return;
+    if (n < 0) {
         hp_conn_close(c);
         return;
     }
-    if (n < 0) n = 0;
     queue_write(c, out->data + n, len - (size_t)n);
 }
 
@@ -615,7 +694,7 @@ static void parse(hp_conn_t *c, const char *data, size_t len)
          * timeout starts. A connection that already has one keeps it: llhttp
          * skips empty lines without a callback, and a client sending only
          * those must not push its deadline back forever. */
-        if (c->state == HP_CONN_IDLE && c->ctx == NULL && c->list == HP_LIST_NONE)
+        if (c->state == HP_CONN_IDLE && c->ctx == NULL && c->rtimer.list == HP_LIST_NONE)
             hp_conn_set_timer(c, HP_LIST_IDLE, now_ms(c) + limits(c)->idle_timeout_ms);
         return;
     }
@@ -696,34 +775,47 @@ static void proceed(hp_conn_t *c)
         return;
     }
     if (c->state == HP_CONN_BUSY || (c->flags & HP_CF_WBLOCK)) return;
-    if (c->state == HP_CONN_IDLE && c->list == HP_LIST_NONE)
+    if (c->state == HP_CONN_IDLE && c->rtimer.list == HP_LIST_NONE)
         hp_conn_set_timer(c, HP_LIST_IDLE, now_ms(c) + limits(c)->idle_timeout_ms);
     start_reading(c);
 }
 
 /* --- timeouts, drain --------------------------------------------------- */
 
+/* A head or body that did not arrive in time: 408 and close - or, when
+ * the peer is not taking our output either, just close (no answer could
+ * reach it). */
+static void timed_out(hp_conn_t *c, hp_reject_t why)
+{
+    if (c->flags & HP_CF_WBLOCK) {
+        hp_counter_add(&c->w->metrics.rejects[why], 1);
+        hp_conn_close(c);
+        return;
+    }
+    reject(c, why);
+    proceed(c);
+}
+
 static void expire(hp_conn_t *c, uint8_t list)
 {
     hp_worker_t *w = c->w;
     switch (list) {
     case HP_LIST_HEAD:
-        if (c->state == HP_CONN_HEAD) {
-            reject(c, HP_REJECT_HEADER_TIMEOUT);
-            proceed(c);
-        } else {
+        if (c->state == HP_CONN_HEAD)
+            timed_out(c, HP_REJECT_HEADER_TIMEOUT);
+        else
             hp_conn_close(c); /* connected, never sent a byte */
-        }
         break;
-    case HP_LIST_BODY:
-        reject(c, HP_REJECT_BODY_TIMEOUT);
-        proceed(c);
-        break;
+    case HP_LIST_BODY: timed_out(c, HP_REJECT_BODY_TIMEOUT); break;
     case HP_LIST_IDLE:
         hp_counter_add(&w->metrics.idle_closed, 1);
         hp_conn_close(c);
         break;
-    default: hp_conn_close(c); break;
+    case HP_LIST_WRITE:
+        hp_counter_add(&w->metrics.write_timeouts, 1);
+        hp_conn_close(c);
+        break;
+    default: hp_conn_close(c); break; /* lingering */
     }
 }
 
@@ -732,10 +824,11 @@ unsigned hp_conn_sweep(hp_worker_t *w, uint64_t now)
     unsigned n = 0;
     hp_alloc_counter_t *prev = hp_alloc_scope_set(&w->metrics.conn_alloc);
     for (uint8_t l = 0; l < HP_LISTS; l++) {
-        hp_conn_t *c = w->lists[l].head;
-        while (c) {
-            hp_conn_t *next = c->next;
-            if (c->deadline <= now) {
+        hp_conn_timer_t *t = w->lists[l].head;
+        while (t) {
+            hp_conn_timer_t *next = t->next;
+            if (t->deadline <= now) {
+                hp_conn_t *c = conn_of_timer(t, l);
                 hold(c);
                 expire(c, l);
                 unhold(c);
@@ -743,7 +836,7 @@ unsigned hp_conn_sweep(hp_worker_t *w, uint64_t now)
             } else if (l != HP_LIST_BODY) {
                 break; /* sorted: the rest are later */
             }
-            c = next;
+            t = next;
         }
     }
     hp_alloc_scope_set(prev);

@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-static int sink(void *arg, const char *data, size_t len)
+static long sink(void *arg, const char *data, size_t len)
 {
     hp_capture_t *cap = arg;
     if (data == NULL) {
@@ -22,11 +22,12 @@ static int sink(void *arg, const char *data, size_t len)
     }
     if (cap->closed) cap->late = true;
     if (cap->fail_write > 0 && ++cap->writes >= cap->fail_write) return UV_EPIPE;
+    if (cap->stalled) return 0;
     cap->data = realloc(cap->data, cap->len + len + 1);
     memcpy(cap->data + cap->len, data, len);
     cap->len += len;
     cap->data[cap->len] = '\0';
-    return 0;
+    return (long)len;
 }
 
 void hp_memserver_open(hp_memserver_t *m, const char *json)

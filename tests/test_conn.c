@@ -478,6 +478,127 @@ static void flush_fails_while_parsing_the_carry(void **state)
     free(batch);
 }
 
+/* --- deadlines: the state model of conn.h, through its transitions ------- */
+
+#define ASSERT_TIMERS(c, r, w)                                                                     \
+    do {                                                                                           \
+        assert_int_equal((c)->rtimer.list, (r));                                                   \
+        assert_int_equal((c)->wtimer.list, (w));                                                   \
+    } while (0)
+
+/* Half a head, then answers backing up behind it: both deadlines, the
+ * head's unchanged; drained: the head's still; expired: 408 and close. */
+static void head_deadline_survives_backed_up_answers(void **state)
+{
+    fixture_t *f = *state;
+    capture_t cap;
+    hp_conn_t *c = hp_memconn_new(f, &cap);
+    hp_conn_feed(c, "GET /plaintext HTTP/1.1\r\nHo", 27);
+    ASSERT_TIMERS(c, HP_LIST_HEAD, HP_LIST_NONE);
+
+    cap.stalled = true; /* the peer stops reading */
+    static const char more[] = "st: x\r\n\r\nGET /json HTTP/1.1\r\nHo";
+    hp_conn_feed(c, more, sizeof(more) - 1);
+    assert_true(c->flags & HP_CF_WBLOCK);
+    ASSERT_TIMERS(c, HP_LIST_HEAD, HP_LIST_WRITE);
+    uint64_t head = c->rtimer.deadline;
+
+    cap.stalled = false; /* it reads again: the answer drains */
+    hp_conn_memory_writable(c);
+    assert_false(c->flags & HP_CF_WBLOCK);
+    ASSERT_TIMERS(c, HP_LIST_HEAD, HP_LIST_NONE);
+    assert_int_equal(c->rtimer.deadline, head);
+    assert_int_equal(hp_count(cap.data, "HTTP/1.1 200"), 1);
+
+    hp_conn_sweep(&f->w, head);
+    assert_true(cap.closed);
+    assert_int_equal(hp_capture_status(strstr(cap.data, "HTTP/1.1 408")), 408);
+    uv_run(&f->w.loop, UV_RUN_NOWAIT);
+    free(cap.data);
+}
+
+/* A deadline of the read side that expires while the answers are still
+ * backed up closes at once, without a 408 nobody would read; the write
+ * deadline, when it comes first, closes too, and is counted. */
+static void expiry_while_backed_up_closes(void **state)
+{
+    fixture_t *f = *state;
+    uint64_t head_timeouts = hp_counter_get(&f->w.metrics.rejects[HP_REJECT_HEADER_TIMEOUT]);
+    capture_t cap;
+    hp_conn_t *c = hp_memconn_new(f, &cap);
+    cap.stalled = true;
+    static const char in[] = "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\nGET /json HTTP/1.1\r\nHo";
+    hp_conn_feed(c, in, sizeof(in) - 1);
+    ASSERT_TIMERS(c, HP_LIST_HEAD, HP_LIST_WRITE);
+    hp_conn_sweep(&f->w, c->rtimer.deadline);
+    assert_true(cap.closed);
+    assert_null(cap.data);
+    assert_int_equal(hp_counter_get(&f->w.metrics.rejects[HP_REJECT_HEADER_TIMEOUT]),
+                     head_timeouts + 1);
+    uv_run(&f->w.loop, UV_RUN_NOWAIT);
+
+    /* Between requests, backed up: not idle (no idle deadline), only the
+     * write side's; it expires and is counted. */
+    c = hp_memconn_new(f, &cap);
+    cap.stalled = true;
+    hp_conn_feed(c, "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n", 37);
+    ASSERT_TIMERS(c, HP_LIST_NONE, HP_LIST_WRITE);
+    hp_conn_sweep(&f->w, c->wtimer.deadline);
+    assert_true(cap.closed);
+    assert_int_equal(hp_counter_get(&f->w.metrics.write_timeouts), 1);
+    uv_run(&f->w.loop, UV_RUN_NOWAIT);
+}
+
+/* Half a body behind backed-up answers: the data-rate deadline keeps its
+ * credit through the block; then idle starts only once the answers have
+ * drained. */
+static void body_and_idle_deadlines_around_a_block(void **state)
+{
+    fixture_t *f = *state;
+    capture_t cap;
+    hp_conn_t *c = hp_memconn_new(f, &cap);
+    cap.stalled = true;
+    static const char in[] = "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n01234";
+    hp_conn_feed(c, in, sizeof(in) - 1);
+    ASSERT_TIMERS(c, HP_LIST_BODY, HP_LIST_WRITE);
+    uint64_t body = c->rtimer.deadline;
+    cap.stalled = false;
+    hp_conn_memory_writable(c);
+    ASSERT_TIMERS(c, HP_LIST_BODY, HP_LIST_NONE);
+    assert_int_equal(c->rtimer.deadline, body);
+
+    /* The body completes while the peer has stopped reading again: its
+     * answer backs up, and the connection is under the write deadline only. */
+    cap.stalled = true;
+    hp_conn_feed(c, "56789", 5);
+    ASSERT_TIMERS(c, HP_LIST_NONE, HP_LIST_WRITE);
+    cap.stalled = false;
+    hp_conn_memory_writable(c);
+    ASSERT_TIMERS(c, HP_LIST_IDLE, HP_LIST_NONE);
+    assert_int_equal(hp_count(cap.data, "HTTP/1.1 200"), 2);
+    hp_conn_close(c);
+    uv_run(&f->w.loop, UV_RUN_NOWAIT);
+    free(cap.data);
+}
+
+/* A request that pends has no read deadline (the server is working); its
+ * connection's backed-up answers still have theirs. */
+static void busy_connection_keeps_its_write_deadline(void **state)
+{
+    fixture_t *f = *state;
+    capture_t cap;
+    hp_conn_t *c = hp_memconn_new(f, &cap);
+    cap.stalled = true;
+    static const char in[] = "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n"
+                             "GET /upstream/x HTTP/1.1\r\nHost: x\r\n\r\n";
+    hp_conn_feed(c, in, sizeof(in) - 1);
+    assert_int_equal(c->state, HP_CONN_BUSY);
+    ASSERT_TIMERS(c, HP_LIST_NONE, HP_LIST_WRITE);
+    hp_conn_close(c);
+    run_until_closed(f, &cap);
+}
+
 int main(void)
 {
     hp_alloc_install();
@@ -492,6 +613,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(flush_mid_batch_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(other_writes_fail, setup, teardown),
         cmocka_unit_test_setup_teardown(flush_fails_while_parsing_the_carry,
+                                        setup_refusing_upstream, teardown),
+        cmocka_unit_test_setup_teardown(head_deadline_survives_backed_up_answers, setup, teardown),
+        cmocka_unit_test_setup_teardown(expiry_while_backed_up_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(body_and_idle_deadlines_around_a_block, setup, teardown),
+        cmocka_unit_test_setup_teardown(busy_connection_keeps_its_write_deadline,
                                         setup_refusing_upstream, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -32,7 +32,7 @@ typedef struct {
     bool bad;
 } sink_state_t;
 
-static int sink(void *arg, const char *data, size_t len)
+static long sink(void *arg, const char *data, size_t len)
 {
     sink_state_t *s = arg;
     if (data == NULL) {
@@ -42,7 +42,7 @@ static int sink(void *arg, const char *data, size_t len)
     if (s->closed) s->bad = true;
     if (s->out == 0 && (len < 9 || memcmp(data, "HTTP/1.1 ", 9) != 0)) s->bad = true;
     s->out += len;
-    return 0;
+    return (long)len;
 }
 
 static const char config_json[] =
