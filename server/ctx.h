@@ -86,6 +86,8 @@ struct hp_ctx {
     bool value_piece;        /* a piece of the current header value was seen */
     bool value_piece_at_end; /* ...and it ended where the input ended */
     bool body_wanted;        /* the route reads the body; else drained */
+    char *grow;              /* the string the parser is appending to (parser.c) */
+    uint32_t grow_cap;       /* ...and the room it has, its NUL included */
     struct spill *spill;     /* heap chunks beyond the arena */
     size_t arena_used;
 

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -467,6 +468,54 @@ static void write_and_idle_deadlines(void **state)
     hp_it_fixture_stop(f);
 }
 
+/* --- a request line a byte at a time ------------------------------------ */
+
+/* Bug: every piece of the target copied the whole target so far into a new
+ * block kept until the request ended: an 8 KiB request line sent a byte per
+ * read cost up to 33 MB. Measured here as the worker's allocated bytes
+ * around the request, net of what one /stats costs (the delta of two
+ * back-to-back snapshots). */
+static void slow_request_line_costs_linear_memory(void **state)
+{
+    enum { TARGET = 8000 }; /* the default request_line_bytes is 8192 */
+    fixture_t *f = hp_it_fixture_new(state);
+    hp_it_fixture_start_server(f, NULL, NULL);
+    int port = f->server.port;
+    assert_serving(port, 0);
+
+    char *line = malloc(TARGET + 64);
+    int n = snprintf(line, 64, "GET /plaintext?");
+    memset(line + n, 'q', TARGET);
+    n += TARGET;
+    n += snprintf(line + n, 64, " HTTP/1.1\r\nHost: h\r\n\r\n");
+
+    double s0 = hp_it_stat(port, "allocations|own|bytes");
+    double s1 = hp_it_stat(port, "allocations|own|bytes");
+    hp_it_client_t c;
+    assert_int_equal(hp_it_client_open(&c, port), 0);
+    long long t0 = hp_it_now_ms();
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(hp_it_client_send(&c, line + i, 1), 0);
+        usleep(50); /* most bytes arrive in a read of their own */
+    }
+    hp_it_resp_t r;
+    assert_int_equal(hp_it_client_read(&c, &r, false), 0);
+    assert_int_equal(r.status, 200);
+    hp_it_resp_free(&r);
+    long long took = hp_it_now_ms() - t0;
+    hp_it_client_close(&c);
+    double s2 = hp_it_stat(port, "allocations|own|bytes");
+    double reads = hp_it_stat(port, "io|reads");
+    double cost = (s2 - s1) - (s1 - s0);
+    printf("it_conn: a %d-byte request line sent a byte at a time over %lld ms (%.0f reads on "
+           "the server): %.0f bytes allocated for it\n",
+           TARGET, took, reads, cost);
+    free(line);
+    /* Twice the limit, and the context's arena; before: megabytes. */
+    assert_true(cost < 4 * 8192);
+    hp_it_fixture_stop(f);
+}
+
 int main(void)
 {
     hp_alloc_install();
@@ -477,6 +526,7 @@ int main(void)
         cmocka_unit_test_teardown(half_head_behind_backed_up_answers, hp_it_fixture_teardown),
         cmocka_unit_test_teardown(half_body_behind_backed_up_answers, hp_it_fixture_teardown),
         cmocka_unit_test_teardown(write_and_idle_deadlines, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(slow_request_line_costs_linear_memory, hp_it_fixture_teardown),
     };
     return hp_it_result(cmocka_run_group_tests(tests, NULL, NULL));
 }
