@@ -684,11 +684,30 @@ static void keep_carry(hp_conn_t *c, const char *data, const char *pos, size_t r
 
 static void parse(hp_conn_t *c, const char *data, size_t len)
 {
-    c->w->parse_end = data + len;
-    enum llhttp_errno err = llhttp_execute(&c->parser, data, len);
-    /* Closed under llhttp (a failed write in a callback): the callback
-     * stopped it, and nothing of the input is wanted any more. */
-    if (c->flags & HP_CF_CLOSED) return;
+    const char *buf = data, *end = data + len;
+    enum llhttp_errno err;
+    for (;;) {
+        /* Input llhttp must not see as it comes (a chunk-size line, an
+         * unknown method) goes through the parser's scanner first. */
+        if (c->ctx && c->ctx->scan) {
+            err = hp_parser_scan(c, &data, end);
+            if (c->flags & HP_CF_CLOSED) return;
+            if (err != HPE_OK) break;
+            if (data == end) return; /* the scan goes on with the next read */
+        }
+        c->w->parse_end = end;
+        err = llhttp_execute(&c->parser, data, (size_t)(end - data));
+        /* Closed under llhttp (a failed write in a callback): the callback
+         * stopped it, and nothing of the input is wanted any more. */
+        if (c->flags & HP_CF_CLOSED) return;
+        if (err == HPE_PAUSED && c->ctx && c->ctx->scan) {
+            /* Paused at a chunk-size line: the scanner takes it from here. */
+            data = llhttp_get_error_pos(&c->parser);
+            llhttp_resume(&c->parser);
+            continue;
+        }
+        break;
+    }
     if (err == HPE_OK) {
         /* Between requests with no deadline yet (one just answered): the idle
          * timeout starts. A connection that already has one keeps it: llhttp
@@ -703,8 +722,8 @@ static void parse(hp_conn_t *c, const char *data, size_t len)
          * the error position, and the parser continues from a resume. */
         const char *pos = llhttp_get_error_pos(&c->parser);
         llhttp_resume(&c->parser);
-        size_t rest = (size_t)(data + len - pos);
-        if (rest && !(c->flags & HP_CF_CLOSE)) keep_carry(c, data, pos, rest);
+        size_t rest = (size_t)(end - pos);
+        if (rest && !(c->flags & HP_CF_CLOSE)) keep_carry(c, buf, pos, rest);
         return;
     }
     if (err == HPE_PAUSED_UPGRADE) {

@@ -156,4 +156,17 @@ void hp_conn_set_timer(hp_conn_t *c, uint8_t list, uint64_t deadline);
 /* Write an interim 100 Continue now. */
 void hp_conn_continue(hp_conn_t *c);
 
+/* --- for conn.c: the parser's scanner (parser.c) ------------------------ */
+
+/* While c->ctx->scan is set, input goes through the scanner before llhttp:
+ * it consumes what it takes from *data (up to end), feeding llhttp what it
+ * should see, and advances *data. Returns HPE_OK (the scan ended, or the
+ * input did), HPE_USER with c->reject set (the request is refused), or an
+ * llhttp error from what it fed. */
+enum llhttp_errno hp_parser_scan(hp_conn_t *c, const char **data, const char *end);
+
+/* llhttp refused the method at its error position: start scanning there
+ * to tell an unknown method (501) from garbage (400). */
+void hp_parser_scan_method(hp_conn_t *c);
+
 #endif

@@ -83,6 +83,10 @@ struct hp_ctx {
     uint8_t hname_len;
     char hname[24]; /* the current header name, lowercased */
     hp_reject_t reject;
+    uint8_t scan;            /* the parser's scanner state (parser.c), 0: off */
+    bool last_chunk;         /* the chunk being read is the last (size 0) */
+    uint16_t scan_n;         /* bytes counted by the scan in progress */
+    uint32_t chunk_ext;      /* chunk-extension bytes in this request's body */
     bool value_piece;        /* a piece of the current header value was seen */
     bool value_piece_at_end; /* ...and it ended where the input ended */
     bool body_wanted;        /* the route reads the body; else drained */

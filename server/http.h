@@ -83,6 +83,7 @@ typedef struct {
     XX(BAD_REQUEST, 400, "malformed request")                                                      \
     XX(BAD_HEADER, 400, "malformed header")                                                        \
     XX(BAD_BODY, 400, "malformed body framing")                                                    \
+    XX(CHUNK_EXT_TOO_LONG, 400, "chunk extensions too long")                                       \
     XX(HOST, 400, "missing or repeated Host header")                                               \
     XX(HEADER_TIMEOUT, 408, "request headers not received in time")                                \
     XX(BODY_TIMEOUT, 408, "request body arrived below the minimum data rate")                      \

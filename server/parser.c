@@ -82,6 +82,185 @@ static void append(hp_ctx_t *ctx, hp_str_t *s, const char *at, size_t len, size_
     s->len += len;
 }
 
+/* --- the scanner: what llhttp must not see as it comes ------------------ *
+ *
+ * Chunk-size lines. llhttp 8.1 refuses valid ones - a list of extensions
+ * (";a=b;c=d"), whitespace before ';' - and bounds none: 64 MiB of
+ * extension on a one-byte chunk was read and answered 200. So llhttp pauses
+ * at the start of each size line (from on_headers_complete, then from
+ * on_chunk_complete), and the scanner reads the line to its CRLF against
+ * RFC 9112 7.1.1:
+ *
+ *   chunk-size [ chunk-ext ] CRLF
+ *   chunk-ext  = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] )
+ *   ext-val    = token / quoted-string
+ *
+ * feeding llhttp the size's hex digits and the CRLF, and none of the
+ * extensions (the server has no use for any). Extension bytes, and size
+ * digits beyond 16 (leading zeros), count against CHUNK_EXT_MAX per request:
+ * over it, 400 and close. The line is scanned as it streams, so a line
+ * split across reads needs no buffer.
+ *
+ * Unknown methods. llhttp stops at the first byte of a method it does not
+ * know; RFC 9110 9.1 wants 501 for a method the server does not recognize,
+ * and a request line that is not one is a 400. From that byte on, a token
+ * followed by a space is an unknown method (501), anything else is garbage
+ * (400) - decided from the bytes at and after llhttp's stop only, so a
+ * request answers the same however it is cut. (The letters before the stop
+ * matched a known method's prefix, so they were token characters; a space
+ * right at the stop, as in "GE /", is answered 400, as a request line that
+ * starts with a space must be.) */
+
+/* Chunk extensions no client sends in practice (most send none); 4 KiB per
+ * request keeps a body's framing in proportion to its data. */
+#define CHUNK_EXT_MAX 4096
+/* Size digits beyond these are leading zeros, counted as extension. */
+#define CHUNK_SIZE_DIGITS 16
+/* An unknown method this long is decided without waiting for its end. */
+#define METHOD_SCAN_MAX 64
+
+enum {
+    SC_OFF = 0,
+    SC_SIZE,     /* the size's hex digits (fed to llhttp) */
+    SC_BWS,      /* whitespace, before a ';' */
+    SC_NAME0,    /* after ';': whitespace, then a name */
+    SC_NAME,     /* in a name */
+    SC_NAME_BWS, /* whitespace after a name */
+    SC_VAL0,     /* after '=': whitespace, then a value */
+    SC_VAL,      /* in a token value */
+    SC_QSTR,     /* in a quoted value */
+    SC_QPAIR,    /* after a backslash in one */
+    SC_AFTER,    /* after a quoted value */
+    SC_LF,       /* after the CR */
+    SC_METHOD,   /* an unknown method's token */
+};
+
+static bool is_tchar(unsigned char ch)
+{
+    /* RFC 9110 5.6.2: token characters. */
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+static bool is_hex(unsigned char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
+}
+
+static bool is_ws(unsigned char ch)
+{
+    return ch == ' ' || ch == '\t';
+}
+
+static int chunk_line_next(hp_ctx_t *ctx)
+{
+    ctx->scan = SC_SIZE;
+    ctx->scan_n = 0;
+    return HPE_PAUSED;
+}
+
+static enum llhttp_errno feed(hp_conn_t *c, const char *at, size_t len)
+{
+    c->w->parse_end = at + len;
+    return llhttp_execute(&c->parser, at, len);
+}
+
+void hp_parser_scan_method(hp_conn_t *c)
+{
+    c->ctx->scan = SC_METHOD;
+    c->ctx->scan_n = 0;
+}
+
+static enum llhttp_errno scan_method(hp_conn_t *c, const char **data, const char *end)
+{
+    hp_ctx_t *ctx = c->ctx;
+    for (const char *p = *data; p < end; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (is_tchar(ch) && ++ctx->scan_n < METHOD_SCAN_MAX) continue;
+        ctx->scan = SC_OFF;
+        bool method = (ch == ' ' && ctx->scan_n > 0) || ctx->scan_n >= METHOD_SCAN_MAX;
+        return refuse(c, method ? HP_REJECT_NOT_IMPLEMENTED : HP_REJECT_BAD_REQUEST);
+    }
+    *data = end;
+    return HPE_OK;
+}
+
+enum llhttp_errno hp_parser_scan(hp_conn_t *c, const char **data, const char *end)
+{
+    hp_ctx_t *ctx = c->ctx;
+    if (ctx->scan == SC_METHOD) return scan_method(c, data, end);
+    const char *p = *data;
+    while (p < end) {
+        unsigned char ch = (unsigned char)*p;
+        uint8_t next = ctx->scan;
+        if (ctx->scan == SC_SIZE && is_hex(ch)) {
+            const char *q = p;
+            while (q < end && is_hex((unsigned char)*q))
+                q++;
+            size_t n = (size_t)(q - p), before = ctx->scan_n, after = before + n;
+            size_t zeros = before >= CHUNK_SIZE_DIGITS ? n
+                           : after > CHUNK_SIZE_DIGITS ? after - CHUNK_SIZE_DIGITS
+                                                       : 0;
+            ctx->scan_n = (uint16_t)(after > UINT16_MAX ? UINT16_MAX : after);
+            ctx->chunk_ext += (uint32_t)(zeros > CHUNK_EXT_MAX ? CHUNK_EXT_MAX + 1 : zeros);
+            if (ctx->chunk_ext > CHUNK_EXT_MAX) return refuse(c, HP_REJECT_CHUNK_EXT_TOO_LONG);
+            enum llhttp_errno err = feed(c, p, n);
+            if (err != HPE_OK) return err;
+            p = q;
+            continue;
+        }
+        if (ch == '\r' && (ctx->scan == SC_SIZE || ctx->scan == SC_NAME || ctx->scan == SC_VAL ||
+                           ctx->scan == SC_AFTER)) {
+            ctx->scan = SC_LF;
+            p++;
+            continue;
+        }
+        if (ctx->scan == SC_LF) {
+            if (ch != '\n') return refuse(c, HP_REJECT_BAD_BODY);
+            ctx->scan = SC_OFF;
+            *data = p + 1;
+            return feed(c, "\r\n", 2);
+        }
+        switch (ctx->scan) {
+        case SC_SIZE:
+        case SC_AFTER: next = ch == ';' ? SC_NAME0 : is_ws(ch) ? SC_BWS : 0; break;
+        case SC_BWS: next = ch == ';' ? SC_NAME0 : is_ws(ch) ? SC_BWS : 0; break;
+        case SC_NAME0: next = is_ws(ch) ? SC_NAME0 : is_tchar(ch) ? SC_NAME : 0; break;
+        case SC_NAME:
+            next = is_tchar(ch) ? SC_NAME
+                   : ch == '='  ? SC_VAL0
+                   : ch == ';'  ? SC_NAME0
+                   : is_ws(ch)  ? SC_NAME_BWS
+                                : 0;
+            break;
+        case SC_NAME_BWS:
+            next = ch == '=' ? SC_VAL0 : ch == ';' ? SC_NAME0 : is_ws(ch) ? SC_NAME_BWS : 0;
+            break;
+        case SC_VAL0:
+            next = is_ws(ch) ? SC_VAL0 : ch == '"' ? SC_QSTR : is_tchar(ch) ? SC_VAL : 0;
+            break;
+        case SC_VAL:
+            next = is_tchar(ch) ? SC_VAL : ch == ';' ? SC_NAME0 : is_ws(ch) ? SC_BWS : 0;
+            break;
+        case SC_QSTR:
+            /* qdtext: HTAB, SP, VCHAR but '"' and '\', obs-text. */
+            next = ch == '"'                                  ? SC_AFTER
+                   : ch == '\\'                               ? SC_QPAIR
+                   : ch == '\t' || (ch >= 0x20 && ch != 0x7f) ? SC_QSTR
+                                                              : 0;
+            break;
+        case SC_QPAIR: next = ch == '\t' || (ch >= 0x20 && ch != 0x7f) ? SC_QSTR : 0; break;
+        default: next = 0; break;
+        }
+        if (next == 0) return refuse(c, HP_REJECT_BAD_BODY);
+        if (++ctx->chunk_ext > CHUNK_EXT_MAX) return refuse(c, HP_REJECT_CHUNK_EXT_TOO_LONG);
+        ctx->scan = next;
+        p++;
+    }
+    *data = end;
+    return HPE_OK;
+}
+
 static int on_message_begin(llhttp_t *p)
 {
     hp_conn_t *c = conn_of(p);
@@ -372,6 +551,8 @@ static int on_headers_complete(llhttp_t *p)
             hp_conn_continue(c);
             if (c->flags & HP_CF_CLOSED) return HPE_PAUSED;
         }
+        /* The first chunk-size line is the scanner's (see below). */
+        if (req->chunked) return chunk_line_next(ctx);
     } else {
         hp_conn_set_timer(c, HP_LIST_NONE, 0);
     }
@@ -409,6 +590,19 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+static int on_chunk_header(llhttp_t *p)
+{
+    conn_of(p)->ctx->last_chunk = p->content_length == 0;
+    return 0;
+}
+
+static int on_chunk_complete(llhttp_t *p)
+{
+    hp_ctx_t *ctx = conn_of(p)->ctx;
+    /* After the last chunk come the trailers (llhttp's), not a size line. */
+    return ctx->last_chunk ? 0 : chunk_line_next(ctx);
+}
+
 static int on_message_complete(llhttp_t *p)
 {
     return hp_conn_dispatch(conn_of(p));
@@ -426,5 +620,7 @@ const llhttp_settings_t hp_parser_settings = {
     .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
+    .on_chunk_header = on_chunk_header,
+    .on_chunk_complete = on_chunk_complete,
     .on_message_complete = on_message_complete,
 };

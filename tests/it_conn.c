@@ -516,6 +516,42 @@ static void slow_request_line_costs_linear_memory(void **state)
     hp_it_fixture_stop(f);
 }
 
+/* --- chunk extensions ------------------------------------------------------ */
+
+/* Bug: 64 MiB of extension on a one-byte chunk was read and answered 200.
+ * Now the server refuses past 4 KiB of extensions: 400 and close (what the
+ * peer still sends is read and dropped by the lingering close, as nginx
+ * does, so the answer is not lost to a reset). */
+static void long_chunk_extension_is_refused(void **state)
+{
+    enum { OFFER = 8 << 20 };
+    fixture_t *f = hp_it_fixture_new(state);
+    hp_it_fixture_start_server(f, NULL, NULL);
+    int port = f->server.port;
+    hp_it_client_t c;
+    assert_int_equal(hp_it_client_open(&c, port), 0);
+    assert_int_equal(hp_it_client_sendf(&c, "POST /echo HTTP/1.1\r\nHost: h\r\n"
+                                            "Transfer-Encoding: chunked\r\n\r\n1;x="),
+                     0);
+    char *ext = malloc(1 << 20);
+    memset(ext, 'e', 1 << 20);
+    size_t sent = 0;
+    while (sent < OFFER && hp_it_client_send(&c, ext, 1 << 20) == 0)
+        sent += 1 << 20;
+    free(ext);
+    hp_it_resp_t r;
+    assert_int_equal(hp_it_client_read(&c, &r, false), 0);
+    printf("it_conn: a chunk extension of %zu bytes: %d \"%s\"\n", sent, r.status, r.body);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(r.body, "chunk extensions too long\n");
+    assert_true(r.closed);
+    hp_it_resp_free(&r);
+    hp_it_client_close(&c);
+    assert_int_equal(hp_it_stat(port, "rejections|CHUNK_EXT_TOO_LONG"), 1);
+    assert_int_equal(hp_it_stat(port, "routes|/echo|valuetask|requests"), 0);
+    hp_it_fixture_stop(f);
+}
+
 int main(void)
 {
     hp_alloc_install();
@@ -527,6 +563,7 @@ int main(void)
         cmocka_unit_test_teardown(half_body_behind_backed_up_answers, hp_it_fixture_teardown),
         cmocka_unit_test_teardown(write_and_idle_deadlines, hp_it_fixture_teardown),
         cmocka_unit_test_teardown(slow_request_line_costs_linear_memory, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(long_chunk_extension_is_refused, hp_it_fixture_teardown),
     };
     return hp_it_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -123,6 +123,30 @@ static const row_t rows[] = {
         "POST /plaintext HTTP/1.1\r\nHost: x\r\nContent-Length: 28\r\n\r\nGET /json "
         "HTTP/1.1\r\nHost: x\r\n\r\n",
         405, false),
+    ROW("Content-Length after a tab (OWS)",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length:\t5\r\n\r\nhello", 200, false),
+    ROW("chunk extension list",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5;a=b;c=d\r\nhello\r\n0;e\r\n\r\n",
+        200, false),
+    ROW("whitespace before and around chunk extensions",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5 ;a=b\r\nhello\r\n3\t; c = \"q \\\" s\" ;d\r\nabc\r\n0\r\n\r\n",
+        200, false),
+    ROW("chunk size with a space before the CRLF",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n"
+        "0\r\n\r\n",
+        400, true),
+    ROW("chunk extension without a size",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n;a\r\n", 400, true),
+    ROW("chunk extension name missing",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;=b\r\nhello\r\n"
+        "0\r\n\r\n",
+        400, true),
+    ROW("bare LF after a chunk size",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;a\nhello\r\n"
+        "0\r\n\r\n",
+        400, true),
     ROW("Upgrade answered then closed",
         "GET /plaintext HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
         200, true),
@@ -645,6 +669,68 @@ static void slow_target_costs_linear_memory(void **state)
     assert_true(bytewise <= whole + 4 * 1025 + 1024);
 }
 
+/* --- chunk extensions are bounded ----------------------------------------- */
+
+/* Bug: chunk extensions were unbounded (64 MiB on a one-byte chunk was
+ * read and answered 200). Now 4 KiB per request, counted across chunks and
+ * leading zeros: 400 and close beyond it. */
+static void chunk_extensions_are_bounded(void **state)
+{
+    fixture_t *f = *state;
+    static const char head[] =
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    char *in = malloc(64 * 1024);
+    struct {
+        const char *name;
+        int ext;    /* bytes of extension on one chunk */
+        int chunks; /* chunks of 1 byte, each with a 100-byte extension */
+        int zeros;  /* leading zeros on the size */
+        int status;
+    } cases[] = {
+        {"4000 bytes on one chunk", 4000, 0, 0, 200}, {"5000 bytes on one chunk", 5000, 0, 0, 400},
+        {"40 chunks of 100 bytes", 0, 40, 0, 200},    {"45 chunks of 100 bytes", 0, 45, 0, 400},
+        {"4000 leading zeros", 0, 0, 4000, 200},      {"5000 leading zeros", 0, 0, 5000, 400},
+    };
+    uint64_t refused = hp_counter_get(&f->w.metrics.rejects[HP_REJECT_CHUNK_EXT_TOO_LONG]);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t n = 0;
+        n += (size_t)sprintf(in + n, "%s", head);
+        if (cases[i].ext) {
+            n += (size_t)sprintf(in + n, "1;x=");
+            memset(in + n, 'e', (size_t)cases[i].ext - 3);
+            n += (size_t)cases[i].ext - 3;
+            n += (size_t)sprintf(in + n, "\r\na\r\n");
+        }
+        for (int k = 0; k < cases[i].chunks; k++) {
+            n += (size_t)sprintf(in + n, "1;");
+            memset(in + n, 'e', 99);
+            n += 99;
+            n += (size_t)sprintf(in + n, "\r\na\r\n");
+        }
+        if (cases[i].zeros) {
+            memset(in + n, '0', (size_t)cases[i].zeros + 16);
+            n += (size_t)cases[i].zeros + 16;
+            n += (size_t)sprintf(in + n, "1\r\na\r\n");
+        }
+        n += (size_t)sprintf(in + n, "0\r\n\r\n");
+        for (int bytewise = 0; bytewise < 2; bytewise++) {
+            capture_t cap;
+            exchange(f, in, n, bytewise, &cap);
+            if (hp_capture_status(cap.data) != cases[i].status ||
+                cap.closed != (cases[i].status != 200))
+                fail_msg("%s (%s): expected %d, got %d%s", cases[i].name,
+                         bytewise ? "bytewise" : "whole", cases[i].status,
+                         hp_capture_status(cap.data), cap.closed ? " + close" : "");
+            if (cases[i].status != 200)
+                assert_non_null(strstr(cap.data, "chunk extensions too long"));
+            free(cap.data);
+        }
+    }
+    assert_int_equal(hp_counter_get(&f->w.metrics.rejects[HP_REJECT_CHUNK_EXT_TOO_LONG]),
+                     refused + 6);
+    free(in);
+}
+
 int main(void)
 {
     hp_alloc_install();
@@ -666,6 +752,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(busy_connection_keeps_its_write_deadline,
                                         setup_refusing_upstream, teardown),
         cmocka_unit_test_setup_teardown(slow_target_costs_linear_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(chunk_extensions_are_bounded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
