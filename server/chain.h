@@ -89,6 +89,8 @@ const hp_route_t *hp_route_find(hp_str_t path, unsigned method);
 const hp_route_t *hp_route_table(size_t *n);
 /* The Allow header for a path (for 405 answers); NULL when unknown. */
 const char *hp_route_allow(hp_str_t path);
+/* Every method some route serves (HP_METHOD_BIT set), for OPTIONS *. */
+uint64_t hp_route_methods(void);
 
 /* --- running the chain -------------------------------------------------- */
 

@@ -706,6 +706,13 @@ static void parse(hp_conn_t *c, const char *data, size_t len)
             llhttp_resume(&c->parser);
             continue;
         }
+        if (err == HPE_INVALID_METHOD && c->ctx) {
+            /* 501 for a method llhttp does not know, 400 for garbage: the
+             * scanner reads on to tell them apart. */
+            data = llhttp_get_error_pos(&c->parser);
+            hp_parser_scan_method(c);
+            continue;
+        }
         break;
     }
     if (err == HPE_OK) {

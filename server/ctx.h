@@ -87,6 +87,9 @@ struct hp_ctx {
     bool last_chunk;         /* the chunk being read is the last (size 0) */
     uint16_t scan_n;         /* bytes counted by the scan in progress */
     uint32_t chunk_ext;      /* chunk-extension bytes in this request's body */
+    uint8_t te_len;          /* Transfer-Encoding: the current coding's length */
+    bool te_chunked;         /* ...it spells "chunked" so far */
+    bool te_other;           /* a coding other than chunked was listed */
     bool value_piece;        /* a piece of the current header value was seen */
     bool value_piece_at_end; /* ...and it ended where the input ended */
     bool body_wanted;        /* the route reads the body; else drained */

@@ -33,7 +33,16 @@ static inline bool hp_str_eq(hp_str_t a, const char *lit, size_t n)
 }
 
 /* Methods, as llhttp numbers them (llhttp_method_t). */
-enum { HP_DELETE = 0, HP_GET = 1, HP_HEAD = 2, HP_POST = 3, HP_PUT = 4, HP_OPTIONS = 6 };
+enum {
+    HP_DELETE = 0,
+    HP_GET = 1,
+    HP_HEAD = 2,
+    HP_POST = 3,
+    HP_PUT = 4,
+    HP_OPTIONS = 6,
+    HP_TRACE = 7,
+    HP_PATCH = 28,
+};
 #define HP_METHOD_BIT(m) (UINT64_C(1) << (m))
 
 typedef struct {

@@ -32,7 +32,7 @@
 #include <string.h>
 
 /* The headers the server keeps (or checks); everything else is counted. */
-enum { H_NONE = 0, H_REQUEST_ID, H_CONTENT_TYPE, H_ACCEPT, H_EXPECT, H_HOST, H_SKIP };
+enum { H_NONE = 0, H_REQUEST_ID, H_CONTENT_TYPE, H_ACCEPT, H_EXPECT, H_HOST, H_TE, H_SKIP };
 
 /* X-Request-Id values longer than this are ignored (and one generated):
  * ids are logged and echoed, so they are bounded, as Kestrel bounds
@@ -342,6 +342,9 @@ static int on_header_field_complete(llhttp_t *p)
     hp_ctx_t *ctx = c->ctx;
     if (++ctx->nheaders > ctx->gen->limits.header_count)
         return refuse(c, HP_REJECT_TOO_MANY_HEADERS);
+    /* ": value" is no header line (RFC 9110 5.1: a name is a token, one
+     * character at least); llhttp lets it through. */
+    if (ctx->hname_len == 0) return refuse(c, HP_REJECT_BAD_HEADER);
     if (c->state == HP_CONN_BODY) {
         /* A chunked body's trailer fields: counted against the limits like
          * headers, never taken for them. */
@@ -359,6 +362,8 @@ static int on_header_field_complete(llhttp_t *p)
         ctx->hdr = H_EXPECT;
     else if (name_is(ctx, "host", 4))
         ctx->hdr = H_HOST;
+    else if (name_is(ctx, "transfer-encoding", 17))
+        ctx->hdr = H_TE;
     else
         ctx->hdr = H_NONE;
     if (ctx->hdr == H_HOST && ++ctx->nhosts > 1) return refuse(c, HP_REJECT_HOST);
@@ -372,6 +377,28 @@ static hp_str_t *kept_value(hp_ctx_t *ctx)
     case H_REQUEST_ID: return &ctx->req.request_id;
     case H_CONTENT_TYPE: return &ctx->req.content_type;
     default: return NULL;
+    }
+}
+
+/* Transfer-Encoding's codings, read as they stream: a list of tokens
+ * separated by commas and whitespace. llhttp checks that chunked is the
+ * final one (400 otherwise); the server implements no other, so any other
+ * coding in the list is a 501 (RFC 9112 6.1), decided at headers-complete.
+ * te_len counts the current token's bytes, te_chunked says whether they
+ * spell "chunked" so far. */
+static void te_codings(hp_ctx_t *ctx, const char *at, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        char ch = at[i];
+        if (ch == ',' || ch == ' ' || ch == '\t') {
+            if (ctx->te_len && !(ctx->te_len == 7 && ctx->te_chunked)) ctx->te_other = true;
+            ctx->te_len = 0;
+            continue;
+        }
+        if (ctx->te_len == 0) ctx->te_chunked = true;
+        char lc = ch >= 'A' && ch <= 'Z' ? (char)(ch + 32) : ch;
+        if (ctx->te_len >= 7 || lc != "chunked"[ctx->te_len]) ctx->te_chunked = false;
+        if (ctx->te_len < UINT8_MAX) ctx->te_len++;
     }
 }
 
@@ -392,6 +419,10 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     bool first_piece = !ctx->value_piece;
     ctx->value_piece = true;
     ctx->value_piece_at_end = at + len == c->w->parse_end;
+    if (ctx->hdr == H_TE) {
+        te_codings(ctx, at, len);
+        return 0;
+    }
     if (ctx->hdr == H_NONE || ctx->hdr == H_SKIP || ctx->hdr == H_HOST) return 0;
     hp_str_t *dst = kept_value(ctx);
     if (dst && first_piece && (dst->len || ctx->repeated)) {
@@ -460,6 +491,7 @@ static int on_header_value_complete(llhttp_t *p)
     case H_EXPECT:
         if (v->len == 12 && ieq_prefix(*v, "100-continue")) ctx->req.expect_continue = true;
         break;
+    case H_TE: te_codings(ctx, ",", 1); break;
     default: break;
     }
     *v = (hp_str_t){0};
@@ -514,15 +546,31 @@ static int on_headers_complete(llhttp_t *p)
         c->reject = HP_REJECT_HOST;
         return -1;
     }
+    /* RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message is faulty
+     * framing, whatever it says (a 1.0 peer behind a 1.1 one may read the
+     * body differently: the classic smuggling setup). */
+    if (req->http_minor == 0 && (p->flags & F_TRANSFER_ENCODING)) {
+        c->reject = HP_REJECT_BAD_BODY;
+        return -1;
+    }
+    /* A coding before the final chunked ("gzip, chunked"): not implemented.
+     * (Without a final chunked the framing is unknown: llhttp's 400.) */
+    if (ctx->te_other && (p->flags & F_CHUNKED)) {
+        c->reject = HP_REJECT_NOT_IMPLEMENTED;
+        return -1;
+    }
     /* Absolute-form ("http://host/path") must be accepted (RFC 9112 3.2.2):
      * the path is what routes; the authority is not checked, as no virtual
-     * hosts exist here. Asterisk- and authority-form serve no route. */
+     * hosts exist here. Authority-form serves no route. */
     if (req->target.len > 7 && ieq_prefix(req->target, "http://")) {
         skip_authority(req, 7);
     } else if (req->target.len > 8 && ieq_prefix(req->target, "https://")) {
         skip_authority(req, 8);
     }
-    if (req->target.len == 0 || req->target.ptr[0] != '/') {
+    /* Asterisk-form is for OPTIONS only, and asks about the server as a
+     * whole (RFC 9112 3.2.4): it routes as the path "*". */
+    bool asterisk = req->method == HP_OPTIONS && hp_str_eq(req->target, "*", 1);
+    if (!asterisk && (req->target.len == 0 || req->target.ptr[0] != '/')) {
         c->reject = HP_REJECT_BAD_REQUEST;
         return -1;
     }

@@ -64,6 +64,9 @@ typedef struct {
         n, in, 0, st, cl, 0                                                                        \
     }
 
+/* What a second parser might take for a request after a faulty framing. */
+#define SMUGGLE "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n"
+
 static const row_t rows[] = {
     ROW("plain GET", "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n", 200, false),
     ROW("HTTP/1.0 closes", "GET /plaintext HTTP/1.0\r\n\r\n", 200, true),
@@ -81,7 +84,16 @@ static const row_t rows[] = {
         "chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         200, false),
     ROW("garbage", "HELLO\r\n\r\n", 400, true),
-    ROW("lowercase method", "get /plaintext HTTP/1.1\r\nHost: x\r\n\r\n", 400, true),
+    /* RFC 9110 9.1: an unrecognized method is a 501; a line that is no
+     * request line a 400. Methods are case-sensitive: "get" is unknown. */
+    ROW("lowercase method", "get /plaintext HTTP/1.1\r\nHost: x\r\n\r\n", 501, true),
+    ROW("unknown method", "FOO /plaintext HTTP/1.1\r\nHost: x\r\n\r\n", 501, true),
+    ROW("unknown method a known one's prefix", "GETX /plaintext HTTP/1.1\r\nHost: x\r\n\r\n", 501,
+        true),
+    ROW("unknown method, with symbols", "X-M!# /plaintext HTTP/1.1\r\nHost: x\r\n\r\n", 501, true),
+    ROW("request line starting with a space", " GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n", 400,
+        true),
+    ROW("method then a control byte", "GE\x01 /plaintext HTTP/1.1\r\nHost: x\r\n\r\n", 400, true),
     ROW("HTTP/2.0", "GET /plaintext HTTP/2.0\r\n\r\n", 505, true),
     ROW("HTTP/1.2", "GET /plaintext HTTP/1.2\r\n\r\n", 505, true),
     ROW("HTTP/0.9 style", "GET /plaintext\r\n\r\n", 400, true),
@@ -90,7 +102,9 @@ static const row_t rows[] = {
     ROW("missing Host", "GET /plaintext HTTP/1.1\r\n\r\n", 400, true),
     ROW("two Hosts", "GET /plaintext HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, true),
     ROW("HTTP/1.0 without Host", "GET /plaintext HTTP/1.0\r\n\r\n", 200, true),
-    ROW("asterisk-form", "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", 400, true),
+    ROW("OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", 200, false),
+    ROW("asterisk-form with GET", "GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400, true),
+    ROW("OPTIONS on a resource", "OPTIONS /plaintext HTTP/1.1\r\nHost: x\r\n\r\n", 405, false),
     ROW("CL and TE",
         "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
         "0\r\n\r\n",
@@ -103,6 +117,29 @@ static const row_t rows[] = {
         "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400, true),
     ROW("TE gzip only", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nhello",
         400, true),
+    /* RFC 9112 6.1: a coding the server does not implement, before the
+     * final chunked: 501, on one line or two. */
+    ROW("TE gzip, chunked",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501,
+        true),
+    ROW("TE gzip then chunked on two lines",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: "
+        "chunked\r\n\r\n0\r\n\r\n",
+        501, true),
+    ROW("TE chunked twice",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"
+        "0\r\n\r\n",
+        400, true),
+    ROW("TE Chunked, any case",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n0\r\n\r\n", 200,
+        false),
+    /* RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing. */
+    ROW("HTTP/1.0 with Transfer-Encoding",
+        "POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" SMUGGLE, 400, true),
+    ROW("empty header name", "GET /plaintext HTTP/1.1\r\nHost: x\r\n: v\r\n\r\n", 400, true),
+    ROW("empty trailer name",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n: v\r\n\r\n", 400,
+        true),
     ROW("bad Content-Length", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5x\r\n\r\nhello",
         400, true),
     ROW("space in header name", "GET /plaintext HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n", 400,
