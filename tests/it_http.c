@@ -625,7 +625,7 @@ typedef struct {
 static void request_split_at_table_of_points(void **state)
 {
 #define ECHO_REQ                                                                                   \
-    "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Type: text/x-split\r\nContent-Length: "             \
+    "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Type: Text/Plain;x\r\nContent-Length: "             \
     "11\r\n\r\nhello world"
 #define CHUNK_REQ                                                                                  \
     "POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n "     \
@@ -686,7 +686,8 @@ static void request_split_at_table_of_points(void **state)
     assert_int_equal(hp_it_client_read(&c, &r, false), 0);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, "hello world");
-    assert_string_equal(hp_it_header(&r, "Content-Type"), "text/x-split");
+    /* Read whole across the cuts: a passive type, so reflected (canonical). */
+    assert_string_equal(hp_it_header(&r, "Content-Type"), "text/plain");
     hp_it_resp_free(&r);
     hp_it_client_close(&c);
 #undef ECHO_REQ
@@ -793,12 +794,11 @@ static void echo_returns_a_content_length_body(void **state)
         hp_it_resp_t r;
         char body[64];
         int n = snprintf(body, sizeof(body), "body for %s \x01\xff", methods[i]);
-        assert_int_equal(
-            hp_it_client_sendf(&c,
-                               "%s /echo HTTP/1.1\r\nHost: h\r\nContent-Type: "
-                               "application/x-hotpath-test\r\nContent-Length: %d\r\n\r\n",
-                               methods[i], n),
-            0);
+        assert_int_equal(hp_it_client_sendf(&c,
+                                            "%s /echo HTTP/1.1\r\nHost: h\r\nContent-Type: "
+                                            "application/json\r\nContent-Length: %d\r\n\r\n",
+                                            methods[i], n),
+                         0);
         assert_int_equal(hp_it_client_send(&c, body, (size_t)n), 0);
         assert_int_equal(hp_it_client_read(&c, &r, false), 0);
         assert_int_equal(r.status, 200);
@@ -808,7 +808,8 @@ static void echo_returns_a_content_length_body(void **state)
         snprintf(cl, sizeof(cl), "%d", n);
         assert_string_equal(hp_it_header(&r, "Content-Length"), cl);
         assert_false(r.chunked);
-        assert_string_equal(hp_it_header(&r, "Content-Type"), "application/x-hotpath-test");
+        assert_string_equal(hp_it_header(&r, "Content-Type"), "application/json");
+        assert_string_equal(hp_it_header(&r, "X-Content-Type-Options"), "nosniff");
         hp_it_resp_free(&r);
     }
     /* No body at all: an empty one back. */
@@ -838,24 +839,73 @@ static void echo_returns_a_content_length_body(void **state)
     hp_it_client_close(&c);
 }
 
-static void echo_returns_a_chunked_body_chunked(void **state)
+/* The body is whole when the handler runs: the answer has a
+ * Content-Length whatever the request's framing was. */
+static void echo_of_a_chunked_body_has_a_content_length(void **state)
 {
     hp_it_client_t c;
     hp_it_resp_t r;
     open_client(&c);
     assert_int_equal(hp_it_client_sendf(&c, "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Type: "
-                                            "text/x-chunks\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                            "text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
                                             "5\r\nhello\r\n1;ext=1\r\n,\r\n"
                                             "a\r\n0123456789\r\n0\r\n\r\n"),
                      0);
     assert_int_equal(hp_it_client_read(&c, &r, false), 0);
     assert_int_equal(r.status, 200);
-    assert_true(r.chunked);
-    assert_string_equal(hp_it_header(&r, "Transfer-Encoding"), "chunked");
-    assert_null(hp_it_header(&r, "Content-Length"));
+    assert_false(r.chunked);
+    assert_null(hp_it_header(&r, "Transfer-Encoding"));
+    assert_string_equal(hp_it_header(&r, "Content-Length"), "16");
     assert_string_equal(r.body, "hello,0123456789");
-    assert_int_equal(r.body_len, 16);
-    assert_string_equal(hp_it_header(&r, "Content-Type"), "text/x-chunks");
+    assert_string_equal(hp_it_header(&r, "Content-Type"), "text/plain");
+    hp_it_resp_free(&r);
+    hp_it_client_close(&c);
+}
+
+/* A reflected active type is a script injection: only passive types come
+ * back as sent (canonical, without parameters); anything else is
+ * application/octet-stream, and nothing is left to sniffing. */
+static void echo_never_reflects_an_active_type(void **state)
+{
+    static const struct {
+        const char *sent, *back;
+    } cases[] = {
+        {"text/html", "application/octet-stream"},
+        {"TEXT/HTML; charset=utf-8", "application/octet-stream"},
+        {"image/svg+xml", "application/octet-stream"},
+        {"application/xhtml+xml", "application/octet-stream"},
+        {"text/xml", "application/octet-stream"},
+        {"application/javascript", "application/octet-stream"},
+        {"text/plainx", "application/octet-stream"},
+        {"multipart/x-mixed-replace; boundary=x", "application/octet-stream"},
+        {"text/plain; charset=utf-8", "text/plain"},
+        {"Application/JSON", "application/json"},
+        {"application/x-www-form-urlencoded", "application/x-www-form-urlencoded"},
+    };
+    hp_it_client_t c;
+    open_client(&c);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        hp_it_resp_t r;
+        assert_int_equal(hp_it_client_sendf(&c,
+                                            "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Type: %s\r\n"
+                                            "Content-Length: 20\r\n\r\n<script>x()</script>",
+                                            cases[i].sent),
+                         0);
+        assert_int_equal(hp_it_client_read(&c, &r, false), 0);
+        assert_int_equal(r.status, 200);
+        if (strcmp(hp_it_header(&r, "Content-Type"), cases[i].back) != 0)
+            fprintf(stderr, "Content-Type %s came back as %s\n", cases[i].sent,
+                    hp_it_header(&r, "Content-Type"));
+        assert_string_equal(hp_it_header(&r, "Content-Type"), cases[i].back);
+        assert_string_equal(hp_it_header(&r, "X-Content-Type-Options"), "nosniff");
+        assert_string_equal(r.body, "<script>x()</script>");
+        hp_it_resp_free(&r);
+    }
+    /* No Content-Type at all: octet-stream too. */
+    hp_it_resp_t r;
+    request_ok(&c, "POST", "/echo", "Content-Length: 0\r\n", &r);
+    assert_string_equal(hp_it_header(&r, "Content-Type"), "application/octet-stream");
+    assert_string_equal(hp_it_header(&r, "X-Content-Type-Options"), "nosniff");
     hp_it_resp_free(&r);
     hp_it_client_close(&c);
 }
@@ -949,20 +999,21 @@ static void chunked_trailers_do_not_become_headers(void **state)
     hp_it_client_t c;
     hp_it_resp_t r;
     open_client(&c);
-    assert_int_equal(hp_it_client_sendf(&c,
-                                        "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Type: a/b\r\n"
-                                        "Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n"
-                                        "Content-Type: c/d\r\nX-Request-Id: from-trailer\r\n\r\n"),
-                     0);
+    assert_int_equal(
+        hp_it_client_sendf(&c, "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n"
+                               "Content-Type: application/json\r\nX-Request-Id: "
+                               "from-trailer\r\n\r\n"),
+        0);
     assert_int_equal(hp_it_client_read(&c, &r, false), 0);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, "hi");
-    if (strcmp(hp_it_header(&r, "Content-Type"), "a/b") ||
+    if (strcmp(hp_it_header(&r, "Content-Type"), "text/plain") ||
         !strcmp(hp_it_header(&r, "X-Request-Id"), "from-trailer"))
         fprintf(stderr,
                 "trailers leaked into the request: Content-Type \"%s\", X-Request-Id \"%s\"\n",
                 hp_it_header(&r, "Content-Type"), hp_it_header(&r, "X-Request-Id"));
-    assert_string_equal(hp_it_header(&r, "Content-Type"), "a/b");
+    assert_string_equal(hp_it_header(&r, "Content-Type"), "text/plain");
     assert_string_not_equal(hp_it_header(&r, "X-Request-Id"), "from-trailer");
     hp_it_resp_free(&r);
     hp_it_client_close(&c);
@@ -1192,7 +1243,8 @@ int main(void)
         cmocka_unit_test(unknown_path_is_404),
         cmocka_unit_test(wrong_method_is_405_with_allow),
         cmocka_unit_test(echo_returns_a_content_length_body),
-        cmocka_unit_test(echo_returns_a_chunked_body_chunked),
+        cmocka_unit_test(echo_of_a_chunked_body_has_a_content_length),
+        cmocka_unit_test(echo_never_reflects_an_active_type),
         cmocka_unit_test(http10_with_transfer_encoding_is_refused),
         cmocka_unit_test(options_asterisk_lists_the_methods),
         cmocka_unit_test(body_on_a_get_is_drained),

@@ -308,12 +308,13 @@ static void repeated_headers_and_trailers(void **state)
     assert_null(strstr(cap.data, "X-Request-Id: abc\r\n"));
     free(cap.data);
 
-    static const char trailer[] = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: a/b\r\n"
+    static const char trailer[] = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
                                   "Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n"
-                                  "Content-Type: c/d\r\nX-Request-Id: from-trailer\r\n\r\n";
+                                  "Content-Type: application/json\r\nX-Request-Id: "
+                                  "from-trailer\r\n\r\n";
     exchange(f, trailer, sizeof(trailer) - 1, false, &cap);
     assert_int_equal(hp_capture_status(cap.data), 200);
-    assert_non_null(strstr(cap.data, "Content-Type: a/b\r\n"));
+    assert_non_null(strstr(cap.data, "Content-Type: text/plain\r\n"));
     assert_null(strstr(cap.data, "from-trailer"));
     free(cap.data);
 
