@@ -599,21 +599,31 @@ int hp_conn_dispatch(hp_conn_t *c)
     ctx->scope = &w->metrics.routes[ctx->route->id][ctx->mode].alloc;
     hp_alloc_counter_t *prev = hp_alloc_scope_set(ctx->scope);
     hp_vtask_t vt = hp_chain_start(ctx);
+    int status;
     if (hp_vtask_is_completed(&vt)) {
-        finish(c, ctx, hp_chain_consume(ctx, &vt));
-        hp_alloc_scope_set(prev);
-        if (c->flags & HP_CF_CLOSE) return HPE_PAUSED;
-        if (w->out.len >= FLUSH_AT) {
-            flush(c);
-            if (c->flags & (HP_CF_WBLOCK | HP_CF_CLOSED)) return HPE_PAUSED;
+        status = hp_chain_consume(ctx, &vt);
+    } else {
+        ctx->top = vt;
+        status = hp_vtask_on_completed(&ctx->top, request_awaited, ctx);
+        if (status == 0) {
+            hp_alloc_scope_set(prev);
+            stop_reading(c);
+            return HPE_PAUSED;
         }
-        return 0;
+        /* Refused (the chain returned a valuetask already awaited: a
+         * misuse, counted): no continuation will ever run, so the request
+         * is answered now, with the refusal as its fault (a 500). */
+        hp_vtask_drop(&ctx->top);
+        ctx->fault = hp_strerror(status);
     }
+    finish(c, ctx, status);
     hp_alloc_scope_set(prev);
-    ctx->top = vt;
-    hp_vtask_on_completed(&ctx->top, request_awaited, ctx);
-    stop_reading(c);
-    return HPE_PAUSED;
+    if (c->flags & HP_CF_CLOSE) return HPE_PAUSED;
+    if (w->out.len >= FLUSH_AT) {
+        flush(c);
+        if (c->flags & (HP_CF_WBLOCK | HP_CF_CLOSED)) return HPE_PAUSED;
+    }
+    return 0;
 }
 
 static void resume(hp_conn_t *c)

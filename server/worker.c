@@ -338,6 +338,7 @@ static void thread_main(void *arg)
     hp_alloc_bind_thread(&w->alloc);
     hp_runtime_bind_thread(&w->runtime);
     hp_worker_run(w);
+    hp_vtask_thread_exit();
 }
 
 int hp_worker_start(hp_worker_t *w)
