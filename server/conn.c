@@ -48,7 +48,7 @@
  * for its duration; hp_conn_close on a held connection does everything that
  * stops it (no reads, no timers, no more output, off every list) but leaves
  * its request context and its input to the outermost frame, which frees
- * them on its way out (unhold). Whatever can close tells its caller to stop:
+ * them on its way out (leave). Whatever can close tells its caller to stop:
  * parser callbacks return HPE_PAUSED, and parse() and proceed() check
  * HP_CF_CLOSED after every step that can close.
  */
@@ -223,6 +223,7 @@ static hp_conn_t *conn_new(hp_worker_t *w)
     c->w = w;
     c->id = ++w->conn_seq;
     c->rtimer.list = c->wtimer.list = HP_LIST_NONE;
+    c->charge = &w->metrics.conn_alloc;
     llhttp_init(&c->parser, HTTP_REQUEST, &hp_parser_settings);
     c->parser.data = c;
     c->all_next = w->all;
@@ -290,6 +291,50 @@ static void ready_unlink(hp_conn_t *c)
     c->flags &= ~HP_CF_READY;
 }
 
+/* --- accounting -------------------------------------------------------- *
+ *
+ * Every allocation is charged to exactly one account (alloc.h's scope):
+ *
+ *   the chain of a route       routes[r][mode].alloc, while the middleware
+ *                              and the handler run (ctx->scope);
+ *   a request, outside it      ctx->io while the request is read (its
+ *                              context, when the pool grows; arena spills
+ *                              for long targets and headers; its body; a
+ *                              carry kept while it pends), added to
+ *                              routes[r][mode].outside when it ends;
+ *   a connection's I/O         c->charge between requests: the outside
+ *                              account of the route it last answered, for
+ *                              pipelined input kept and output the kernel
+ *                              refused after that answer;
+ *   nothing of a request       metrics.conn_alloc (outside_requests): new
+ *                              connections, a request refused before it was
+ *                              routed, timers, the upstream pool's own -
+ *                              the worker thread's default scope.
+ *
+ * So the worker's totals are the sum of these, exactly, and the tests
+ * check that they are. */
+
+/* The account a connection's I/O goes to now. */
+static hp_alloc_counter_t *io_scope(hp_conn_t *c)
+{
+    return c->ctx ? &c->ctx->io : c->charge;
+}
+
+/* The request ends: what it allocated outside its chain goes to its route's
+ * outside account (to outside_requests when it never got a route), and its
+ * context back to the pool. */
+static void request_end(hp_worker_t *w, hp_ctx_t *ctx)
+{
+    hp_alloc_counter_t *to =
+        ctx->route ? &w->metrics.routes[ctx->route->id][ctx->mode].outside : &w->metrics.conn_alloc;
+    hp_counter_add(&to->count, ctx->io.count);
+    hp_counter_add(&to->bytes, ctx->io.bytes);
+    if (hp_alloc_scope_get() == &ctx->io) hp_alloc_scope_set(to);
+    hp_gen_t *gen = ctx->gen;
+    hp_ctx_release(&w->ctx_pool, ctx);
+    hp_gen_release(gen);
+}
+
 /* End the request on c without answering it (the connection is going). */
 static void drop_request(hp_conn_t *c)
 {
@@ -307,9 +352,7 @@ static void drop_request(hp_conn_t *c)
          * nobody else will read it now. */
         hp_chain_consume(ctx, &ctx->top);
     }
-    hp_gen_t *gen = ctx->gen;
-    hp_ctx_release(&c->w->ctx_pool, ctx);
-    hp_gen_release(gen);
+    request_end(c->w, ctx);
 }
 
 /* The memory of a closed connection: its request, its input, the handle. */
@@ -330,14 +373,18 @@ static void teardown(hp_conn_t *c)
 }
 
 /* An entry from the loop into c: a read, a write's completion, a resume, a
- * deadline. A close meanwhile is finished by the matching unhold. */
-static inline void hold(hp_conn_t *c)
+ * deadline. It holds c (a close meanwhile is finished by the matching
+ * leave) and charges what it allocates to c's account now (io_scope).
+ * Returns the scope leave restores. */
+static hp_alloc_counter_t *enter(hp_conn_t *c)
 {
     c->hold++;
+    return hp_alloc_scope_set(io_scope(c));
 }
 
-static void unhold(hp_conn_t *c)
+static void leave(hp_conn_t *c, hp_alloc_counter_t *prev)
 {
+    hp_alloc_scope_set(prev);
     if (--c->hold == 0 && (c->flags & HP_CF_CLOSED)) teardown(c);
 }
 
@@ -396,9 +443,9 @@ void hp_conn_eof(hp_conn_t *c, int err)
      * `printf ... | nc`) still gets every answer: what runs finishes, what
      * waits in carry is parsed, and proceed() closes once nothing is left. */
     c->flags |= HP_CF_EOF;
-    hold(c);
+    hp_alloc_counter_t *prev = enter(c);
     proceed(c);
-    unhold(c);
+    leave(c, prev);
 }
 
 /* --- output ------------------------------------------------------------ */
@@ -423,9 +470,9 @@ static void drained(hp_conn_t *c)
 {
     c->flags &= ~HP_CF_WBLOCK;
     timer_unlink(c, &c->wtimer);
-    hold(c);
+    hp_alloc_counter_t *prev = enter(c);
     proceed(c);
-    unhold(c);
+    leave(c, prev);
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -521,7 +568,12 @@ void hp_conn_continue(hp_conn_t *c)
 hp_ctx_t *hp_conn_begin(hp_conn_t *c)
 {
     hp_worker_t *w = c->w;
+    /* A context the pool had to make is this request's allocation. */
+    hp_alloc_counter_t grown = {0, 0};
+    hp_alloc_scope_set(&grown);
     hp_ctx_t *ctx = hp_ctx_acquire(&w->ctx_pool);
+    ctx->io = grown;
+    hp_alloc_scope_set(&ctx->io);
     hp_counter_set(&w->metrics.ctx_pool_size, w->ctx_pool.size);
     ctx->conn = c;
     ctx->worker = w;
@@ -554,9 +606,11 @@ static void finish(hp_conn_t *c, hp_ctx_t *ctx, int status)
     hp_counter_add(&rs->requests, 1);
     c->ctx = NULL;
     c->state = HP_CONN_IDLE;
-    hp_gen_t *gen = ctx->gen;
-    hp_ctx_release(&w->ctx_pool, ctx);
-    hp_gen_release(gen);
+    /* What the connection does next for this answer (write what the kernel
+     * refuses, keep pipelined input) is this route's, outside the chain. */
+    c->charge = &rs->outside;
+    request_end(w, ctx);
+    hp_alloc_scope_set(c->charge);
 }
 
 static void request_awaited(void *arg)
@@ -570,9 +624,7 @@ static void request_awaited(void *arg)
         /* The client left while its request ran: finish it quietly. */
         hp_alloc_counter_t *prev = hp_alloc_scope_set(ctx->scope);
         hp_chain_consume(ctx, &ctx->top);
-        hp_gen_t *gen = ctx->gen;
-        hp_ctx_release(&w->ctx_pool, ctx);
-        hp_gen_release(gen);
+        request_end(w, ctx);
         hp_alloc_scope_set(prev);
         return;
     }
@@ -616,8 +668,7 @@ int hp_conn_dispatch(hp_conn_t *c)
         hp_vtask_drop(&ctx->top);
         ctx->fault = hp_strerror(status);
     }
-    finish(c, ctx, status);
-    hp_alloc_scope_set(prev);
+    finish(c, ctx, status); /* and the scope is the connection's again */
     if (c->flags & HP_CF_CLOSE) return HPE_PAUSED;
     if (w->out.len >= FLUSH_AT) {
         flush(c);
@@ -629,13 +680,11 @@ int hp_conn_dispatch(hp_conn_t *c)
 static void resume(hp_conn_t *c)
 {
     hp_ctx_t *ctx = c->ctx;
-    hold(c);
-    hp_alloc_counter_t *prev = hp_alloc_scope_set(ctx->scope);
+    hp_alloc_counter_t *prev = enter(c);
+    hp_alloc_scope_set(ctx->scope);
     finish(c, ctx, hp_chain_consume(ctx, &ctx->top));
-    hp_alloc_scope_set(&c->w->metrics.conn_alloc);
     proceed(c);
-    hp_alloc_scope_set(prev);
-    unhold(c);
+    leave(c, prev);
 }
 
 void hp_conn_resume_ready(hp_worker_t *w)
@@ -773,15 +822,13 @@ void hp_conn_feed(hp_conn_t *c, const char *data, size_t len)
          * and dropped. */
         return;
     }
-    hp_alloc_counter_t *prev = hp_alloc_scope_set(&c->w->metrics.conn_alloc);
-    hold(c);
+    hp_alloc_counter_t *prev = enter(c);
     if (c->state == HP_CONN_BUSY || (c->flags & HP_CF_WBLOCK))
         append_carry(c, data, len);
     else
         parse(c, data, len);
     proceed(c);
-    unhold(c);
-    hp_alloc_scope_set(prev);
+    leave(c, prev);
 }
 
 /* After anything happened on c: go on with pipelined input if nothing
@@ -858,16 +905,15 @@ static void expire(hp_conn_t *c, uint8_t list)
 unsigned hp_conn_sweep(hp_worker_t *w, uint64_t now)
 {
     unsigned n = 0;
-    hp_alloc_counter_t *prev = hp_alloc_scope_set(&w->metrics.conn_alloc);
     for (uint8_t l = 0; l < HP_LISTS; l++) {
         hp_conn_timer_t *t = w->lists[l].head;
         while (t) {
             hp_conn_timer_t *next = t->next;
             if (t->deadline <= now) {
                 hp_conn_t *c = conn_of_timer(t, l);
-                hold(c);
+                hp_alloc_counter_t *prev = enter(c);
                 expire(c, l);
-                unhold(c);
+                leave(c, prev);
                 n++;
             } else if (l != HP_LIST_BODY) {
                 break; /* sorted: the rest are later */
@@ -875,7 +921,6 @@ unsigned hp_conn_sweep(hp_worker_t *w, uint64_t now)
             t = next;
         }
     }
-    hp_alloc_scope_set(prev);
     return n;
 }
 

@@ -73,7 +73,7 @@ struct hp_conn_timer {
  * or not it reads its answers meanwhile (when it does not, no answer can
  * reach it: the expiry closes without one). */
 
-/* 480 bytes on x86-64 (uv_tcp_t 248, llhttp_t 96, the rest here). An idle
+/* 488 bytes on x86-64 (uv_tcp_t 248, llhttp_t 96, the rest here). An idle
  * keep-alive connection holds only this: the request context and any
  * partial input come from the worker while a request is in flight.
  * Measured: RSS grows 472 bytes per idle keep-alive connection over 5,000
@@ -86,8 +86,9 @@ struct hp_conn {
     hp_conn_timer_t wtimer; /* the write side's deadline */
     hp_conn_t *all_prev, *all_next;
     hp_conn_t *ready_next;
-    hp_ctx_t *ctx; /* the request in progress, if any */
-    char *carry;   /* input after a pause point, hp_malloc'd */
+    hp_ctx_t *ctx;              /* the request in progress, if any */
+    hp_alloc_counter_t *charge; /* its I/O's account between requests (conn.c) */
+    char *carry;                /* input after a pause point, hp_malloc'd */
     uint32_t carry_len;
     uint8_t state;  /* HP_CONN_* */
     uint8_t flags;  /* HP_CF_* */

@@ -69,7 +69,8 @@ struct hp_ctx {
     /* --- private: chain, connection, parser ------------------------- */
     hp_gen_t *gen;             /* the configuration generation it runs under */
     hp_conn_t *conn;           /* NULL once the connection has gone */
-    hp_alloc_counter_t *scope; /* where its allocations are charged */
+    hp_alloc_counter_t *scope; /* its chain's allocations: the route's account */
+    hp_alloc_counter_t io;     /* its allocations outside the chain, so far */
     int depth;                 /* layer currently running; -1 = the server */
     hp_vtask_t top;            /* the whole chain's valuetask, when pending */
     uint64_t seq;              /* request number on its worker */

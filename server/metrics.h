@@ -41,7 +41,8 @@ typedef struct {
     uint64_t status[6]; /* by status / 100 */
     uint64_t latency_ns_sum;
     uint64_t latency[HP_LAT_BUCKETS]; /* not cumulative */
-    hp_alloc_counter_t alloc;         /* allocations charged to this route */
+    hp_alloc_counter_t alloc;         /* allocations of its chain (middleware, handler) */
+    hp_alloc_counter_t outside;       /* ...and of its requests outside the chain (conn.c) */
 } hp_route_stats_t;
 
 /* One chain layer (a middleware, a handler, the cache get, the upstream
@@ -64,7 +65,7 @@ typedef struct {
     hp_route_stats_t routes[HP_ROUTES_MAX][2]; /* [route id][mode] */
     hp_layer_stats_t layers[HP_LAYERS_MAX][2]; /* [layer][mode] */
     hp_layer_stats_t window[HP_LAYERS_MAX][2]; /* the last complete window */
-    hp_alloc_counter_t conn_alloc;             /* allocations outside any request */
+    hp_alloc_counter_t conn_alloc;             /* allocations of no request (conn.c) */
     uint64_t conns_accepted;
     uint64_t conns_refused; /* over limits.max_connections */
     uint64_t conns_open;    /* gauge */

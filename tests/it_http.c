@@ -274,8 +274,8 @@ static void keep_alive_serves_100_requests_on_one_connection(void **state)
     cJSON *after = hp_it_stats(server.port);
     assert_non_null(after);
     /* One connection for the 100 requests, one for the second /stats. */
-    assert_int_equal(hp_it_json_num(after, "connections|accepted", -1) -
-                         hp_it_json_num(before, "connections|accepted", -1),
+    assert_int_equal(hp_it_json_get(after, "connections|accepted") -
+                         hp_it_json_get(before, "connections|accepted"),
                      2);
     cJSON_Delete(before);
     cJSON_Delete(after);
@@ -487,8 +487,8 @@ static void pipelined_burst_to_a_slow_reader(void **state)
      * valgrind (HOTPATH_SLOW), where it is slower than the reader and the
      * kernel never fills up. */
     if (!getenv("HOTPATH_SLOW"))
-        assert_true(hp_it_json_num(after, "io|writes_queued", 0) >
-                    hp_it_json_num(before, "io|writes_queued", 0));
+        assert_true(hp_it_json_get(after, "io|writes_queued") >
+                    hp_it_json_get(before, "io|writes_queued"));
     cJSON_Delete(before);
     cJSON_Delete(after);
 }
@@ -1118,7 +1118,7 @@ static void malformed_requests_are_rejected_and_closed(void **state)
     const cJSON *ra = hp_it_json_at(after, "rejections");
     assert_non_null(ra);
     for (const cJSON *v = ra->child; v; v = v->next)
-        total += v->valuedouble - hp_it_json_num(rb, v->string, 0);
+        total += v->valuedouble - hp_it_json_get(rb, v->string);
     assert_int_equal((int)total, (int)(sizeof(cases) / sizeof(cases[0])));
     cJSON_Delete(before);
     cJSON_Delete(after);
@@ -1184,10 +1184,10 @@ static void stats_is_json_with_every_section(void **state)
     const cJSON *mode = hp_it_json_at(root, "server|mode");
     assert_true(cJSON_IsString(mode));
     assert_string_equal(mode->valuestring, "valuetask");
-    assert_true(hp_it_json_num(root, "routes|/plaintext|valuetask|requests", 0) >= 1);
-    assert_true(hp_it_json_num(root, "modes|valuetask|requests", 0) >= 1);
-    assert_true(hp_it_json_num(root, "layers|server_headers|valuetask|calls", 0) >= 1);
-    assert_true(hp_it_json_num(root, "connections|open", 0) >= 1); /* this one */
+    assert_true(hp_it_json_get(root, "routes|/plaintext|valuetask|requests") >= 1);
+    assert_true(hp_it_json_get(root, "modes|valuetask|requests") >= 1);
+    assert_true(hp_it_json_get(root, "layers|server_headers|valuetask|calls") >= 1);
+    assert_true(hp_it_json_get(root, "connections|open") >= 1); /* this one */
     cJSON_Delete(root);
     hp_it_resp_free(&r);
 }
