@@ -151,6 +151,7 @@ static cJSON *stats_json(const hp_snapshot_t *s)
     cJSON_AddNumberToObject(cj, "peak", (double)s->m.conns_peak);
     cJSON_AddNumberToObject(cj, "idle_closed", (double)s->m.idle_closed);
     cJSON_AddNumberToObject(cj, "write_timeouts", (double)s->m.write_timeouts);
+    cJSON_AddNumberToObject(cj, "requests_aborted", (double)s->m.requests_aborted);
     cJSON_AddNumberToObject(cj, "request_contexts", (double)s->m.ctx_pool_size);
 
     cJSON *rej = cJSON_AddObjectToObject(root, "rejections");

@@ -8,7 +8,8 @@
  *   parse       hp_conn_feed, parse  llhttp_execute; callbacks in parser.c
  *   chain       hp_conn_dispatch     on_message_complete: hp_chain_start runs
  *                                    middleware, then the handler
- *   (async)     request_awaited      the chain pended: stop reading; when it
+ *   (async)     request_awaited      the chain pended: read on only to see the
+ *                                    peer go (hp_ctx_on_abort); when it
  *                                    completes the connection goes on the
  *                                    worker's ready list, and
  *               resume               runs in the loop's check phase
@@ -69,6 +70,10 @@
 /* Flush mid-batch once this much output is waiting: bounds the output
  * buffer when a client pipelines thousands of requests in one read. */
 #define FLUSH_AT (64 * 1024)
+/* While a request pends, the connection reads on (to see the peer go) and
+ * keeps what is pipelined meanwhile, up to this much; then it stops
+ * reading until the request is answered. One read buffer's worth. */
+#define BUSY_READ_MAX (64 * 1024)
 
 typedef struct {
     uv_write_t req;
@@ -344,8 +349,13 @@ static void drop_request(hp_conn_t *c)
     if (ctx->top.kind != HP_VT_NONE) {
         if (!hp_vtask_is_completed(&ctx->top)) {
             /* Still running: it finishes on its own and then frees itself
-             * (request_awaited sees no connection). */
+             * (request_awaited sees no connection). Its handler, if it
+             * asked, hears now that nobody waits for it. */
             ctx->conn = NULL;
+            hp_counter_add(&c->w->metrics.requests_aborted, 1);
+            hp_abort_cb cb = ctx->abort_cb;
+            ctx->abort_cb = NULL;
+            if (cb) cb(ctx, ctx->abort_arg); /* may end the request: ctx is gone */
             return;
         }
         /* Completed, but its answer was still waiting for the check phase:
@@ -659,7 +669,6 @@ int hp_conn_dispatch(hp_conn_t *c)
         status = hp_vtask_on_completed(&ctx->top, request_awaited, ctx);
         if (status == 0) {
             hp_alloc_scope_set(prev);
-            stop_reading(c);
             return HPE_PAUSED;
         }
         /* Refused (the chain returned a valuetask already awaited: a
@@ -800,8 +809,9 @@ static void parse(hp_conn_t *c, const char *data, size_t len)
 }
 
 /* Input that arrives while a request runs or output is backed up waits
- * behind what is already kept, up to this much (sockets stop reading then,
- * so only a memory connection's feeder can get here). */
+ * behind what is already kept, up to this much (sockets stop reading long
+ * before, at BUSY_READ_MAX, so only a memory connection's feeder can get
+ * here). */
 #define CARRY_MAX (1024 * 1024)
 
 static void append_carry(hp_conn_t *c, const char *data, size_t len)
@@ -849,15 +859,26 @@ static void proceed(hp_conn_t *c)
     }
     flush(c);
     if (c->flags & HP_CF_CLOSED) return;
-    if ((c->flags & HP_CF_EOF) && c->state != HP_CONN_BUSY && !(c->flags & HP_CF_WBLOCK)) {
+    if (c->state == HP_CONN_BUSY) {
+        /* A request pends: read on, so that a peer that goes away is
+         * noticed now and its request told (hp_ctx_on_abort), not when the
+         * answer finds a dead socket - unless answers are backed up, or
+         * BUSY_READ_MAX of pipelined input already waits in carry. */
+        if (!(c->flags & HP_CF_WBLOCK) && c->carry_len < BUSY_READ_MAX)
+            start_reading(c);
+        else
+            stop_reading(c);
+        return;
+    }
+    if ((c->flags & HP_CF_EOF) && !(c->flags & HP_CF_WBLOCK)) {
         hp_conn_close(c); /* answered all the peer sent */
         return;
     }
     if (c->flags & HP_CF_CLOSE) {
-        if (!(c->flags & HP_CF_WBLOCK) && c->state != HP_CONN_BUSY) start_linger(c);
+        if (!(c->flags & HP_CF_WBLOCK)) start_linger(c);
         return;
     }
-    if (c->state == HP_CONN_BUSY || (c->flags & HP_CF_WBLOCK)) return;
+    if (c->flags & HP_CF_WBLOCK) return;
     if (c->state == HP_CONN_IDLE && c->rtimer.list == HP_LIST_NONE)
         hp_conn_set_timer(c, HP_LIST_IDLE, now_ms(c) + limits(c)->idle_timeout_ms);
     start_reading(c);

@@ -71,8 +71,9 @@ typedef struct {
     uint64_t conns_open;    /* gauge */
     uint64_t conns_peak;    /* gauge */
     uint64_t rejects[HP_REJECT_COUNT];
-    uint64_t idle_closed;    /* keep-alive idle timeouts */
-    uint64_t write_timeouts; /* peers that did not take our output in time */
+    uint64_t idle_closed;      /* keep-alive idle timeouts */
+    uint64_t write_timeouts;   /* peers that did not take our output in time */
+    uint64_t requests_aborted; /* requests whose connection went while they pended */
     uint64_t reads;
     uint64_t writes;       /* write syscalls */
     uint64_t write_queued; /* output the kernel did not take at once */

@@ -141,7 +141,9 @@ static void write_failing_mid_batch_leaks_nothing(void **state)
 /* Bug: the batch behind a request that pends waits in the connection's
  * carry; when the request completes, the carry is parsed, and a write
  * failing mid-way freed the carry under the parser (use-after-free) and
- * leaked a copy of its rest. */
+ * leaked a copy of its rest. (Since the connection reads on while a
+ * request pends, the reset is now noticed before the answer; the failing
+ * flush of the carry itself is test_conn.c's, on a memory connection.) */
 static void write_failing_while_parsing_the_carry(void **state)
 {
     enum { TIMES = 5, DELAY_MS = 200 };
@@ -552,6 +554,44 @@ static void long_chunk_extension_is_refused(void **state)
     hp_it_fixture_stop(f);
 }
 
+/* --- a client that goes away while its request pends --------------------- */
+
+/* The connection reads on while its request pends, so a reset is noticed
+ * at once: the connection is closed and the request marked aborted (its
+ * handler told, if it asked: hp_ctx_on_abort), long before the upstream
+ * answers. Before, reading stopped while a request pended, and the reset
+ * was found only when the answer was written. */
+static void reset_while_pending_is_noticed_at_once(void **state)
+{
+    enum { DELAY_MS = 1500 };
+    fixture_t *f = hp_it_fixture_new(state);
+    hp_it_fixture_start_stub_delay(f, DELAY_MS);
+    char config[128];
+    snprintf(config, sizeof(config), "{\"upstream\": {\"port\": %d}}", f->stub.port);
+    hp_it_fixture_start_server(f, config, NULL);
+    int port = f->server.port;
+
+    hp_it_client_t c;
+    assert_int_equal(hp_it_client_open(&c, port), 0);
+    assert_int_equal(hp_it_client_sendf(&c, "GET /upstream/items/gone HTTP/1.1\r\nHost: h\r\n\r\n"),
+                     0);
+    hp_it_sleep_ms(100);                                       /* it pends on the upstream */
+    assert_int_equal(hp_it_stat(port, "connections|open"), 2); /* it, and /stats' */
+    long long t0 = hp_it_now_ms();
+    hp_it_client_reset(&c);
+    /* Only /stats' own connection is left. */
+    assert_int_equal(hp_it_wait_stat(port, "connections|open", 1), 1);
+    long long noticed = hp_it_now_ms() - t0;
+    printf("it_conn: a client that reset while its request pended (upstream delay %d ms): "
+           "closed after %lld ms\n",
+           DELAY_MS, noticed);
+    assert_true(noticed < DELAY_MS - 500);
+    assert_int_equal(hp_it_stat(port, "connections|requests_aborted"), 1);
+    /* The request itself still ends, quietly, when the upstream answers. */
+    assert_int_equal(hp_it_wait_stat(port, "upstream|pool|busy", 0), 0);
+    hp_it_fixture_stop(f);
+}
+
 int main(void)
 {
     hp_alloc_install();
@@ -564,6 +604,7 @@ int main(void)
         cmocka_unit_test_teardown(write_and_idle_deadlines, hp_it_fixture_teardown),
         cmocka_unit_test_teardown(slow_request_line_costs_linear_memory, hp_it_fixture_teardown),
         cmocka_unit_test_teardown(long_chunk_extension_is_refused, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(reset_while_pending_is_noticed_at_once, hp_it_fixture_teardown),
     };
     return hp_it_result(cmocka_run_group_tests(tests, NULL, NULL));
 }

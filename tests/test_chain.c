@@ -11,6 +11,9 @@
  * the request's fault - a 500, counted in the runtime's misuse counters -
  * never a request that waits forever with no timer to end it; and the
  * connection, the context and every allocation come back.
+ *
+ * And the other way round: a layer that waits asks (hp_ctx_on_abort) to be
+ * told when its client goes away, and is told once, only then.
  */
 #include "server/alloc.h"
 #include "server/chain.h"
@@ -221,6 +224,102 @@ static void layer_await_turns_a_refusal_into_a_fault(void **state)
     (void)never_runs;
 }
 
+/* --- a client that goes away while its request pends -------------------- */
+
+/* A layer that pends until the test completes it, and asks to hear of an
+ * abort: its hook completes it with a fault (a cancelled wait). */
+static int aborts;
+static hp_layer_t *waiting;
+
+static void cancel_wait(hp_ctx_t *ctx, void *arg)
+{
+    aborts++;
+    assert_null(ctx->conn); /* the connection is gone already */
+    hp_layer_complete(arg, UV_ECANCELED, "the client went away");
+}
+
+static hp_vtask_t wait_for_the_test(void *self, hp_ctx_t *ctx)
+{
+    waiting = hp_layer_current(ctx);
+    hp_vtask_t vt = hp_layer_pending(waiting);
+    hp_ctx_on_abort(ctx, cancel_wait, waiting);
+    return vt;
+}
+
+static const hp_middleware_t waiter = {.name = "waiter", .invoke = wait_for_the_test};
+
+/* What the test does to end the wait: an answer, then the completion. */
+static void answer_the_wait(void)
+{
+    hp_resp_set(waiting->ctx, 200, "text/plain", HP_STR("waited\n"));
+    hp_layer_complete(waiting, 0, NULL);
+}
+
+static void insert_waiter(fixture_t *f)
+{
+    hp_gen_t *g = f->m.w.gen;
+    memmove(&g->mw[1], &g->mw[0], g->nmw * sizeof(g->mw[0]));
+    memset(&g->mw[0], 0, sizeof(g->mw[0]));
+    g->mw[0].desc = &waiter;
+    g->nmw++;
+}
+
+/* A reset while the request pends: the hook runs once, the request ends
+ * quietly (no answer, its context back in the pool), counted, and nothing
+ * leaks. A half-close is no abort: the request is answered. A request that
+ * completes first never hears of the close that follows. */
+static void abort_hook_runs_once_when_the_client_goes(void **state)
+{
+    fixture_t *f = *state;
+    static const char req[] = "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";
+    hp_capture_t cap;
+    hp_memconn_exchange(&f->m, req, sizeof(req) - 1, false, &cap); /* warm */
+    free(cap.data);
+    insert_waiter(f);
+    uint64_t live0 = hp_alloc_stats_live(&f->m.w.alloc);
+    uint64_t idle0 = f->m.w.ctx_pool.idle;
+
+    aborts = 0;
+    hp_conn_t *c = hp_memconn_new(&f->m, &cap);
+    hp_conn_feed(c, req, sizeof(req) - 1);
+    assert_int_equal(c->state, HP_CONN_BUSY);
+    hp_conn_eof(c, UV_ECONNRESET);
+    uv_run(&f->m.w.loop, UV_RUN_NOWAIT);
+    assert_int_equal(aborts, 1);
+    assert_true(cap.closed);
+    assert_null(cap.data);
+    assert_int_equal(hp_counter_get(&f->m.w.metrics.requests_aborted), 1);
+    assert_int_equal(f->m.w.ctx_pool.idle, idle0);
+    assert_int_equal(hp_alloc_stats_live(&f->m.w.alloc), live0);
+
+    /* Half-closed: the peer may still read; the answer comes, then the
+     * close, and the hook never runs. */
+    c = hp_memconn_new(&f->m, &cap);
+    hp_conn_feed(c, req, sizeof(req) - 1);
+    hp_conn_eof(c, UV_EOF);
+    assert_false(cap.closed);
+    answer_the_wait();
+    uv_run(&f->m.w.loop, UV_RUN_NOWAIT); /* the check phase answers */
+    assert_int_equal(hp_capture_status(cap.data), 200);
+    assert_true(cap.closed);
+    assert_int_equal(aborts, 1);
+    free(cap.data);
+
+    /* Answered, then closed: no call either. */
+    c = hp_memconn_new(&f->m, &cap);
+    hp_conn_feed(c, req, sizeof(req) - 1);
+    answer_the_wait();
+    uv_run(&f->m.w.loop, UV_RUN_NOWAIT);
+    assert_int_equal(hp_capture_status(cap.data), 200);
+    hp_conn_close(c);
+    uv_run(&f->m.w.loop, UV_RUN_NOWAIT);
+    assert_int_equal(aborts, 1);
+    assert_int_equal(hp_counter_get(&f->m.w.metrics.requests_aborted), 1);
+    free(cap.data);
+    remove_layer(f, 0);
+    assert_int_equal(hp_alloc_stats_live(&f->m.w.alloc), live0);
+}
+
 #define BOTH(fn)                                                                                   \
     cmocka_unit_test_setup_teardown(fn, setup_valuetask, teardown),                                \
         cmocka_unit_test_setup_teardown(fn, setup_task, teardown)
@@ -234,6 +333,7 @@ int main(void)
         BOTH(stale_valuetask_under_hp_then),
         BOTH(awaited_valuetask_under_hp_then),
         BOTH(layer_await_turns_a_refusal_into_a_fault),
+        BOTH(abort_hook_runs_once_when_the_client_goes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
