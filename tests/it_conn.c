@@ -39,6 +39,11 @@
 
 typedef hp_it_fixture_t fixture_t;
 
+/* HOTPATH_SLOW=1 (make valgrind: the server under memcheck, 20-50 times
+ * slower): every status and counter assertion stays, upper bounds on time
+ * go, as in it_hardening.c. */
+static bool slow;
+
 /* A /plaintext answer is about 160 bytes: this many pipelined requests make
  * the server flush mid-batch (it does at 64 KiB of output). */
 #define BATCH 1000
@@ -247,7 +252,7 @@ static void fill_until_blocked(int port, hp_it_client_t *c, fill_t *fl)
     size_t cap = strlen(fl->finish) + strlen(echo) + strlen(fl->tail);
     char *batch = malloc(cap + 1);
     double queued0 = hp_it_stat(port, "io|writes_queued");
-    long long give_up = hp_it_now_ms() + 20000;
+    long long give_up = hp_it_now_ms() + (slow ? 120000 : 20000);
     int batches = 0;
     double echoes = hp_it_stat(port, "routes|/echo|valuetask|requests");
     fl->answers = 0;
@@ -300,9 +305,11 @@ static long long wait_hangup(hp_it_client_t *c, long long from, long long limit)
 
 static void assert_within(const char *what, long long ms, long long lo, long long hi)
 {
-    if (ms < lo || ms > hi)
-        fprintf(stderr, "%s: %lld ms, expected %lld..%lld ms\n", what, ms, lo, hi);
-    assert_true(ms >= lo && ms <= hi);
+    if (ms < lo || (!slow && ms > hi))
+        fprintf(stderr, "%s: %lld ms, expected %lld..%lld ms%s\n", what, ms, lo, hi,
+                slow ? " (upper bound off: HOTPATH_SLOW)" : "");
+    assert_true(ms >= lo);
+    if (!slow) assert_true(ms <= hi);
 }
 
 enum { HEAD_MS = 1500, BODY_GRACE_MS = 1500, RATE = 240, SLOW_IDLE_MS = 8000, IDLE_MS = 1500 };
@@ -585,7 +592,7 @@ static void reset_while_pending_is_noticed_at_once(void **state)
     printf("it_conn: a client that reset while its request pended (upstream delay %d ms): "
            "closed after %lld ms\n",
            DELAY_MS, noticed);
-    assert_true(noticed < DELAY_MS - 500);
+    if (!slow) assert_true(noticed < DELAY_MS - 500);
     assert_int_equal(hp_it_stat(port, "connections|requests_aborted"), 1);
     /* The request itself still ends, quietly, when the upstream answers. */
     assert_int_equal(hp_it_wait_stat(port, "upstream|pool|busy", 0), 0);
@@ -595,6 +602,8 @@ static void reset_while_pending_is_noticed_at_once(void **state)
 int main(void)
 {
     hp_alloc_install();
+    const char *s = getenv("HOTPATH_SLOW");
+    slow = s && *s && strcmp(s, "0") != 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(expect_continue_to_a_reset_peer, hp_it_fixture_teardown),
         cmocka_unit_test_teardown(write_failing_mid_batch_leaks_nothing, hp_it_fixture_teardown),
