@@ -26,8 +26,19 @@ DEB_BENCH = wrk nghttp2-client nginx-light gnuplot-nox valgrind procps util-linu
 # they cannot be had. Node.js and npm build the dashboard page (see below).
 DEB_BROWSER = chromium wrk
 CHROMIUM   ?= /usr/bin/chromium
+# libFuzzer is clang's, and its runtime comes apart from the compiler.
+DEB_FUZZ  = clang libclang-rt-14-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Install whichever of the Debian packages $(1) are missing, and nothing
+# else (the package lists are refreshed first: a fresh machine has none).
+apt_install = missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing missing Debian packages:" $$missing; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 # Recursively expanded on purpose: pkg-config runs when a recipe needs the
 # flags, which is after `deps` has installed the .pc files on a fresh machine.
@@ -83,8 +94,8 @@ TEST_SUPPORT_OBJ = $(TEST_SUPPORT:%.c=$(BUILD)/%.o)
 
 BINS = $(BUILD)/hotpath $(BUILD)/hotpath-upstream $(BUILD)/hotpath-load
 
-.PHONY: all deps bench-deps build run test test-unit test-it test-asan test-browser clean \
-        format bench bench-quick soak fuzz fuzz-replay valgrind cluster
+.PHONY: all deps bench-deps fuzz-deps build run test test-unit test-it test-asan \
+        test-browser clean format bench bench-quick soak fuzz fuzz-replay valgrind cluster
 
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -94,21 +105,14 @@ build: $(BINS) $(UNIT_BIN) $(IT_BIN) $(BUILD)/fuzz-replay
 # Node.js and npm count as present when they are on PATH, wherever they came
 # from; Debian's are installed only when they are not.
 deps:
-	@missing=$$(for p in $(DEB_BUILD) $(DEB_TEST); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	command -v node >/dev/null && command -v npm >/dev/null || missing="$$missing nodejs npm"; \
-	if [ -n "$$missing" ]; then \
-	    echo "installing missing Debian packages:" $$missing; \
-	    $(SUDO) apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	@$(call apt_install,$(DEB_BUILD) $(DEB_TEST))
+	@command -v node >/dev/null && command -v npm >/dev/null || { $(call apt_install,nodejs npm); }
 
 bench-deps: deps
-	@missing=$$(for p in $(DEB_BENCH); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	    echo "installing missing Debian packages:" $$missing; \
-	    $(SUDO) apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	@$(call apt_install,$(DEB_BENCH))
+
+fuzz-deps: deps
+	@$(call apt_install,$(DEB_FUZZ))
 
 # Objects depend on this file too: a changed flag rebuilds what it affects.
 $(BUILD)/%.o: %.c Makefile
@@ -227,15 +231,18 @@ bench-quick: bench-deps
 	@$(MAKE) --no-print-directory $(BINS)
 	python3 loadtest/bench.py --build $(BUILD) --quick
 
-# Fuzz the connection (parser, chain, handlers) for FUZZ_SECONDS with
-# libFuzzer + ASan + UBSan. New inputs go to build/fuzz/corpus; the seeds in
+# Fuzz the connection (parser, chain, handlers, transport faults) for
+# FUZZ_SECONDS with libFuzzer + ASan + UBSan. New inputs go to
+# build/fuzz/corpus, a crashing one to build/fuzz/crash-*: copy it into
+# tests/fuzz/corpus, where make test replays every input. The seeds in
 # tests/fuzz/corpus are read, never written.
 FUZZ_SECONDS ?= 60
-fuzz: deps
+fuzz: fuzz-deps
 	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang SAN=1 FUZZ=1 O=1 build/fuzz/fuzz-conn
 	@mkdir -p build/fuzz/corpus
 	build/fuzz/fuzz-conn -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	    -timeout=10 -rss_limit_mb=2048 build/fuzz/corpus tests/fuzz/corpus
+	    -timeout=10 -rss_limit_mb=2048 -artifact_prefix=build/fuzz/ \
+	    build/fuzz/corpus tests/fuzz/corpus
 
 # Memcheck: the unit tests and the fuzz corpus replay under valgrind, then
 # the integration tests with both servers under valgrind (HOTPATH_BIN and

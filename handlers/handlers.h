@@ -26,6 +26,7 @@ extern const hp_handler_t hp_handler_cache;
 extern const hp_handler_t hp_handler_upstream;
 extern const hp_handler_t hp_handler_not_found;
 extern const hp_handler_t hp_handler_method_not_allowed;
+extern const hp_handler_t hp_handler_options;
 
 /* The cache's fill function (hp_cache_fill_fn): fetch /items/{key} from the
  * upstream pool of the worker passed as arg. Returns an owned task whose

@@ -341,7 +341,11 @@ static void thread_main(void *arg)
     hp_worker_t *w = arg;
     hp_alloc_bind_thread(&w->alloc);
     hp_runtime_bind_thread(&w->runtime);
+    /* Whatever runs outside a request is charged here (conn.c's accounts). */
+    hp_alloc_scope_set(&w->metrics.conn_alloc);
     hp_worker_run(w);
+    hp_alloc_scope_set(NULL);
+    hp_vtask_thread_exit();
 }
 
 int hp_worker_start(hp_worker_t *w)
