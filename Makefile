@@ -2,8 +2,9 @@
 #
 #   make run     install what is missing, build, start the upstream stub and
 #                hotpath on config/hotpath.json
-#   make test    install what is missing, build, run unit + integration tests,
-#                then the same tests built with ASan+UBSan
+#   make test    install what is missing, build, run unit + integration tests
+#                and the browser test of /dashboard, then the unit +
+#                integration tests built with ASan+UBSan
 #
 # Everything builds out of tree under $(BUILD); the sanitizer build lives in
 # $(BUILD)/asan and is produced by this same Makefile with SAN=1.
@@ -18,16 +19,34 @@ LLHTTP_INC ?= /usr/share/include/llhttp
 
 # Debian packages: what building and testing needs, and what benchmarking
 # adds. `make deps` installs whatever of these is missing and nothing else.
-DEB_BUILD = pkg-config libuv1-dev node-llhttp libcjson-dev libcmocka-dev
-DEB_TEST  = prometheus valgrind
+DEB_BUILD = pkg-config libuv1-dev node-llhttp libcjson-dev libcmocka-dev libhiredis-dev
+DEB_TEST  = prometheus valgrind redis-server haproxy
 DEB_BENCH = wrk nghttp2-client nginx-light gnuplot-nox valgrind procps util-linux python3
+# The browser test's: installed by test-browser, which skips, saying why, when
+# they cannot be had. Node.js and npm build the dashboard page (see below).
+DEB_BROWSER = chromium wrk
+CHROMIUM   ?= /usr/bin/chromium
+# libFuzzer is clang's, and its runtime comes apart from the compiler.
+DEB_FUZZ  = clang libclang-rt-14-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# Install whichever of the Debian packages $(1) are missing, and nothing
+# else (the package lists are refreshed first: a fresh machine has none).
+apt_install = missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing missing Debian packages:" $$missing; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
 # Recursively expanded on purpose: pkg-config runs when a recipe needs the
 # flags, which is after `deps` has installed the .pc files on a fresh machine.
+# hiredis's --cflags are left out on purpose: they put /usr/include/hiredis
+# on the include path, where its alloc.h, read.h and sds.h would shadow any
+# header of ours included by a bare name; the code says <hiredis/read.h>.
 PKG_CFLAGS = $(shell pkg-config --cflags libuv libcjson 2>/dev/null)
-PKG_LIBS   = $(shell pkg-config --libs libuv libcjson 2>/dev/null || echo -luv -lcjson)
+PKG_LIBS   = $(shell pkg-config --libs libuv libcjson hiredis 2>/dev/null || echo -luv -lcjson -lhiredis)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 # llhttp ships two parsers in one file; strict mode is the one that refuses
@@ -55,7 +74,15 @@ LIB_SRC  = $(filter-out server/main.c,$(wildcard server/*.c)) \
            $(wildcard middleware/*.c) $(wildcard handlers/*.c) \
            $(wildcard cache/*.c) $(wildcard upstream/*.c)
 LLHTTP_OBJ = $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
-LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(LLHTTP_OBJ)
+# The /dashboard page, embedded: handlers/dashboard/embed.mjs inlines the
+# page's sources and uPlot (installed by `npm ci` from the lock file) into
+# one C byte array, generated under $(BUILD) and linked into the library.
+DASH_DIR = handlers/dashboard
+DASH_SRC = $(addprefix $(DASH_DIR)/,index.html app.js style.css embed.mjs)
+DASH_NPM = $(DASH_DIR)/node_modules/.package-lock.json
+DASH_GEN = $(BUILD)/gen/dashboard_page.c
+DASH_OBJ = $(BUILD)/gen/dashboard_page.o
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o) $(LLHTTP_OBJ) $(DASH_OBJ)
 LIB      = $(BUILD)/libhotpath.a
 
 UNIT_SRC = $(wildcard tests/test_*.c)
@@ -67,29 +94,25 @@ TEST_SUPPORT_OBJ = $(TEST_SUPPORT:%.c=$(BUILD)/%.o)
 
 BINS = $(BUILD)/hotpath $(BUILD)/hotpath-upstream $(BUILD)/hotpath-load
 
-.PHONY: all deps bench-deps build run test test-unit test-it test-asan clean format \
-        bench bench-quick soak fuzz fuzz-replay valgrind
+.PHONY: all deps bench-deps fuzz-deps build run test test-unit test-it test-asan \
+        test-browser clean format bench bench-quick soak fuzz fuzz-replay valgrind cluster
 
 all: deps
 	@$(MAKE) --no-print-directory build
 
 build: $(BINS) $(UNIT_BIN) $(IT_BIN) $(BUILD)/fuzz-replay
 
+# Node.js and npm count as present when they are on PATH, wherever they came
+# from; Debian's are installed only when they are not.
 deps:
-	@missing=$$(for p in $(DEB_BUILD) $(DEB_TEST); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	    echo "installing missing Debian packages:" $$missing; \
-	    $(SUDO) apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	@$(call apt_install,$(DEB_BUILD) $(DEB_TEST))
+	@command -v node >/dev/null && command -v npm >/dev/null || { $(call apt_install,nodejs npm); }
 
 bench-deps: deps
-	@missing=$$(for p in $(DEB_BENCH); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	    echo "installing missing Debian packages:" $$missing; \
-	    $(SUDO) apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	@$(call apt_install,$(DEB_BENCH))
+
+fuzz-deps: deps
+	@$(call apt_install,$(DEB_FUZZ))
 
 # Objects depend on this file too: a changed flag rebuilds what it affects.
 $(BUILD)/%.o: %.c Makefile
@@ -101,6 +124,18 @@ $(BUILD)/%.o: %.c Makefile
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out $(WARN),$(CFLAGS_ALL)) -w -c $< -o $@
+
+# npm ci installs exactly the lock file's versions; the stamp is the hidden
+# lock file npm writes, so this runs again only when the lock file changes.
+$(DASH_NPM): $(DASH_DIR)/package.json $(DASH_DIR)/package-lock.json
+	cd $(DASH_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(DASH_GEN): $(DASH_SRC) $(DASH_NPM)
+	node $(DASH_DIR)/embed.mjs $@
+
+$(DASH_OBJ): $(DASH_GEN)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
@@ -139,6 +174,7 @@ TEST_ENV = HOTPATH_BIN=$(abspath $(BUILD)/hotpath) \
 test: deps
 	@$(MAKE) --no-print-directory build
 	@$(MAKE) --no-print-directory test-unit test-it
+	@$(MAKE) --no-print-directory test-browser
 	@$(MAKE) --no-print-directory test-asan
 	@echo "make test: all passed"
 
@@ -151,6 +187,24 @@ test-unit: $(UNIT_BIN) $(BUILD)/fuzz-replay
 test-it: $(BINS) $(IT_BIN)
 	@set -e; for t in $(IT_BIN); do echo "== $$t"; $(TEST_ENV) $$t; done
 
+# /dashboard in headless Chromium under a short wrk load (tests/browser/).
+# Installs Chromium and wrk when missing; when they cannot be installed it
+# prints one SKIP line saying why and passes.
+test-browser: $(BUILD)/hotpath $(BUILD)/hotpath-upstream $(DASH_NPM)
+	@missing=$$(for p in $(DEB_BROWSER); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing missing Debian packages:" $$missing; \
+	    { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; } || true; \
+	fi
+	@if [ ! -x $(CHROMIUM) ] || ! command -v wrk >/dev/null; then \
+	    echo "SKIP browser test: $(CHROMIUM) or wrk is missing and apt-get could not install it"; \
+	else \
+	    echo "== tests/browser/dashboard.mjs"; \
+	    $(TEST_ENV) HOTPATH_BUILD=$(abspath $(BUILD)) CHROMIUM=$(CHROMIUM) \
+	        node tests/browser/dashboard.mjs; \
+	fi
+
 # The same unit and integration tests, with every binary (servers included)
 # built with AddressSanitizer, LeakSanitizer and UBSan.
 test-asan:
@@ -162,6 +216,15 @@ run: deps
 	@$(MAKE) --no-print-directory $(BINS)
 	@loadtest/serve.sh $(BUILD) config/hotpath.json
 
+# N hotpath instances (1 worker each) behind HAProxy on :8080, sharing one
+# Redis (the L2 cache) and one upstream stub; Ctrl-C stops them all. Files
+# and logs in $(BUILD)/cluster; `python3 loadtest/cluster.py --help` for
+# ports and the rest. bench-deps: python3, and wrk to load it.
+N ?= 3
+cluster: bench-deps
+	@$(MAKE) --no-print-directory $(BINS)
+	@python3 loadtest/cluster.py --build $(BUILD) --instances $(N)
+
 # Load tests: they measure and report, they never assert. bench-quick
 # finishes in under 3 minutes; bench is the full run.
 bench: bench-deps
@@ -172,15 +235,18 @@ bench-quick: bench-deps
 	@$(MAKE) --no-print-directory $(BINS)
 	python3 loadtest/bench.py --build $(BUILD) --quick
 
-# Fuzz the connection (parser, chain, handlers) for FUZZ_SECONDS with
-# libFuzzer + ASan + UBSan. New inputs go to build/fuzz/corpus; the seeds in
+# Fuzz the connection (parser, chain, handlers, transport faults) for
+# FUZZ_SECONDS with libFuzzer + ASan + UBSan. New inputs go to
+# build/fuzz/corpus, a crashing one to build/fuzz/crash-*: copy it into
+# tests/fuzz/corpus, where make test replays every input. The seeds in
 # tests/fuzz/corpus are read, never written.
 FUZZ_SECONDS ?= 60
-fuzz: deps
+fuzz: fuzz-deps
 	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang SAN=1 FUZZ=1 O=1 build/fuzz/fuzz-conn
 	@mkdir -p build/fuzz/corpus
 	build/fuzz/fuzz-conn -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	    -timeout=10 -rss_limit_mb=2048 build/fuzz/corpus tests/fuzz/corpus
+	    -timeout=10 -rss_limit_mb=2048 -artifact_prefix=build/fuzz/ \
+	    build/fuzz/corpus tests/fuzz/corpus
 
 # Memcheck: the unit tests and the fuzz corpus replay under valgrind, then
 # the integration tests with both servers under valgrind (HOTPATH_BIN and

@@ -87,14 +87,6 @@ static const char *layer_kind(const char *name)
     return "handler";
 }
 
-typedef struct {
-    const char *name;
-    hp_advice_in_t in;    /* what the decision was made on */
-    hp_advice_in_t total; /* since start */
-    bool recent;          /* `in` is the last window's */
-    hp_advice_out_t out;
-} row_t;
-
 /* Sum a layer's figures over both modes from one of the snapshot's arrays
  * (totals since start, or the last window). */
 static hp_advice_in_t figures(const hp_layer_stats_t (*arr)[2], size_t i)
@@ -115,7 +107,7 @@ static hp_advice_in_t figures(const hp_layer_stats_t (*arr)[2], size_t i)
     return in;
 }
 
-static size_t evaluate(const hp_snapshot_t *s, const hp_config_t *cfg, row_t *rows)
+size_t hp_advice_evaluate(const hp_snapshot_t *s, const hp_config_t *cfg, hp_advice_row_t *rows)
 {
     hp_advice_thresholds_t th = {
         .hot_rate = cfg->advice.hot_rate,
@@ -133,6 +125,7 @@ static size_t evaluate(const hp_snapshot_t *s, const hp_config_t *cfg, row_t *ro
         bool use_recent = s->m.window_ms && recent.calls;
         if (use_recent) recent.rate = (double)recent.calls * 1000.0 / (double)s->m.window_ms;
         rows[n].name = s->m.layer_names[i];
+        rows[n].kind = layer_kind(rows[n].name);
         rows[n].total = total;
         rows[n].in = use_recent ? recent : total;
         rows[n].recent = use_recent;
@@ -142,7 +135,8 @@ static size_t evaluate(const hp_snapshot_t *s, const hp_config_t *cfg, row_t *ro
     return n;
 }
 
-static char *as_json(const hp_snapshot_t *s, const hp_config_t *cfg, const row_t *rows, size_t n)
+static char *as_json(const hp_snapshot_t *s, const hp_config_t *cfg, const hp_advice_row_t *rows,
+                     size_t n)
 {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "mode", hp_mode_name(s->mode));
@@ -155,10 +149,10 @@ static char *as_json(const hp_snapshot_t *s, const hp_config_t *cfg, const row_t
     cJSON_AddNumberToObject(mis, "stale", (double)s->runtime.misuse_stale);
     cJSON *arr = cJSON_AddArrayToObject(root, "layers");
     for (size_t i = 0; i < n; i++) {
-        const row_t *r = &rows[i];
+        const hp_advice_row_t *r = &rows[i];
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "layer", r->name);
-        cJSON_AddStringToObject(o, "kind", layer_kind(r->name));
+        cJSON_AddStringToObject(o, "kind", r->kind);
         cJSON_AddStringToObject(o, "figures", r->recent ? "last window" : "since start");
         cJSON_AddNumberToObject(o, "calls", (double)r->in.calls);
         cJSON_AddNumberToObject(o, "calls_per_s", r->in.rate);
@@ -180,8 +174,8 @@ static char *as_json(const hp_snapshot_t *s, const hp_config_t *cfg, const row_t
     return text;
 }
 
-static char *as_text(const hp_snapshot_t *s, const hp_config_t *cfg, const row_t *rows, size_t n,
-                     size_t *len)
+static char *as_text(const hp_snapshot_t *s, const hp_config_t *cfg, const hp_advice_row_t *rows,
+                     size_t n, size_t *len)
 {
     hp_sbuf_t b = {0};
     hp_sbuf_printf(&b,
@@ -193,9 +187,9 @@ static char *as_text(const hp_snapshot_t *s, const hp_config_t *cfg, const row_t
     hp_sbuf_printf(&b, "%-20s %-10s %12s %10s %6s %12s %12s %8s  %-9s\n", "layer", "kind", "calls",
                    "calls/s", "sync%", "allocated", "avoided", "waiters", "advice");
     for (size_t i = 0; i < n; i++) {
-        const row_t *r = &rows[i];
+        const hp_advice_row_t *r = &rows[i];
         hp_sbuf_printf(&b, "%-20s %-10s %12llu %10.0f %6.1f %12llu %12llu %8llu  %-9s\n", r->name,
-                       layer_kind(r->name), (unsigned long long)r->in.calls, r->in.rate,
+                       r->kind, (unsigned long long)r->in.calls, r->in.rate,
                        100 * r->out.sync_share, (unsigned long long)r->in.allocated,
                        (unsigned long long)r->in.avoided, (unsigned long long)r->in.waiters,
                        hp_advice_name(r->out.rec));
@@ -212,8 +206,8 @@ static hp_vtask_t advice(hp_ctx_t *ctx)
     hp_snapshot_t s;
     hp_snapshot_take(ctx, &s);
     const hp_config_t *cfg = ctx->gen->config;
-    row_t rows[HP_LAYERS_MAX];
-    size_t n = evaluate(&s, cfg, rows);
+    hp_advice_row_t rows[HP_LAYERS_MAX];
+    size_t n = hp_advice_evaluate(&s, cfg, rows);
     if (ctx->req.prefers_text) {
         size_t len;
         char *text = as_text(&s, cfg, rows, n, &len);

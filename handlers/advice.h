@@ -17,6 +17,9 @@
 #ifndef HP_ADVICE_H
 #define HP_ADVICE_H
 
+#include "snapshot.h"
+
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,5 +54,20 @@ void hp_advice_decide(const hp_advice_in_t *in, const hp_advice_thresholds_t *th
 
 /* "valuetask", "task", "either". */
 const char *hp_advice_name(hp_advice_rec_t rec);
+
+/* One layer's decision, as /advice and /dashboard report it. */
+typedef struct {
+    const char *name;     /* the layer (static) */
+    const char *kind;     /* "middleware", "handler", "cache" or "upstream" */
+    hp_advice_in_t in;    /* what the decision was made on */
+    hp_advice_in_t total; /* since start */
+    bool recent;          /* `in` is the last window's */
+    hp_advice_out_t out;
+} hp_advice_row_t;
+
+/* Walk the tree for every layer of s that has been called, on its last
+ * window's figures when it was called in it, else on those since start.
+ * rows holds HP_LAYERS_MAX; returns how many were filled. */
+size_t hp_advice_evaluate(const hp_snapshot_t *s, const hp_config_t *cfg, hp_advice_row_t *rows);
 
 #endif

@@ -62,22 +62,30 @@ static void answer_error(hp_ctx_t *ctx, int err)
         hp_resp_set(ctx, 502, "text/plain", HP_STR("upstream failed\n"));
 }
 
-static void answer(hp_ctx_t *ctx, hp_vtask_t *vt)
+/* The get's outcome as the answer. A refusal of the task runtime (the get
+ * was consumed or stale: hp_vtask_is_completed says true for those, and
+ * hp_layer_await hands over its refusal as the fault) is this server's
+ * bug, not the upstream's: returned, for the request to fail with it (a
+ * 500), never answered as a 502. Returns 0 or that code. */
+static int answer(hp_ctx_t *ctx, hp_vtask_t *vt)
 {
     hp_buf_t *buf;
     int rc = hp_cache_result(vt, &buf, NULL);
     if (rc == 0)
         hp_resp_buf(ctx, buf);
+    else if (hp_err_is_misuse(rc))
+        return rc;
     else
         answer_error(ctx, rc);
+    return 0;
 }
 
 static void cache_awaited(void *arg)
 {
     hp_layer_t *layer = arg;
     hp_ctx_on_abort(layer->ctx, NULL, NULL);
-    answer(layer->ctx, &layer->downstream);
-    hp_layer_complete(layer, 0, NULL);
+    int rc = answer(layer->ctx, &layer->downstream);
+    hp_layer_complete(layer, rc, rc ? hp_strerror(rc) : NULL);
 }
 
 /* A waiter will not read its fill after all. */
@@ -126,26 +134,20 @@ static hp_vtask_t cache_get(hp_ctx_t *ctx)
     const char *x = hp_cache_outcome_name(how);
     hp_resp_header(ctx, "X-Cache", (hp_str_t){x, strlen(x)});
     if (hp_vtask_is_completed(&vt)) {
-        answer(ctx, &vt);
-        return hp_done(ctx);
+        int rc = answer(ctx, &vt);
+        return rc ? hp_fail(ctx, rc, hp_strerror(rc)) : hp_done(ctx);
     }
-    /* Pending: a MISS or COALESCED get, a valuetask on the fill's task. Its
-     * continuation cannot run before the layer's own valuetask exists. */
+    /* Pending: a MISS or COALESCED get, a valuetask on the fill's task. */
     hp_layer_t *layer = hp_layer_current(ctx);
-    layer->downstream = vt;
+    hp_vtask_t mine = hp_layer_pending(layer);
     waiter_t *wt = hp_ctx_alloc(ctx, sizeof(*wt));
     *wt = (waiter_t){{key, (size_t)n}, vt.u.task};
     hp_ctx_on_abort(ctx, cache_abort, wt);
-    int rc = hp_vtask_on_completed(&layer->downstream, cache_awaited, layer);
-    if (rc < 0) {
-        /* Refused (counted in the runtime's misuse figures): this get will
-         * never read its fill. The request answers the refusal as a fault,
-         * the server's 500, instead of waiting for nothing. */
-        hp_ctx_on_abort(ctx, NULL, NULL);
-        leave(ctx, wt);
-        return hp_fail(ctx, rc, hp_strerror(rc));
-    }
-    return hp_layer_pending(layer);
+    /* Refused (counted in the runtime's misuse figures): cache_awaited has
+     * run already, with the refusal as the fault (a 500); this get will
+     * never read its fill, so it leaves it. */
+    if (hp_layer_await(layer, vt, cache_awaited) < 0) leave(ctx, wt);
+    return mine;
 }
 
 const hp_handler_t hp_handler_cache = {.name = "cache", .invoke = cache_get};

@@ -16,7 +16,7 @@
 #define GET_HEAD   (HP_METHOD_BIT(HP_GET) | HP_METHOD_BIT(HP_HEAD))
 #define ANY_METHOD (~UINT64_C(0))
 
-enum { R_NOT_FOUND = 9, R_METHOD_NOT_ALLOWED = 10 };
+enum { R_NOT_FOUND = 12, R_METHOD_NOT_ALLOWED = 13 };
 
 /* The path's length is counted by the compiler, not per request. */
 #define ROUTE(path, ...)                                                                           \
@@ -43,6 +43,13 @@ static const hp_route_t routes[] = {
           "the same in Prometheus text format", 7),
     ROUTE("/advice", HP_ROUTE_PLAIN_PATH, GET_HEAD, "GET, HEAD", false, &hp_handler_advice,
           "the Task vs ValueTask decision tree, per layer, from live figures", 8),
+    ROUTE("/dashboard", HP_ROUTE_PLAIN_PATH, GET_HEAD, "GET, HEAD", false, &hp_handler_dashboard,
+          "a live page of these figures, for a browser", 9),
+    ROUTE("/dashboard/data", HP_ROUTE_PLAIN_PATH, GET_HEAD, "GET, HEAD", false,
+          &hp_handler_dashboard_data, "the compact JSON the page polls once a second", 10),
+    /* "OPTIONS *" (the parser lets asterisk-form through for OPTIONS only). */
+    ROUTE("*", HP_ROUTE_PLAIN_PATH, HP_METHOD_BIT(HP_OPTIONS), "OPTIONS", false,
+          &hp_handler_options, "the methods the server implements, in Allow", 11),
     /* The two answers for requests the routes above do not serve. */
     ROUTE("(not found)", HP_ROUTE_PLAIN_PATH, ANY_METHOD, "", false, &hp_handler_not_found, "404",
           R_NOT_FOUND),
@@ -51,7 +58,7 @@ static const hp_route_t routes[] = {
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
-#define N_SERVED 9 /* the routes a path can match */
+#define N_SERVED 12 /* the routes a path can match */
 
 static bool matches(const hp_route_t *r, hp_str_t path)
 {
@@ -68,6 +75,14 @@ const hp_route_t *hp_route_find(hp_str_t path, unsigned method)
         return (r->methods & HP_METHOD_BIT(method)) ? r : &routes[R_METHOD_NOT_ALLOWED];
     }
     return &routes[R_NOT_FOUND];
+}
+
+uint64_t hp_route_methods(void)
+{
+    uint64_t m = 0;
+    for (size_t i = 0; i < N_SERVED; i++)
+        m |= routes[i].methods;
+    return m;
 }
 
 const char *hp_route_allow(hp_str_t path)

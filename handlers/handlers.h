@@ -2,9 +2,10 @@
  * handlers.h - the endpoints. One file per endpoint family, one descriptor
  * each; handlers.c holds the route table that maps paths to them.
  *
- * The synchronous handlers (plaintext, json, echo, index, stats, status)
- * return valuetasks; cache returns a valuetask that is inline on a hit and
- * pending on a miss; upstream returns a heap task, always.
+ * The synchronous handlers (plaintext, json, echo, index, stats, advice,
+ * dashboard, status) return valuetasks; cache returns a valuetask that is
+ * inline on a hit and pending on a miss; upstream returns a heap task,
+ * always.
  */
 #ifndef HP_HANDLERS_H
 #define HP_HANDLERS_H
@@ -19,10 +20,13 @@ extern const hp_handler_t hp_handler_index;
 extern const hp_handler_t hp_handler_stats;
 extern const hp_handler_t hp_handler_metrics;
 extern const hp_handler_t hp_handler_advice;
+extern const hp_handler_t hp_handler_dashboard;
+extern const hp_handler_t hp_handler_dashboard_data;
 extern const hp_handler_t hp_handler_cache;
 extern const hp_handler_t hp_handler_upstream;
 extern const hp_handler_t hp_handler_not_found;
 extern const hp_handler_t hp_handler_method_not_allowed;
+extern const hp_handler_t hp_handler_options;
 
 /* The cache's fill function (hp_cache_fill_fn): fetch /items/{key} from the
  * upstream pool of the worker passed as arg; key is a normalized segment

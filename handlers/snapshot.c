@@ -45,4 +45,8 @@ void hp_snapshot_take(hp_ctx_t *ctx, hp_snapshot_t *s)
      * tests); at least 1 ms so rates are finite. */
     s->uptime_ms = srv ? uv_hrtime() / 1000000 - srv->started_ms : s->now_ms - self->started_ms;
     if (s->uptime_ms == 0) s->uptime_ms = 1;
+    /* This worker's view: each worker swaps its generation on its own. */
+    uint64_t since = self->gen->mode_since_ms;
+    uint64_t age = since ? s->now_ms - since : s->uptime_ms;
+    s->mode_since_ms = s->uptime_ms > age ? s->uptime_ms - age : 0;
 }

@@ -19,7 +19,8 @@ typedef struct {
     hp_cache_stats_t cache;
     hp_upstream_stats_t upstream;
     unsigned workers;
-    hp_mode_t mode; /* the mode new requests start under */
+    hp_mode_t mode;         /* the mode new requests start under */
+    uint64_t mode_since_ms; /* uptime_ms when `mode` took effect; 0: since start */
     uint64_t uptime_ms;
     uint64_t now_ms; /* uv_now of the worker that took it */
 } hp_snapshot_t;

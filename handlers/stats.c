@@ -37,10 +37,17 @@ static cJSON *route_mode_json(const hp_route_stats_t *rs)
     cJSON_AddNumberToObject(o, "allocated_bytes", (double)rs->alloc.bytes);
     cJSON_AddNumberToObject(o, "allocations_per_request", per(rs->alloc.count, rs->requests));
     cJSON_AddNumberToObject(o, "bytes_per_request", per(rs->alloc.bytes, rs->requests));
+    /* What its requests cost around the chain: reading them (a context the
+     * pool grew, arena spills, bodies), pipelined input kept, output the
+     * kernel refused. Zero in steady keep-alive traffic. */
+    cJSON *out = cJSON_AddObjectToObject(o, "outside_chain");
+    cJSON_AddNumberToObject(out, "allocations", (double)rs->outside.count);
+    cJSON_AddNumberToObject(out, "allocated_bytes", (double)rs->outside.bytes);
+    cJSON_AddNumberToObject(out, "allocations_per_request", per(rs->outside.count, rs->requests));
     cJSON *st = cJSON_AddObjectToObject(o, "status");
     static const char *const cls[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
     for (int i = 0; i < 6; i++)
-        if (rs->status[i]) cJSON_AddNumberToObject(st, cls[i], (double)rs->status[i]);
+        cJSON_AddNumberToObject(st, cls[i], (double)rs->status[i]);
     uint64_t timed = 0;
     for (int i = 0; i < HP_LAT_BUCKETS; i++)
         timed += rs->latency[i];
@@ -76,6 +83,8 @@ static cJSON *stats_json(const hp_snapshot_t *s)
             t.requests += s->m.routes[r][mode].requests;
             t.alloc.count += s->m.routes[r][mode].alloc.count;
             t.alloc.bytes += s->m.routes[r][mode].alloc.bytes;
+            t.outside.count += s->m.routes[r][mode].outside.count;
+            t.outside.bytes += s->m.routes[r][mode].outside.bytes;
         }
         cJSON *o = cJSON_AddObjectToObject(modes, mode_names[mode]);
         cJSON_AddNumberToObject(o, "requests", (double)t.requests);
@@ -83,29 +92,27 @@ static cJSON *stats_json(const hp_snapshot_t *s)
         cJSON_AddNumberToObject(o, "allocated_bytes", (double)t.alloc.bytes);
         cJSON_AddNumberToObject(o, "allocations_per_request", per(t.alloc.count, t.requests));
         cJSON_AddNumberToObject(o, "bytes_per_request", per(t.alloc.bytes, t.requests));
+        cJSON_AddNumberToObject(o, "outside_chain_allocations", (double)t.outside.count);
+        cJSON_AddNumberToObject(o, "outside_chain_bytes", (double)t.outside.bytes);
     }
 
     size_t nroutes;
     const hp_route_t *routes = hp_route_table(&nroutes);
     cJSON *rj = cJSON_AddObjectToObject(root, "routes");
     for (size_t r = 0; r < nroutes; r++) {
-        const hp_route_stats_t *v = &s->m.routes[routes[r].id][0];
-        const hp_route_stats_t *t = &s->m.routes[routes[r].id][1];
-        if (!v->requests && !t->requests) continue;
+        /* Every route and mode, zeros included: a reader (a test, a
+         * dashboard) that asks for a figure finds it, or has a typo. */
         cJSON *o = cJSON_AddObjectToObject(rj, routes[r].path);
         for (int mode = 0; mode < 2; mode++)
-            if (s->m.routes[routes[r].id][mode].requests)
-                cJSON_AddItemToObject(o, mode_names[mode],
-                                      route_mode_json(&s->m.routes[routes[r].id][mode]));
+            cJSON_AddItemToObject(o, mode_names[mode],
+                                  route_mode_json(&s->m.routes[routes[r].id][mode]));
     }
 
     cJSON *lj = cJSON_AddObjectToObject(root, "layers");
     for (size_t i = 0; i < s->m.nlayers; i++) {
-        if (!s->m.layers[i][0].calls && !s->m.layers[i][1].calls) continue;
         cJSON *o = cJSON_AddObjectToObject(lj, s->m.layer_names[i]);
         for (int mode = 0; mode < 2; mode++)
-            if (s->m.layers[i][mode].calls)
-                cJSON_AddItemToObject(o, mode_names[mode], layer_json(&s->m.layers[i][mode]));
+            cJSON_AddItemToObject(o, mode_names[mode], layer_json(&s->m.layers[i][mode]));
     }
 
     cJSON *al = cJSON_AddObjectToObject(root, "allocations");
@@ -115,6 +122,9 @@ static cJSON *stats_json(const hp_snapshot_t *s)
         cJSON_AddNumberToObject(o, "bytes", (double)s->alloc.by_source[d].bytes);
     }
     cJSON_AddNumberToObject(al, "frees", (double)s->alloc.frees);
+    cJSON_AddNumberToObject(al, "live", (double)hp_alloc_stats_live(&s->alloc));
+    /* The accounts (server/conn.c): every allocation of a worker is charged
+     * to one route's chain, one route's requests outside it, or this. */
     cJSON *outside = cJSON_AddObjectToObject(al, "outside_requests");
     cJSON_AddNumberToObject(outside, "count", (double)s->m.conn_alloc.count);
     cJSON_AddNumberToObject(outside, "bytes", (double)s->m.conn_alloc.bytes);
@@ -140,6 +150,8 @@ static cJSON *stats_json(const hp_snapshot_t *s)
     cJSON_AddNumberToObject(cj, "open", (double)s->m.conns_open);
     cJSON_AddNumberToObject(cj, "peak", (double)s->m.conns_peak);
     cJSON_AddNumberToObject(cj, "idle_closed", (double)s->m.idle_closed);
+    cJSON_AddNumberToObject(cj, "write_timeouts", (double)s->m.write_timeouts);
+    cJSON_AddNumberToObject(cj, "requests_aborted", (double)s->m.requests_aborted);
     cJSON_AddNumberToObject(cj, "request_contexts", (double)s->m.ctx_pool_size);
 
     cJSON *rej = cJSON_AddObjectToObject(root, "rejections");
@@ -245,6 +257,10 @@ static void prometheus(hp_sbuf_t *b, const hp_snapshot_t *s)
     family(b, "hotpath_request_allocated_bytes_total", "counter",
            "Bytes requested by those allocations, by route and mode.");
     PER_ROUTE("hotpath_request_allocated_bytes_total", rs->alloc.bytes);
+    family(b, "hotpath_request_outside_chain_allocations_total", "counter",
+           "Heap allocations for requests outside the chain (reading, pipelining, blocked "
+           "writes), by route and mode.");
+    PER_ROUTE("hotpath_request_outside_chain_allocations_total", rs->outside.count);
 #undef PER_ROUTE
 
     family(b, "hotpath_responses_total", "counter", "Answers by route, mode and status class.");

@@ -1,10 +1,13 @@
 /*
- * status - the answers for requests no route serves: 404 for an unknown
- * path, 405 with Allow for a known path and the wrong method. They run
- * through the chain like any handler, so they get Date, a request id and a
- * line in the metrics.
+ * status - the answers about the server rather than from an endpoint: 404
+ * for an unknown path, 405 with Allow for a known path and the wrong method,
+ * and "OPTIONS *" (RFC 9110 9.3.7), 200 with Allow listing every method some
+ * route serves. They run through the chain like any handler, so they get
+ * Date, a request id and a line in the metrics.
  */
 #include "handlers.h"
+
+#include <string.h>
 
 static hp_vtask_t not_found(hp_ctx_t *ctx)
 {
@@ -20,6 +23,35 @@ static hp_vtask_t method_not_allowed(hp_ctx_t *ctx)
     return hp_done(ctx);
 }
 
+static hp_vtask_t options(hp_ctx_t *ctx)
+{
+    /* The methods a client may know by name (RFC 9110 and 5789's PATCH),
+     * in llhttp's numbering; CONNECT is never served (no tunnels). */
+    static const struct {
+        unsigned method;
+        const char *name;
+    } known[] = {{HP_GET, "GET"},     {HP_HEAD, "HEAD"},     {HP_POST, "POST"},
+                 {HP_PUT, "PUT"},     {HP_DELETE, "DELETE"}, {HP_OPTIONS, "OPTIONS"},
+                 {HP_TRACE, "TRACE"}, {HP_PATCH, "PATCH"}};
+    uint64_t served = hp_route_methods();
+    char *allow = hp_ctx_alloc(ctx, 64);
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        if (!(served & HP_METHOD_BIT(known[i].method))) continue;
+        size_t k = strlen(known[i].name);
+        if (n) {
+            memcpy(allow + n, ", ", 2);
+            n += 2;
+        }
+        memcpy(allow + n, known[i].name, k);
+        n += k;
+    }
+    hp_resp_header(ctx, "Allow", (hp_str_t){allow, n});
+    hp_resp_set(ctx, 200, NULL, (hp_str_t){"", 0});
+    return hp_done(ctx);
+}
+
 const hp_handler_t hp_handler_not_found = {.name = "not_found", .invoke = not_found};
+const hp_handler_t hp_handler_options = {.name = "options", .invoke = options};
 const hp_handler_t hp_handler_method_not_allowed = {.name = "method_not_allowed",
                                                     .invoke = method_not_allowed};

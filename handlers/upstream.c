@@ -42,6 +42,13 @@ static void proxy_awaited(void *arg)
     hp_task_t *up = layer->downstream.u.task;
     hp_value_t v;
     int rc = hp_task_result(up, &v);
+    if (hp_err_is_misuse(rc)) {
+        /* The await was refused (hp_layer_await): this server's bug, not
+         * the upstream's - the request's fault, answered 500. */
+        hp_chain_consume(ctx, &layer->downstream);
+        hp_layer_complete(layer, rc, hp_strerror(rc));
+        return;
+    }
     if (rc == 0) {
         hp_resp_buf(ctx, hp_buf_ref(v.ptr));
     } else if (rc == HP_EUPSTREAM_TIMEOUT) {
@@ -102,23 +109,21 @@ static hp_task_t *proxy(hp_ctx_t *ctx)
     }
     hp_task_t *up = hp_upstream_request(w->upstream, "GET", path, (size_t)len);
     hp_layer_t *layer = hp_layer_current(ctx);
-    layer->downstream = hp_vtask_from_task(up);
-    hp_layer_record(w->upstream_stats[ctx->mode], &layer->downstream);
+    hp_vtask_t down = hp_vtask_from_task(up);
+    hp_layer_record(w->upstream_stats[ctx->mode], &down);
     layer->task = hp_task_new();
     hp_task_t *mine = hp_task_ref(layer->task);
     /* The hook first: the continuation, which clears it, may run at once
      * (a request refused on the spot). */
     hp_ctx_on_abort(ctx, proxy_abort, layer);
-    int rc = hp_vtask_on_completed(&layer->downstream, proxy_awaited, layer);
-    if (rc < 0) {
-        /* Refused (counted in the runtime's misuse figures): proxy_awaited
-         * will never run. Answer now with the refusal as a fault - the
-         * server's 500 - and take the request back from the upstream, which
-         * still holds its own reference and would run it for nobody. */
-        hp_ctx_on_abort(ctx, NULL, NULL);
-        hp_upstream_cancel(w->upstream, up, true);
-        hp_layer_complete(layer, rc, hp_strerror(rc));
-    }
+    /* A refused await (counted in the runtime's misuse figures) drops the
+     * reference `down` holds and runs proxy_awaited at once with the
+     * refusal (a 500); the request is then taken back from the upstream,
+     * which would run it for nobody. hp_upstream_cancel wants the caller's
+     * reference still held: this one, for that moment. */
+    hp_task_ref(up);
+    if (hp_layer_await(layer, down, proxy_awaited) < 0) hp_upstream_cancel(w->upstream, up, true);
+    hp_task_unref(up);
     return mine;
 }
 

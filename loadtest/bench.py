@@ -458,13 +458,15 @@ class Bench:
         s1 = hp.stats()
         if s1["server"]["mode"] != mode:
             raise RuntimeError(f"mode changed during the run: {s1['server']['mode']}")
-        reqs = allocs = nbytes = non2xx = 0
+        reqs = allocs = nbytes = outside = non2xx = 0
         for route in sc["routes"]:
             a = s0["routes"].get(route, {}).get(mode, {})
             b = s1["routes"].get(route, {}).get(mode, {})
             reqs += b.get("requests", 0) - a.get("requests", 0)
             allocs += b.get("allocations", 0) - a.get("allocations", 0)
             nbytes += b.get("allocated_bytes", 0) - a.get("allocated_bytes", 0)
+            outside += (b.get("outside_chain", {}).get("allocations", 0)
+                        - a.get("outside_chain", {}).get("allocations", 0))
             for cls in ("other", "1xx", "3xx", "4xx", "5xx"):
                 non2xx += b.get("status", {}).get(cls, 0) - a.get("status", {}).get(cls, 0)
         ca, cb = s0["cache"], s1["cache"]
@@ -475,6 +477,13 @@ class Bench:
                  cpu_s=(c1 - c0) / CLK_TCK,
                  allocs_per_req=allocs / reqs if reqs else None,
                  bytes_per_req=nbytes / reqs if reqs else None,
+                 # Around the chain (reading, pipelining, blocked writes), and
+                 # everything the worker allocated over the run (its
+                 # connections, wrk's, /stats itself): the route's figure is
+                 # a part of this, never more.
+                 outside_chain_per_req=outside / reqs if reqs else None,
+                 worker_allocs_per_req=(worker_allocs(s1) - worker_allocs(s0)) / reqs
+                 if reqs else None,
                  non2xx=non2xx,
                  cache_hit_ratio=hits / looked if looked else None,
                  upstream_errors=sum(s1["upstream"]["errors"].values())
@@ -511,7 +520,8 @@ class Bench:
                         runs.append(r)
                         log(f"  {sc['name']:<12} {mode:<9} {r['rps']:>10.0f} req/s  "
                             f"p99 {fmt_n(r['latency_us']['p99']):>8} us  "
-                            f"{r['allocs_per_req'] or 0:.2f} allocs/req  "
+                            f"{r['allocs_per_req'] or 0:.2f} allocs/req "
+                            f"({r['worker_allocs_per_req'] or 0:.2f} on the worker)  "
                             f"{r['cpu_us_per_req'] or 0:.2f} cpu-us/req")
                         if rnd == rounds - 1 and mode == "valuetask":
                             # Right after the last valuetask run: the advisor's
@@ -922,6 +932,7 @@ def summarize(runs):
             max=med_spread([r["latency_us"]["max"] for r in rs]),
             cpu_us_per_req=med_spread([r.get("cpu_us_per_req") for r in rs]),
             allocs_per_req=med_spread([r.get("allocs_per_req") for r in rs]),
+            worker_allocs_per_req=med_spread([r.get("worker_allocs_per_req") for r in rs]),
             bytes_per_req=med_spread([r.get("bytes_per_req") for r in rs]),
             cache_hit_ratio=med_spread([r.get("cache_hit_ratio") for r in rs]),
             errors=sum(sum(r["errors"].values()) for r in rs),
@@ -1128,16 +1139,22 @@ def fmt_ratio(r):
     return "-" if r is None else f"{r:.3f}"
 
 
+def worker_allocs(stats):
+    """Every allocation the workers made, through every door."""
+    return sum(stats["allocations"][door]["count"] for door in ("own", "libuv", "cjson"))
+
+
 def summary_table(res):
     lines = ["| scenario | target | req/s median (min–max) | p50 µs | p90 µs | p99 µs | max µs "
-             "| CPU µs/req | allocs/req | bytes/req |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| CPU µs/req | allocs/req | worker allocs/req | bytes/req |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, sc in res["scenarios"].items():
         for target, s in sc["summary"].items():
             lines.append(
                 f"| {name} | {target} | {fmt_ms(s['rps'])} | {fmt_ms(s['p50'])} | {fmt_ms(s['p90'])} "
                 f"| {fmt_ms(s['p99'])} | {fmt_ms(s['max'])} | {fmt_ms(s['cpu_us_per_req'], 2)} "
-                f"| {fmt_ms(s['allocs_per_req'], 2)} | {fmt_ms(s['bytes_per_req'], 0)} |")
+                f"| {fmt_ms(s['allocs_per_req'], 2)} | {fmt_ms(s.get('worker_allocs_per_req'), 2)} "
+                f"| {fmt_ms(s['bytes_per_req'], 0)} |")
     return "\n".join(lines)
 
 

@@ -32,6 +32,13 @@ static void charge(hp_alloc_source_t src, size_t n)
     }
 }
 
+static void count_resize(void *p)
+{
+    if (p == NULL) return;
+    hp_alloc_stats_t *s = tls_stats ? tls_stats : &tls_private;
+    hp_counter_add(&s->resized, 1);
+}
+
 static void count_free(void *p)
 {
     if (p == NULL) return;
@@ -70,6 +77,7 @@ void *hp_realloc(void *p, size_t n)
     void *q = realloc(p, n);
     if (q == NULL) return oom(n);
     charge(HP_ALLOC_OWN, n);
+    count_resize(p);
     return q;
 }
 
@@ -102,6 +110,7 @@ static void *uv_realloc_cb(void *p, size_t n)
     void *q = realloc(p, n);
     if (q == NULL && n != 0) return oom(n);
     charge(HP_ALLOC_UV, n);
+    count_resize(p);
     return q;
 }
 
@@ -152,6 +161,12 @@ hp_alloc_counter_t hp_alloc_stats_sum(const hp_alloc_stats_t *stats)
         sum.bytes += hp_counter_get(&stats->by_source[i].bytes);
     }
     return sum;
+}
+
+uint64_t hp_alloc_stats_live(const hp_alloc_stats_t *stats)
+{
+    return hp_alloc_stats_sum(stats).count - hp_counter_get(&stats->frees) -
+           hp_counter_get(&stats->resized);
 }
 
 hp_alloc_counter_t *hp_alloc_scope_set(hp_alloc_counter_t *scope)

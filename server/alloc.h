@@ -39,7 +39,12 @@ typedef struct {
 typedef struct {
     hp_alloc_counter_t by_source[HP_ALLOC_SOURCES];
     uint64_t frees;
+    uint64_t resized; /* reallocs of a live block: an allocation, not a free */
 } hp_alloc_stats_t;
+
+/* Blocks allocated and not yet freed (for leak checks over a quiet period:
+ * exact on one thread, approximate when blocks cross threads). */
+uint64_t hp_alloc_stats_live(const hp_alloc_stats_t *stats);
 
 /* Install the libuv and cJSON hooks. Call once before any uv_* or cJSON_*. */
 void hp_alloc_install(void);

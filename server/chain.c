@@ -129,6 +129,19 @@ static void then_awaited(void *arg)
     hp_layer_complete(layer, status, status ? ctx->fault : NULL);
 }
 
+int hp_layer_await(hp_layer_t *layer, hp_vtask_t downstream, hp_cont_cb cb)
+{
+    layer->downstream = downstream;
+    int rc = hp_vtask_on_completed(&layer->downstream, cb, layer);
+    if (rc == 0) return 0;
+    /* Refused: whoever awaited it first keeps it; this layer reads the
+     * refusal as its downstream's fault, now. */
+    hp_vtask_drop(&layer->downstream);
+    layer->downstream = hp_vtask_failed(rc, hp_strerror(rc));
+    cb(layer);
+    return rc;
+}
+
 hp_vtask_t hp_then(hp_ctx_t *ctx, hp_vtask_t downstream, void *self, hp_after_cb after)
 {
     if (hp_vtask_is_completed(&downstream)) {
@@ -137,10 +150,9 @@ hp_vtask_t hp_then(hp_ctx_t *ctx, hp_vtask_t downstream, void *self, hp_after_cb
         return status ? hp_fail(ctx, status, ctx->fault) : hp_done(ctx);
     }
     hp_layer_t *layer = &ctx->layers[ctx->depth];
-    layer->downstream = downstream;
     layer->self = self;
     layer->after = after;
     hp_vtask_t mine = hp_layer_pending(layer);
-    hp_vtask_on_completed(&layer->downstream, then_awaited, layer);
+    hp_layer_await(layer, downstream, then_awaited);
     return mine;
 }

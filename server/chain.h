@@ -89,6 +89,8 @@ const hp_route_t *hp_route_find(hp_str_t path, unsigned method);
 const hp_route_t *hp_route_table(size_t *n);
 /* The Allow header for a path (for 405 answers); NULL when unknown. */
 const char *hp_route_allow(hp_str_t path);
+/* Every method some route serves (HP_METHOD_BIT set), for OPTIONS *. */
+uint64_t hp_route_methods(void);
 
 /* --- running the chain -------------------------------------------------- */
 
@@ -119,6 +121,22 @@ hp_vtask_t hp_layer_pending(hp_layer_t *layer);
 /* Complete what hp_layer_pending returned: status 0 (the response is in
  * ctx->resp) or a fault code with a static message. */
 void hp_layer_complete(hp_layer_t *layer, int status, const char *msg);
+
+/* Pend the calling layer on downstream (consumed: parked in
+ * layer->downstream) with cb(layer) as its continuation. cb reads
+ * layer->downstream (hp_vtask_result, hp_chain_consume) and finishes the
+ * layer (hp_layer_complete). Call it once the layer's own pending valuetask
+ * or task exists, and return that.
+ *
+ * Never a hang: when the runtime refuses the continuation (downstream was
+ * already awaited through a copy: a misuse, counted in the misuse
+ * counters), downstream is dropped, the slot gets a valuetask faulted with
+ * the refusal's code (HP_EVTASK_CONSUMED or HP_EVTASK_STALE), and cb runs at
+ * once: cb sees the fault like any other, and a fault that reaches the top
+ * is answered 500. Returns 0, or the refusal's code. Every layer that waits
+ * on something goes through here (hp_then does), so no refusal is ever
+ * ignored. */
+int hp_layer_await(hp_layer_t *layer, hp_vtask_t downstream, hp_cont_cb cb);
 
 /* Consume a chain valuetask: 0, or its fault code (message in ctx->fault). */
 int hp_chain_consume(hp_ctx_t *ctx, hp_vtask_t *vt);

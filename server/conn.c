@@ -8,7 +8,8 @@
  *   parse       hp_conn_feed, parse  llhttp_execute; callbacks in parser.c
  *   chain       hp_conn_dispatch     on_message_complete: hp_chain_start runs
  *                                    middleware, then the handler
- *   (async)     request_awaited      the chain pended: stop reading; when it
+ *   (async)     request_awaited      the chain pended: read on only to see the
+ *                                    peer go (hp_ctx_on_abort); when it
  *                                    completes the connection goes on the
  *                                    worker's ready list, and
  *               resume               runs in the loop's check phase
@@ -38,6 +39,32 @@
  * client's close, a drain) shuts its write side down and reads until the peer
  * closes or LINGER_MS passes, as nginx's lingering close does, so the answer
  * is not destroyed by a reset when unread input was still in flight.
+ *
+ * A peer that leaves: a reset closes the connection at once. A FIN (the
+ * peer's write side closed) is a departure only for a request that pends:
+ * the connection is closed and the request aborted (drop_request runs its
+ * hp_ctx_on_abort hook, counted in requests_aborted), so an upstream call
+ * stops holding a pool slot for an answer nobody will read - nginx's
+ * default, which finalizes such a request with 499 unless
+ * proxy_ignore_client_abort is on. Everything else the peer sent before
+ * its FIN is still answered: requests that complete synchronously, an
+ * answer already ready (HP_CF_READY), and answers queued for a slow reader
+ * (the abort waits until they have drained). The price: a client that
+ * half-closes on purpose (`printf ... | nc -N`) gets no answer to an
+ * asynchronous request, as with nginx. One place decides: proceed().
+ *
+ * Closing from inside: a write can fail anywhere the server writes - the
+ * interim 100 Continue (in a parser callback), the flush at FLUSH_AT (in the
+ * dispatcher, llhttp on the stack), the flush after a batch - and each
+ * closes the connection while frames above still work on it. One rule
+ * covers them all (Redis's, for clients): every entry from the loop into a
+ * connection (a read, a write's completion, a resume, a deadline) holds it
+ * for its duration; hp_conn_close on a held connection does everything that
+ * stops it (no reads, no timers, no more output, off every list) but leaves
+ * its request context and its input to the outermost frame, which frees
+ * them on its way out (leave). Whatever can close tells its caller to stop:
+ * parser callbacks return HPE_PAUSED, and parse() and proceed() check
+ * HP_CF_CLOSED after every step that can close.
  */
 #include "conn.h"
 
@@ -45,6 +72,7 @@
 #include "chain.h"
 #include "counter.h"
 #include "errors.h"
+#include "list.h"
 #include "response.h"
 
 #include <stdio.h>
@@ -55,6 +83,10 @@
 /* Flush mid-batch once this much output is waiting: bounds the output
  * buffer when a client pipelines thousands of requests in one read. */
 #define FLUSH_AT (64 * 1024)
+/* While a request pends, the connection reads on (to see the peer go) and
+ * keeps what is pipelined meanwhile, up to this much; then it stops
+ * reading until the request is answered. One read buffer's worth. */
+#define BUSY_READ_MAX (64 * 1024)
 
 typedef struct {
     uv_write_t req;
@@ -62,53 +94,82 @@ typedef struct {
     char data[];
 } wreq_t;
 
+/* A memory connection's transport: its sink, and the output the sink
+ * refused (what a socket's outstanding uv_write holds). */
+struct hp_conn_memory {
+    hp_conn_sink_cb sink;
+    void *arg;
+    char *pending; /* hp_malloc'd */
+    size_t len;
+};
+
 static void proceed(hp_conn_t *c);
 static void flush(hp_conn_t *c);
 
 /* --- timers ------------------------------------------------------------ */
 
-static void list_unlink(hp_conn_t *c)
+/* The connection a list's timer belongs to: its write side's timer on
+ * HP_LIST_WRITE, its read side's on the others. */
+static hp_conn_t *conn_of_timer(hp_conn_timer_t *t, uint8_t list)
 {
-    if (c->list == HP_LIST_NONE) return;
-    hp_conn_list_t *l = &c->w->lists[c->list];
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        l->head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        l->tail = c->prev;
-    c->prev = c->next = NULL;
-    l->n--;
-    c->list = HP_LIST_NONE;
+    return list == HP_LIST_WRITE ? hp_container_of(t, hp_conn_t, wtimer)
+                                 : hp_container_of(t, hp_conn_t, rtimer);
 }
 
-void hp_conn_set_timer(hp_conn_t *c, uint8_t list, uint64_t deadline)
+static void timer_unlink(hp_conn_t *c, hp_conn_timer_t *t)
 {
-    list_unlink(c);
-    if (list == HP_LIST_NONE) return;
+    if (t->list == HP_LIST_NONE) return;
+    hp_conn_list_t *l = &c->w->lists[t->list];
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        l->head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    else
+        l->tail = t->prev;
+    t->prev = t->next = NULL;
+    l->n--;
+    t->list = HP_LIST_NONE;
+}
+
+/* Put one of c's two timers on list (NONE: take it off). */
+static void timer_set(hp_conn_t *c, hp_conn_timer_t *t, uint8_t list, uint64_t deadline)
+{
+    timer_unlink(c, t);
+    if (list == HP_LIST_NONE || (c->flags & HP_CF_CLOSED)) return;
     hp_conn_list_t *l = &c->w->lists[list];
-    c->list = list;
-    c->deadline = deadline;
+    t->list = list;
+    t->deadline = deadline;
     /* Keep the list sorted: the sweep stops at the first live deadline.
      * With one timeout per list the new deadline is the latest and this is
      * an append; after a reload shortens a timeout it walks back past the
      * connections still on the old one. */
-    hp_conn_t *after = l->tail;
+    hp_conn_timer_t *after = l->tail;
     while (after && after->deadline > deadline)
         after = after->prev;
-    c->prev = after;
-    c->next = after ? after->next : l->head;
-    if (c->next)
-        c->next->prev = c;
+    t->prev = after;
+    t->next = after ? after->next : l->head;
+    if (t->next)
+        t->next->prev = t;
     else
-        l->tail = c;
+        l->tail = t;
     if (after)
-        after->next = c;
+        after->next = t;
     else
-        l->head = c;
+        l->head = t;
     l->n++;
+}
+
+void hp_conn_set_timer(hp_conn_t *c, uint8_t list, uint64_t deadline)
+{
+    timer_set(c, &c->rtimer, list, deadline);
+}
+
+static void clear_timers(hp_conn_t *c)
+{
+    timer_unlink(c, &c->rtimer);
+    timer_unlink(c, &c->wtimer);
 }
 
 static uint64_t now_ms(hp_conn_t *c)
@@ -161,7 +222,10 @@ static void stop_reading(hp_conn_t *c)
 
 static void on_close(uv_handle_t *h)
 {
-    hp_free(h->data);
+    hp_conn_t *c = h->data;
+    if (c->mem) hp_free(c->mem->pending);
+    hp_free(c->mem);
+    hp_free(c);
 }
 
 static void on_refused_close(uv_handle_t *h)
@@ -176,7 +240,8 @@ static hp_conn_t *conn_new(hp_worker_t *w)
     c->tcp.data = c;
     c->w = w;
     c->id = ++w->conn_seq;
-    c->list = HP_LIST_NONE;
+    c->rtimer.list = c->wtimer.list = HP_LIST_NONE;
+    c->charge = &w->metrics.conn_alloc;
     llhttp_init(&c->parser, HTTP_REQUEST, &hp_parser_settings);
     c->parser.data = c;
     c->all_next = w->all;
@@ -225,8 +290,9 @@ hp_conn_t *hp_conn_new_memory(hp_worker_t *w, hp_conn_sink_cb sink, void *arg)
     hp_alloc_counter_t *prev = hp_alloc_scope_set(&w->metrics.conn_alloc);
     hp_conn_t *c = conn_new(w);
     c->flags |= HP_CF_MEMORY;
-    c->sink = sink;
-    c->sink_arg = arg;
+    c->mem = hp_calloc(1, sizeof(*c->mem));
+    c->mem->sink = sink;
+    c->mem->arg = arg;
     hp_alloc_scope_set(prev);
     return c;
 }
@@ -243,6 +309,50 @@ static void ready_unlink(hp_conn_t *c)
     c->flags &= ~HP_CF_READY;
 }
 
+/* --- accounting -------------------------------------------------------- *
+ *
+ * Every allocation is charged to exactly one account (alloc.h's scope):
+ *
+ *   the chain of a route       routes[r][mode].alloc, while the middleware
+ *                              and the handler run (ctx->scope);
+ *   a request, outside it      ctx->io while the request is read (its
+ *                              context, when the pool grows; arena spills
+ *                              for long targets and headers; its body; a
+ *                              carry kept while it pends), added to
+ *                              routes[r][mode].outside when it ends;
+ *   a connection's I/O         c->charge between requests: the outside
+ *                              account of the route it last answered, for
+ *                              pipelined input kept and output the kernel
+ *                              refused after that answer;
+ *   nothing of a request       metrics.conn_alloc (outside_requests): new
+ *                              connections, a request refused before it was
+ *                              routed, timers, the upstream pool's own -
+ *                              the worker thread's default scope.
+ *
+ * So the worker's totals are the sum of these, exactly, and the tests
+ * check that they are. */
+
+/* The account a connection's I/O goes to now. */
+static hp_alloc_counter_t *io_scope(hp_conn_t *c)
+{
+    return c->ctx ? &c->ctx->io : c->charge;
+}
+
+/* The request ends: what it allocated outside its chain goes to its route's
+ * outside account (to outside_requests when it never got a route), and its
+ * context back to the pool. */
+static void request_end(hp_worker_t *w, hp_ctx_t *ctx)
+{
+    hp_alloc_counter_t *to =
+        ctx->route ? &w->metrics.routes[ctx->route->id][ctx->mode].outside : &w->metrics.conn_alloc;
+    hp_counter_add(&to->count, ctx->io.count);
+    hp_counter_add(&to->bytes, ctx->io.bytes);
+    if (hp_alloc_scope_get() == &ctx->io) hp_alloc_scope_set(to);
+    hp_gen_t *gen = ctx->gen;
+    hp_ctx_release(&w->ctx_pool, ctx);
+    hp_gen_release(gen);
+}
+
 /* End the request on c without answering it (the connection is going). */
 static void drop_request(hp_conn_t *c)
 {
@@ -252,21 +362,53 @@ static void drop_request(hp_conn_t *c)
     if (ctx->top.kind != HP_VT_NONE) {
         if (!hp_vtask_is_completed(&ctx->top)) {
             /* Still running: it finishes on its own and then frees itself
-             * (request_awaited sees no connection). Whatever it waits on is
-             * told, so that it stops holding what others need. */
+             * (request_awaited sees no connection). Its handler, if it
+             * asked, hears now that nobody waits for it. */
             ctx->conn = NULL;
-            hp_abort_cb abort_cb = ctx->abort_cb;
+            hp_counter_add(&c->w->metrics.requests_aborted, 1);
+            hp_abort_cb cb = ctx->abort_cb;
             ctx->abort_cb = NULL;
-            if (abort_cb) abort_cb(ctx, ctx->abort_arg);
+            if (cb) cb(ctx, ctx->abort_arg); /* may end the request: ctx is gone */
             return;
         }
         /* Completed, but its answer was still waiting for the check phase:
          * nobody else will read it now. */
         hp_chain_consume(ctx, &ctx->top);
     }
-    hp_gen_t *gen = ctx->gen;
-    hp_ctx_release(&c->w->ctx_pool, ctx);
-    hp_gen_release(gen);
+    request_end(c->w, ctx);
+}
+
+/* The memory of a closed connection: its request, its input, the handle. */
+static void teardown(hp_conn_t *c)
+{
+    drop_request(c);
+    hp_free(c->carry);
+    c->carry = NULL;
+    c->carry_len = 0;
+    /* Output still queued means the peer stopped taking it (a deadline, a
+     * failed write, the drain's end): reset, so the kernel drops it now
+     * instead of keeping it - megabytes - behind a FIN the peer would have
+     * to read up to before it learned of the close. */
+    if ((c->flags & (HP_CF_WBLOCK | HP_CF_MEMORY)) == HP_CF_WBLOCK &&
+        uv_tcp_close_reset(&c->tcp, on_close) == 0)
+        return;
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+/* An entry from the loop into c: a read, a write's completion, a resume, a
+ * deadline. It holds c (a close meanwhile is finished by the matching
+ * leave) and charges what it allocates to c's account now (io_scope).
+ * Returns the scope leave restores. */
+static hp_alloc_counter_t *enter(hp_conn_t *c)
+{
+    c->hold++;
+    return hp_alloc_scope_set(io_scope(c));
+}
+
+static void leave(hp_conn_t *c, hp_alloc_counter_t *prev)
+{
+    hp_alloc_scope_set(prev);
+    if (--c->hold == 0 && (c->flags & HP_CF_CLOSED)) teardown(c);
 }
 
 void hp_conn_close(hp_conn_t *c)
@@ -275,12 +417,8 @@ void hp_conn_close(hp_conn_t *c)
     hp_worker_t *w = c->w;
     c->flags |= HP_CF_CLOSED;
     stop_reading(c);
-    hp_conn_set_timer(c, HP_LIST_NONE, 0);
+    clear_timers(c);
     ready_unlink(c);
-    drop_request(c);
-    hp_free(c->carry);
-    c->carry = NULL;
-    c->carry_len = 0;
     if (c->all_prev)
         c->all_prev->all_next = c->all_next;
     else
@@ -288,8 +426,8 @@ void hp_conn_close(hp_conn_t *c)
     if (c->all_next) c->all_next->all_prev = c->all_prev;
     w->nconns--;
     hp_counter_set(&w->metrics.conns_open, w->nconns);
-    if (c->flags & HP_CF_MEMORY) c->sink(c->sink_arg, NULL, 0);
-    uv_close((uv_handle_t *)&c->tcp, on_close);
+    if (c->flags & HP_CF_MEMORY) c->mem->sink(c->mem->arg, NULL, 0);
+    if (c->hold == 0) teardown(c);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -317,24 +455,48 @@ static void start_linger(hp_conn_t *c)
 
 void hp_conn_eof(hp_conn_t *c, int err)
 {
+    if (c->flags & HP_CF_CLOSED) return;
     stop_reading(c);
-    /* A reset, a half-read request, or the end of lingering: done. So is a
-     * peer that closes while its request pends: nobody reads the answer
-     * (nginx's default, proxy_ignore_client_abort off), and the close
-     * cancels the work it waits on (drop_request). */
-    bool pending = c->state == HP_CONN_BUSY && c->ctx && !(c->flags & HP_CF_READY);
-    if (err != UV_EOF || pending || (c->state != HP_CONN_IDLE && c->state != HP_CONN_BUSY)) {
+    /* A reset, a half-read request, or the end of lingering: done. */
+    if (err != UV_EOF || (c->state != HP_CONN_IDLE && c->state != HP_CONN_BUSY)) {
         hp_conn_close(c);
         return;
     }
-    /* A peer that half-closes after sending its requests (HTTP/1.0 tools,
-     * `printf ... | nc`) still gets every answer: what runs finishes, what
-     * waits in carry is parsed, and proceed() closes once nothing is left. */
+    /* A FIN: the peer has sent all it will. What it sent is answered -
+     * what waits in carry is parsed - and proceed() closes once nothing is
+     * left, or at once when a request pends (see the top: a departure). */
     c->flags |= HP_CF_EOF;
+    hp_alloc_counter_t *prev = enter(c);
     proceed(c);
+    leave(c, prev);
 }
 
 /* --- output ------------------------------------------------------------ */
+
+/* Output backed up (the kernel, or a memory sink, took part of it): stop
+ * reading until it drains, and hold the peer to the write deadline from
+ * now. The connection is not idle meanwhile: the write deadline covers it. */
+static void blocked(hp_conn_t *c)
+{
+    hp_counter_add(&c->w->metrics.write_queued, 1);
+    c->flags |= HP_CF_WBLOCK;
+    stop_reading(c);
+    /* A peer that stops reading is held to the idle timeout, as one that
+     * stops writing is; more output queued behind does not extend it. */
+    if (c->wtimer.list == HP_LIST_NONE)
+        timer_set(c, &c->wtimer, HP_LIST_WRITE, now_ms(c) + limits(c)->idle_timeout_ms);
+    if (c->rtimer.list == HP_LIST_IDLE) timer_unlink(c, &c->rtimer);
+}
+
+/* Everything queued has gone: the write deadline ends, the rest goes on. */
+static void drained(hp_conn_t *c)
+{
+    c->flags &= ~HP_CF_WBLOCK;
+    timer_unlink(c, &c->wtimer);
+    hp_alloc_counter_t *prev = enter(c);
+    proceed(c);
+    leave(c, prev);
+}
 
 static void on_write(uv_write_t *req, int status)
 {
@@ -346,14 +508,19 @@ static void on_write(uv_write_t *req, int status)
         hp_conn_close(c);
         return;
     }
-    if (c->tcp.write_queue_size > 0) return;
-    c->flags &= ~HP_CF_WBLOCK;
-    hp_conn_set_timer(c, HP_LIST_NONE, 0);
-    proceed(c);
+    if (c->tcp.write_queue_size == 0) drained(c);
 }
 
 static void queue_write(hp_conn_t *c, const char *data, size_t len)
 {
+    if (c->flags & HP_CF_MEMORY) {
+        struct hp_conn_memory *m = c->mem;
+        m->pending = hp_realloc(m->pending, m->len + len);
+        memcpy(m->pending + m->len, data, len);
+        m->len += len;
+        blocked(c);
+        return;
+    }
     wreq_t *wr = hp_malloc(sizeof(*wr) + len);
     memcpy(wr->data, data, len);
     wr->buf = uv_buf_init(wr->data, (unsigned)len);
@@ -363,12 +530,21 @@ static void queue_write(hp_conn_t *c, const char *data, size_t len)
         hp_conn_close(c);
         return;
     }
-    hp_counter_add(&c->w->metrics.write_queued, 1);
-    c->flags |= HP_CF_WBLOCK;
-    stop_reading(c);
-    /* A peer that stops reading is held to the idle timeout, as one that
-     * stops writing is. */
-    hp_conn_set_timer(c, HP_LIST_WRITE, now_ms(c) + limits(c)->idle_timeout_ms);
+    blocked(c);
+}
+
+void hp_conn_memory_writable(hp_conn_t *c)
+{
+    struct hp_conn_memory *m = c->mem;
+    if ((c->flags & HP_CF_CLOSED) || !(c->flags & HP_CF_WBLOCK)) return;
+    long n = m->sink(m->arg, m->pending, m->len);
+    if (n < 0) {
+        hp_conn_close(c);
+        return;
+    }
+    memmove(m->pending, m->pending + n, m->len - (size_t)n);
+    m->len -= (size_t)n;
+    if (m->len == 0) drained(c);
 }
 
 /* Send what the worker's output buffer holds for c: one write syscall when
@@ -381,23 +557,24 @@ static void flush(hp_conn_t *c)
     out->len = 0;
     hp_counter_add(&c->w->metrics.bytes_out, len);
     if (c->flags & HP_CF_CLOSED) return;
-    if (c->flags & HP_CF_MEMORY) {
-        c->sink(c->sink_arg, out->data, len);
-        return;
-    }
     if (c->flags & HP_CF_WBLOCK) {
-        queue_write(c, out->data, len);
+        queue_write(c, out->data, len); /* behind what waits already */
         return;
     }
-    uv_buf_t b = uv_buf_init(out->data, (unsigned)len);
-    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    hp_counter_add(&c->w->metrics.writes, 1);
-    if (n == (int)len) return;
-    if (n < 0 && n != UV_EAGAIN) {
+    long n;
+    if (c->flags & HP_CF_MEMORY) {
+        n = c->mem->sink(c->mem->arg, out->data, len);
+    } else {
+        uv_buf_t b = uv_buf_init(out->data, (unsigned)len);
+        n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        hp_counter_add(&c->w->metrics.writes, 1);
+        if (n == UV_EAGAIN) n = 0;
+    }
+    if (n == (long)len) return;
+    if (n < 0) {
         hp_conn_close(c);
         return;
     }
-    if (n < 0) n = 0;
     queue_write(c, out->data + n, len - (size_t)n);
 }
 
@@ -414,7 +591,12 @@ void hp_conn_continue(hp_conn_t *c)
 hp_ctx_t *hp_conn_begin(hp_conn_t *c)
 {
     hp_worker_t *w = c->w;
+    /* A context the pool had to make is this request's allocation. */
+    hp_alloc_counter_t grown = {0, 0};
+    hp_alloc_scope_set(&grown);
     hp_ctx_t *ctx = hp_ctx_acquire(&w->ctx_pool);
+    ctx->io = grown;
+    hp_alloc_scope_set(&ctx->io);
     hp_counter_set(&w->metrics.ctx_pool_size, w->ctx_pool.size);
     ctx->conn = c;
     ctx->worker = w;
@@ -447,9 +629,11 @@ static void finish(hp_conn_t *c, hp_ctx_t *ctx, int status)
     hp_counter_add(&rs->requests, 1);
     c->ctx = NULL;
     c->state = HP_CONN_IDLE;
-    hp_gen_t *gen = ctx->gen;
-    hp_ctx_release(&w->ctx_pool, ctx);
-    hp_gen_release(gen);
+    /* What the connection does next for this answer (write what the kernel
+     * refuses, keep pipelined input) is this route's, outside the chain. */
+    c->charge = &rs->outside;
+    request_end(w, ctx);
+    hp_alloc_scope_set(c->charge);
 }
 
 static void request_awaited(void *arg)
@@ -457,13 +641,13 @@ static void request_awaited(void *arg)
     hp_ctx_t *ctx = arg;
     hp_conn_t *c = ctx->conn;
     hp_worker_t *w = ctx->worker;
+    /* Closed while a frame still holds it: its teardown reads the result. */
+    if (c && (c->flags & HP_CF_CLOSED)) return;
     if (c == NULL) {
         /* The client left while its request ran: finish it quietly. */
         hp_alloc_counter_t *prev = hp_alloc_scope_set(ctx->scope);
         hp_chain_consume(ctx, &ctx->top);
-        hp_gen_t *gen = ctx->gen;
-        hp_ctx_release(&w->ctx_pool, ctx);
-        hp_gen_release(gen);
+        request_end(w, ctx);
         hp_alloc_scope_set(prev);
         return;
     }
@@ -480,6 +664,7 @@ static void request_awaited(void *arg)
 
 int hp_conn_dispatch(hp_conn_t *c)
 {
+    if (c->flags & HP_CF_CLOSED) return HPE_PAUSED;
     hp_worker_t *w = c->w;
     hp_ctx_t *ctx = c->ctx;
     c->state = HP_CONN_BUSY;
@@ -489,33 +674,39 @@ int hp_conn_dispatch(hp_conn_t *c)
     ctx->scope = &w->metrics.routes[ctx->route->id][ctx->mode].alloc;
     hp_alloc_counter_t *prev = hp_alloc_scope_set(ctx->scope);
     hp_vtask_t vt = hp_chain_start(ctx);
+    int status;
     if (hp_vtask_is_completed(&vt)) {
-        finish(c, ctx, hp_chain_consume(ctx, &vt));
-        hp_alloc_scope_set(prev);
-        if (c->flags & HP_CF_CLOSE) return HPE_PAUSED;
-        if (w->out.len >= FLUSH_AT) {
-            flush(c);
-            if (c->flags & (HP_CF_WBLOCK | HP_CF_CLOSED)) return HPE_PAUSED;
+        status = hp_chain_consume(ctx, &vt);
+    } else {
+        ctx->top = vt;
+        status = hp_vtask_on_completed(&ctx->top, request_awaited, ctx);
+        if (status == 0) {
+            hp_alloc_scope_set(prev);
+            return HPE_PAUSED;
         }
-        return 0;
+        /* Refused (the chain returned a valuetask already awaited: a
+         * misuse, counted): no continuation will ever run, so the request
+         * is answered now, with the refusal as its fault (a 500). */
+        hp_vtask_drop(&ctx->top);
+        ctx->fault = hp_strerror(status);
     }
-    hp_alloc_scope_set(prev);
-    ctx->top = vt;
-    hp_vtask_on_completed(&ctx->top, request_awaited, ctx);
-    /* Reading goes on while the request pends, so a client that leaves is
-     * noticed (hp_conn_eof); what it sends meanwhile waits in carry, up to
-     * BUSY_CARRY_MAX (hp_conn_feed). */
-    return HPE_PAUSED;
+    finish(c, ctx, status); /* and the scope is the connection's again */
+    if (c->flags & HP_CF_CLOSE) return HPE_PAUSED;
+    if (w->out.len >= FLUSH_AT) {
+        flush(c);
+        if (c->flags & (HP_CF_WBLOCK | HP_CF_CLOSED)) return HPE_PAUSED;
+    }
+    return 0;
 }
 
 static void resume(hp_conn_t *c)
 {
     hp_ctx_t *ctx = c->ctx;
-    hp_alloc_counter_t *prev = hp_alloc_scope_set(ctx->scope);
+    hp_alloc_counter_t *prev = enter(c);
+    hp_alloc_scope_set(ctx->scope);
     finish(c, ctx, hp_chain_consume(ctx, &ctx->top));
-    hp_alloc_scope_set(&c->w->metrics.conn_alloc);
     proceed(c);
-    hp_alloc_scope_set(prev);
+    leave(c, prev);
 }
 
 void hp_conn_resume_ready(hp_worker_t *w)
@@ -574,14 +765,43 @@ static void keep_carry(hp_conn_t *c, const char *data, const char *pos, size_t r
 
 static void parse(hp_conn_t *c, const char *data, size_t len)
 {
-    c->w->parse_end = data + len;
-    enum llhttp_errno err = llhttp_execute(&c->parser, data, len);
+    const char *buf = data, *end = data + len;
+    enum llhttp_errno err;
+    for (;;) {
+        /* Input llhttp must not see as it comes (a chunk-size line, an
+         * unknown method) goes through the parser's scanner first. */
+        if (c->ctx && c->ctx->scan) {
+            err = hp_parser_scan(c, &data, end);
+            if (c->flags & HP_CF_CLOSED) return;
+            if (err != HPE_OK) break;
+            if (data == end) return; /* the scan goes on with the next read */
+        }
+        c->w->parse_end = end;
+        err = llhttp_execute(&c->parser, data, (size_t)(end - data));
+        /* Closed under llhttp (a failed write in a callback): the callback
+         * stopped it, and nothing of the input is wanted any more. */
+        if (c->flags & HP_CF_CLOSED) return;
+        if (err == HPE_PAUSED && c->ctx && c->ctx->scan) {
+            /* Paused at a chunk-size line: the scanner takes it from here. */
+            data = llhttp_get_error_pos(&c->parser);
+            llhttp_resume(&c->parser);
+            continue;
+        }
+        if (err == HPE_INVALID_METHOD && c->ctx) {
+            /* 501 for a method llhttp does not know, 400 for garbage: the
+             * scanner reads on to tell them apart. */
+            data = llhttp_get_error_pos(&c->parser);
+            hp_parser_scan_method(c);
+            continue;
+        }
+        break;
+    }
     if (err == HPE_OK) {
         /* Between requests with no deadline yet (one just answered): the idle
          * timeout starts. A connection that already has one keeps it: llhttp
          * skips empty lines without a callback, and a client sending only
          * those must not push its deadline back forever. */
-        if (c->state == HP_CONN_IDLE && c->ctx == NULL && c->list == HP_LIST_NONE)
+        if (c->state == HP_CONN_IDLE && c->ctx == NULL && c->rtimer.list == HP_LIST_NONE)
             hp_conn_set_timer(c, HP_LIST_IDLE, now_ms(c) + limits(c)->idle_timeout_ms);
         return;
     }
@@ -590,8 +810,8 @@ static void parse(hp_conn_t *c, const char *data, size_t len)
          * the error position, and the parser continues from a resume. */
         const char *pos = llhttp_get_error_pos(&c->parser);
         llhttp_resume(&c->parser);
-        size_t rest = (size_t)(data + len - pos);
-        if (rest && !(c->flags & HP_CF_CLOSE)) keep_carry(c, data, pos, rest);
+        size_t rest = (size_t)(end - pos);
+        if (rest && !(c->flags & HP_CF_CLOSE)) keep_carry(c, buf, pos, rest);
         return;
     }
     if (err == HPE_PAUSED_UPGRADE) {
@@ -602,13 +822,10 @@ static void parse(hp_conn_t *c, const char *data, size_t len)
 }
 
 /* Input that arrives while a request runs or output is backed up waits
- * behind what is already kept, up to this much (sockets stop reading then,
- * so only a memory connection's feeder can get here). */
+ * behind what is already kept, up to this much (sockets stop reading long
+ * before, at BUSY_READ_MAX, so only a memory connection's feeder can get
+ * here). */
 #define CARRY_MAX (1024 * 1024)
-/* A socket keeps reading while its request pends, to notice the client
- * leaving; past this much pipelined input it stops, as when output backs
- * up: a client that sent that much is still there. One read's worth. */
-#define BUSY_CARRY_MAX (64 * 1024)
 
 static void append_carry(hp_conn_t *c, const char *data, size_t len)
 {
@@ -628,15 +845,13 @@ void hp_conn_feed(hp_conn_t *c, const char *data, size_t len)
          * and dropped. */
         return;
     }
-    hp_alloc_counter_t *prev = hp_alloc_scope_set(&c->w->metrics.conn_alloc);
-    if (c->state == HP_CONN_BUSY || (c->flags & HP_CF_WBLOCK)) {
+    hp_alloc_counter_t *prev = enter(c);
+    if (c->state == HP_CONN_BUSY || (c->flags & HP_CF_WBLOCK))
         append_carry(c, data, len);
-        if (c->carry_len >= BUSY_CARRY_MAX) stop_reading(c);
-    } else {
+    else
         parse(c, data, len);
-    }
     proceed(c);
-    hp_alloc_scope_set(prev);
+    leave(c, prev);
 }
 
 /* After anything happened on c: go on with pipelined input if nothing
@@ -657,64 +872,97 @@ static void proceed(hp_conn_t *c)
     }
     flush(c);
     if (c->flags & HP_CF_CLOSED) return;
-    if ((c->flags & HP_CF_EOF) && c->state != HP_CONN_BUSY && !(c->flags & HP_CF_WBLOCK)) {
+    if (c->state == HP_CONN_BUSY) {
+        /* A request pends, and the peer has sent its FIN: it has left (see
+         * the top). Close, which aborts the request - unless its answer is
+         * ready, or answers before it still drain (then drained() comes
+         * back here). */
+        if ((c->flags & (HP_CF_EOF | HP_CF_READY | HP_CF_WBLOCK)) == HP_CF_EOF) {
+            hp_conn_close(c);
+            return;
+        }
+        /* A request pends: read on, so that a peer that goes away is
+         * noticed now and its request told (hp_ctx_on_abort), not when the
+         * answer finds a dead socket - unless answers are backed up, or
+         * BUSY_READ_MAX of pipelined input already waits in carry. */
+        if (!(c->flags & HP_CF_WBLOCK) && c->carry_len < BUSY_READ_MAX)
+            start_reading(c);
+        else
+            stop_reading(c);
+        return;
+    }
+    if ((c->flags & HP_CF_EOF) && !(c->flags & HP_CF_WBLOCK)) {
         hp_conn_close(c); /* answered all the peer sent */
         return;
     }
     if (c->flags & HP_CF_CLOSE) {
-        if (!(c->flags & HP_CF_WBLOCK) && c->state != HP_CONN_BUSY) start_linger(c);
+        if (!(c->flags & HP_CF_WBLOCK)) start_linger(c);
         return;
     }
-    if (c->state == HP_CONN_BUSY || (c->flags & HP_CF_WBLOCK)) return;
-    if (c->state == HP_CONN_IDLE && c->list == HP_LIST_NONE)
+    if (c->flags & HP_CF_WBLOCK) return;
+    if (c->state == HP_CONN_IDLE && c->rtimer.list == HP_LIST_NONE)
         hp_conn_set_timer(c, HP_LIST_IDLE, now_ms(c) + limits(c)->idle_timeout_ms);
     start_reading(c);
 }
 
 /* --- timeouts, drain --------------------------------------------------- */
 
+/* A head or body that did not arrive in time: 408 and close - or, when
+ * the peer is not taking our output either, just close (no answer could
+ * reach it). */
+static void timed_out(hp_conn_t *c, hp_reject_t why)
+{
+    if (c->flags & HP_CF_WBLOCK) {
+        hp_counter_add(&c->w->metrics.rejects[why], 1);
+        hp_conn_close(c);
+        return;
+    }
+    reject(c, why);
+    proceed(c);
+}
+
 static void expire(hp_conn_t *c, uint8_t list)
 {
     hp_worker_t *w = c->w;
     switch (list) {
     case HP_LIST_HEAD:
-        if (c->state == HP_CONN_HEAD) {
-            reject(c, HP_REJECT_HEADER_TIMEOUT);
-            proceed(c);
-        } else {
+        if (c->state == HP_CONN_HEAD)
+            timed_out(c, HP_REJECT_HEADER_TIMEOUT);
+        else
             hp_conn_close(c); /* connected, never sent a byte */
-        }
         break;
-    case HP_LIST_BODY:
-        reject(c, HP_REJECT_BODY_TIMEOUT);
-        proceed(c);
-        break;
+    case HP_LIST_BODY: timed_out(c, HP_REJECT_BODY_TIMEOUT); break;
     case HP_LIST_IDLE:
         hp_counter_add(&w->metrics.idle_closed, 1);
         hp_conn_close(c);
         break;
-    default: hp_conn_close(c); break;
+    case HP_LIST_WRITE:
+        hp_counter_add(&w->metrics.write_timeouts, 1);
+        hp_conn_close(c);
+        break;
+    default: hp_conn_close(c); break; /* lingering */
     }
 }
 
 unsigned hp_conn_sweep(hp_worker_t *w, uint64_t now)
 {
     unsigned n = 0;
-    hp_alloc_counter_t *prev = hp_alloc_scope_set(&w->metrics.conn_alloc);
     for (uint8_t l = 0; l < HP_LISTS; l++) {
-        hp_conn_t *c = w->lists[l].head;
-        while (c) {
-            hp_conn_t *next = c->next;
-            if (c->deadline <= now) {
+        hp_conn_timer_t *t = w->lists[l].head;
+        while (t) {
+            hp_conn_timer_t *next = t->next;
+            if (t->deadline <= now) {
+                hp_conn_t *c = conn_of_timer(t, l);
+                hp_alloc_counter_t *prev = enter(c);
                 expire(c, l);
+                leave(c, prev);
                 n++;
             } else if (l != HP_LIST_BODY) {
                 break; /* sorted: the rest are later */
             }
-            c = next;
+            t = next;
         }
     }
-    hp_alloc_scope_set(prev);
     return n;
 }
 

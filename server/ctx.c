@@ -47,6 +47,12 @@ int hp_resp_header(hp_ctx_t *ctx, const char *name, hp_str_t value)
     return 0;
 }
 
+void hp_ctx_on_abort(hp_ctx_t *ctx, hp_abort_cb cb, void *arg)
+{
+    ctx->abort_cb = cb;
+    ctx->abort_arg = arg;
+}
+
 void hp_resp_set(hp_ctx_t *ctx, uint16_t status, const char *ctype, hp_str_t body)
 {
     ctx->resp.status = status;

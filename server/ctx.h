@@ -40,8 +40,7 @@ typedef struct hp_layer_stats hp_layer_stats_t;
  * status is 0 when the downstream produced a response, or its fault code. */
 typedef void (*hp_after_cb)(void *self, hp_ctx_t *ctx, int status);
 
-/* What a layer waiting on outside work (an upstream request, a cache fill)
- * runs when the client goes away first: cancel or detach that work. */
+/* What a request's handler runs when its client goes away (hp_ctx_on_abort). */
 typedef void (*hp_abort_cb)(hp_ctx_t *ctx, void *arg);
 
 /* One chain layer's state inside the context (see chain.h). Private to the
@@ -73,12 +72,13 @@ struct hp_ctx {
     /* --- private: chain, connection, parser ------------------------- */
     hp_gen_t *gen;             /* the configuration generation it runs under */
     hp_conn_t *conn;           /* NULL once the connection has gone */
-    hp_alloc_counter_t *scope; /* where its allocations are charged */
+    hp_alloc_counter_t *scope; /* its chain's allocations: the route's account */
+    hp_alloc_counter_t io;     /* its allocations outside the chain, so far */
     int depth;                 /* layer currently running; -1 = the server */
     hp_vtask_t top;            /* the whole chain's valuetask, when pending */
-    uint64_t seq;              /* request number on its worker */
-    hp_abort_cb abort_cb;      /* hp_ctx_on_abort's hook, or NULL */
+    hp_abort_cb abort_cb;      /* hp_ctx_on_abort's, while it may run */
     void *abort_arg;
+    uint64_t seq; /* request number on its worker */
 
     uint32_t head_bytes; /* request line + headers seen so far */
     uint32_t line_bytes; /* request line seen so far */
@@ -89,9 +89,18 @@ struct hp_ctx {
     uint8_t hname_len;
     char hname[24]; /* the current header name, lowercased */
     hp_reject_t reject;
+    uint8_t scan;            /* the parser's scanner state (parser.c), 0: off */
+    bool last_chunk;         /* the chunk being read is the last (size 0) */
+    uint16_t scan_n;         /* bytes counted by the scan in progress */
+    uint32_t chunk_ext;      /* chunk-extension bytes in this request's body */
+    uint8_t te_len;          /* Transfer-Encoding: the current coding's length */
+    bool te_chunked;         /* ...it spells "chunked" so far */
+    bool te_other;           /* a coding other than chunked was listed */
     bool value_piece;        /* a piece of the current header value was seen */
     bool value_piece_at_end; /* ...and it ended where the input ended */
     bool body_wanted;        /* the route reads the body; else drained */
+    char *grow;              /* the string the parser is appending to (parser.c) */
+    uint32_t grow_cap;       /* ...and the room it has, its NUL included */
     struct spill *spill;     /* heap chunks beyond the arena */
     size_t arena_used;
 
@@ -101,6 +110,19 @@ struct hp_ctx {
     hp_ctx_t *next_free;
     char arena[HP_CTX_ARENA];
 };
+
+/* Be told, once, if the connection goes away while this request pends -
+ * the peer reset it or closed it (a FIN: nginx's client abort, see
+ * conn.c), a write to it failed, the drain's deadline closed it.
+ * cb(ctx, arg) runs from the close, with ctx->conn already NULL: it cancels
+ * or detaches what the request waits for (an upstream request, a queued
+ * slot). The request still ends the usual way, by completing its valuetask
+ * (with a fault or an answer nobody reads: the server releases the context
+ * then), and may do so inside cb. One hook per request: a second call
+ * replaces the first; forgotten when the request ends. While a
+ * request pends, its connection reads on to notice, unless the peer
+ * pipelines more than 64 KiB behind it (then it is noticed at the answer). */
+void hp_ctx_on_abort(hp_ctx_t *ctx, hp_abort_cb cb, void *arg);
 
 /* Request-scoped memory, 8-byte aligned, freed when the request ends. */
 void *hp_ctx_alloc(hp_ctx_t *ctx, size_t n);
@@ -122,20 +144,6 @@ void hp_resp_take(hp_ctx_t *ctx, uint16_t status, const char *ctype, char *body,
 
 /* Answer from a buffer: takes one reference (dropped after the write). */
 void hp_resp_buf(hp_ctx_t *ctx, hp_buf_t *buf);
-
-/* Set (or with cb NULL, clear) the request's abort hook: cb(ctx, arg) runs
- * once if the connection closes while the request is pending (the client
- * reset or closed it, or a timeout or shutdown did), from the connection's
- * close, with ctx->conn already NULL. The request goes on to complete as
- * usual - its answer goes nowhere - and its context is released only then:
- * cb should make the work it waits on end soon (cancel it) where it can,
- * and must not free anything that work's continuation will use. A layer
- * clears its hook when the work it waits on has completed. */
-static inline void hp_ctx_on_abort(hp_ctx_t *ctx, hp_abort_cb cb, void *arg)
-{
-    ctx->abort_cb = cb;
-    ctx->abort_arg = arg;
-}
 
 /* The client's address as text ("127.0.0.1"), or "-" when unknown. One
  * getpeername call: for the access log, not for the hot path. */

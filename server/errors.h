@@ -37,6 +37,14 @@ typedef enum {
         HP_ERR_LAST_
 } hp_errno_t;
 
+/* A refusal of the task runtime (a valuetask consumed, awaited twice, or
+ * stale): a bug in the code that waited, never the peer's or the
+ * upstream's, so a request answers it as a fault (500), not as a 502/504. */
+static inline int hp_err_is_misuse(int err)
+{
+    return err == HP_EVTASK_CONSUMED || err == HP_EVTASK_STALE;
+}
+
 /* Message for a hotpath code or a libuv code. Never NULL, never owned. */
 const char *hp_strerror(int err);
 

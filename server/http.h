@@ -33,7 +33,16 @@ static inline bool hp_str_eq(hp_str_t a, const char *lit, size_t n)
 }
 
 /* Methods, as llhttp numbers them (llhttp_method_t). */
-enum { HP_DELETE = 0, HP_GET = 1, HP_HEAD = 2, HP_POST = 3, HP_PUT = 4, HP_OPTIONS = 6 };
+enum {
+    HP_DELETE = 0,
+    HP_GET = 1,
+    HP_HEAD = 2,
+    HP_POST = 3,
+    HP_PUT = 4,
+    HP_OPTIONS = 6,
+    HP_TRACE = 7,
+    HP_PATCH = 28,
+};
 #define HP_METHOD_BIT(m) (UINT64_C(1) << (m))
 
 typedef struct {
@@ -83,6 +92,7 @@ typedef struct {
     XX(BAD_REQUEST, 400, "malformed request")                                                      \
     XX(BAD_HEADER, 400, "malformed header")                                                        \
     XX(BAD_BODY, 400, "malformed body framing")                                                    \
+    XX(CHUNK_EXT_TOO_LONG, 400, "chunk extensions too long")                                       \
     XX(HOST, 400, "missing or repeated Host header")                                               \
     XX(HEADER_TIMEOUT, 408, "request headers not received in time")                                \
     XX(BODY_TIMEOUT, 408, "request body arrived below the minimum data rate")                      \

@@ -41,7 +41,8 @@ typedef struct {
     uint64_t status[6]; /* by status / 100 */
     uint64_t latency_ns_sum;
     uint64_t latency[HP_LAT_BUCKETS]; /* not cumulative */
-    hp_alloc_counter_t alloc;         /* allocations charged to this route */
+    hp_alloc_counter_t alloc;         /* allocations of its chain (middleware, handler) */
+    hp_alloc_counter_t outside;       /* ...and of its requests outside the chain (conn.c) */
 } hp_route_stats_t;
 
 /* One chain layer (a middleware, a handler, the cache get, the upstream
@@ -64,13 +65,15 @@ typedef struct {
     hp_route_stats_t routes[HP_ROUTES_MAX][2]; /* [route id][mode] */
     hp_layer_stats_t layers[HP_LAYERS_MAX][2]; /* [layer][mode] */
     hp_layer_stats_t window[HP_LAYERS_MAX][2]; /* the last complete window */
-    hp_alloc_counter_t conn_alloc;             /* allocations outside any request */
+    hp_alloc_counter_t conn_alloc;             /* allocations of no request (conn.c) */
     uint64_t conns_accepted;
     uint64_t conns_refused; /* over limits.max_connections */
     uint64_t conns_open;    /* gauge */
     uint64_t conns_peak;    /* gauge */
     uint64_t rejects[HP_REJECT_COUNT];
-    uint64_t idle_closed; /* keep-alive idle timeouts */
+    uint64_t idle_closed;      /* keep-alive idle timeouts */
+    uint64_t write_timeouts;   /* peers that did not take our output in time */
+    uint64_t requests_aborted; /* requests whose connection went while they pended */
     uint64_t reads;
     uint64_t writes;       /* write syscalls */
     uint64_t write_queued; /* output the kernel did not take at once */

@@ -62,7 +62,7 @@ typedef struct {
     uint64_t vtasks_source;      /* valuetasks backed by a pooled source */
     uint64_t vtasks_task;        /* valuetasks wrapping a heap task */
     uint64_t as_task_calls;      /* hp_vtask_as_task calls */
-    uint64_t as_task_allocs;     /* ...of which had to allocate a task */
+    uint64_t as_task_allocs;     /* ...and the allocations they made */
     uint64_t misuse_consumed;    /* second consumption / second await, refused */
     uint64_t misuse_stale;       /* token of a reused source, refused */
 } hp_runtime_stats_t;

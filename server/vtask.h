@@ -12,10 +12,14 @@
  * The rules a caller follows are .NET's: consume a valuetask exactly once,
  * either by reading its result when it is completed or by registering one
  * continuation and reading the result there. Unlike .NET, breaking a rule is
- * never undefined behaviour here: a second consumption, a second
- * continuation, or a token whose source has since been reused returns
- * HP_EVTASK_CONSUMED or HP_EVTASK_STALE and is counted in the thread's
- * hp_runtime_stats_t (misuse_consumed, misuse_stale).
+ * never undefined behaviour here, whichever copy of a valuetask breaks it: a
+ * second consumption, a second continuation, a token whose source has since
+ * been reused, or a copy of a task-backed valuetask read after another copy
+ * released the task returns HP_EVTASK_CONSUMED or HP_EVTASK_STALE and is
+ * counted in the thread's hp_runtime_stats_t (misuse_consumed, misuse_stale).
+ * A task-backed valuetask is checked through a slot of its thread's slot
+ * table (vtask.c): the slot, not the task, says whether it was consumed, so
+ * a stale copy never touches a task that may be gone.
  *
  * hp_vtask_completed() is the mode switch: in HP_MODE_TASK it builds every
  * synchronous result as a heap task, which is what the same code would cost
@@ -61,12 +65,13 @@ typedef enum {
 } hp_vtask_kind_t;
 
 typedef struct {
-    uint8_t kind;
-    uint8_t awaited; /* a continuation was registered through this copy */
-    uint32_t token;  /* HP_VT_SOURCE: the source version it was made for */
+    uint32_t kind : 2;    /* hp_vtask_kind_t */
+    uint32_t awaited : 1; /* a continuation was registered through this copy */
+    uint32_t slot : 29;   /* HP_VT_TASK: its slot in the thread's slot table */
+    uint32_t token;       /* the version it was made for: the source's, or the slot's */
     union {
         hp_value_t value;      /* HP_VT_INLINE */
-        hp_task_t *task;       /* HP_VT_TASK: one owned reference */
+        hp_task_t *task;       /* HP_VT_TASK: one owned reference, shared by the copies */
         hp_vtsource_t *source; /* HP_VT_SOURCE: borrowed */
     } u;
 } hp_vtask_t;
@@ -103,8 +108,10 @@ hp_vtask_t hp_vtask_completed(hp_mode_t mode, hp_value_t v);
  * task: as in .NET, a ValueTask carries a fault only through a Task. */
 hp_vtask_t hp_vtask_failed(int err, const char *msg);
 
-/* True when the result can be read now without waiting. False for a
- * consumed or stale valuetask (reading it reports why). */
+/* True when the result can be read now without waiting: completed,
+ * faulted, or unusable - consumed, stale, or never set - so that reading it
+ * reports why at once (.NET's IsCompleted throws for a stale token). A
+ * caller that sees true never waits for a valuetask that cannot complete. */
 bool hp_vtask_is_completed(const hp_vtask_t *vt);
 
 /* Consume: on 0, *out holds the result. Otherwise the fault's code (and,
@@ -117,15 +124,28 @@ int hp_vtask_result(hp_vtask_t *vt, hp_value_t *out, const char **msg);
 /* Register the one continuation; it runs when vt completes (at once when it
  * already has), and must then call hp_vtask_result on the same vt, which the
  * caller keeps alive until then. Returns HP_EVTASK_CONSUMED when vt was
- * consumed or already awaited, HP_EVTASK_STALE for a stale token; cb does
- * not run in those cases. */
+ * consumed or already awaited (through any copy), HP_EVTASK_STALE for a
+ * stale token; cb does not run in those cases, and the caller must not wait
+ * for it: a request turns the refusal into its fault (hp_layer_await in
+ * chain.h does, for a chain layer). */
 int hp_vtask_on_completed(hp_vtask_t *vt, hp_cont_cb cb, void *arg);
+
+/* Give vt up without its result (a refused await): a task-backed vtask
+ * releases its task and its slot (copies read after this are refused), a
+ * source-backed one is left to its source. vt is consumed afterwards. */
+void hp_vtask_drop(hp_vtask_t *vt);
 
 /* ValueTask.AsTask: consume vt into an owned task reference. Allocates only
  * when it must: a task-backed vtask hands over its task; an inline result
  * goes through hp_task_from_result (and its singletons); a pending source
- * gets a new task completed by a continuation. A consumed or stale vt gives
- * a faulted task carrying that error. Counted in as_task_calls/allocs. */
+ * gets a new task and the bridge that completes it (two allocations). A
+ * consumed or stale vt gives a faulted task carrying that error. Counted in
+ * as_task_calls, and every allocation it made in as_task_allocs. */
 hp_task_t *hp_vtask_as_task(hp_vtask_t *vt);
+
+/* Free the calling thread's slot table beyond its built-in part (a worker
+ * thread calls this as it ends). Task-backed valuetasks of the thread must
+ * all be gone. */
+void hp_vtask_thread_exit(void);
 
 #endif

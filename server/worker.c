@@ -74,6 +74,10 @@ static hp_gen_t *gen_new(hp_worker_t *w, hp_config_t *cfg, char *err, size_t err
     g->refs = 1;
     g->config = hp_config_ref(cfg);
     g->mode = cfg->mode;
+    /* A reload that keeps the mode keeps the time it took effect (the
+     * dashboard shows it); the first generation's mode runs since start. */
+    if (w->gen)
+        g->mode_since_ms = w->gen->mode == g->mode ? w->gen->mode_since_ms : uv_now(&w->loop);
     g->limits = cfg->limits;
     for (size_t i = 0; i < cfg->n_middleware; i++) {
         const hp_config_mw_t *m = &cfg->middleware[i];
@@ -337,7 +341,11 @@ static void thread_main(void *arg)
     hp_worker_t *w = arg;
     hp_alloc_bind_thread(&w->alloc);
     hp_runtime_bind_thread(&w->runtime);
+    /* Whatever runs outside a request is charged here (conn.c's accounts). */
+    hp_alloc_scope_set(&w->metrics.conn_alloc);
     hp_worker_run(w);
+    hp_alloc_scope_set(NULL);
+    hp_vtask_thread_exit();
 }
 
 int hp_worker_start(hp_worker_t *w)

@@ -35,6 +35,7 @@ struct hp_gen {
     uint32_t refs;       /* the worker's (while current) + one per request */
     hp_config_t *config; /* owned reference */
     hp_mode_t mode;
+    uint64_t mode_since_ms; /* uv_now when `mode` took effect; 0: since start */
     unsigned nmw;
     struct {
         const hp_middleware_t *desc;
@@ -45,8 +46,9 @@ struct hp_gen {
 };
 
 /* Connection timer lists: each holds connections waiting on one kind of
- * deadline. All but BODY have one timeout for every member, so appending
- * keeps them sorted and the sweep stops at the first live deadline. */
+ * deadline (conn.h says which, and when two apply at once). All but BODY
+ * have one timeout for every member, so appending keeps them sorted and the
+ * sweep stops at the first live deadline. */
 enum {
     HP_LIST_IDLE = 0, /* keep-alive, between requests */
     HP_LIST_HEAD,     /* reading a request head */
@@ -57,8 +59,10 @@ enum {
     HP_LIST_NONE = 255
 };
 
+typedef struct hp_conn_timer hp_conn_timer_t; /* conn.h */
+
 typedef struct {
-    hp_conn_t *head, *tail;
+    hp_conn_timer_t *head, *tail;
     size_t n;
 } hp_conn_list_t;
 

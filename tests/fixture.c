@@ -76,11 +76,19 @@ void hp_it_stub_control(int stub_port, const char *query)
     hp_it_client_close(&c);
 }
 
+double hp_it_json_get(const cJSON *root, const char *path)
+{
+    const cJSON *v = hp_it_json_at(root, path);
+    if (!cJSON_IsNumber(v))
+        fail_msg("/stats: %s is %s", path, v ? "not a number" : "missing (renamed? a typo?)");
+    return v->valuedouble;
+}
+
 double hp_it_stat(int port, const char *path)
 {
     cJSON *s = hp_it_stats(port);
     assert_non_null(s);
-    double v = hp_it_json_num(s, path, 0);
+    double v = hp_it_json_get(s, path);
     cJSON_Delete(s);
     return v;
 }

@@ -36,8 +36,14 @@ int hp_it_fixture_teardown(void **state);
 /* POST the stub's /_control?query (e.g. "delay_ms=300"); asserts 200. */
 void hp_it_stub_control(int stub_port, const char *query);
 
-/* One figure of the server's /stats ('|'-separated path, as hp_it_json_num);
- * asserts /stats answered. */
+/* One figure of the server's /stats ('|'-separated path, as hp_it_json_at);
+ * fails the test when /stats does not answer or has no number there (a
+ * figure /stats stopped reporting must not read as a zero). */
 double hp_it_stat(int port, const char *path);
+
+/* The number at path in root; fails the test when it is absent or not a
+ * number. The accessor for assertions (hp_it_json_num's default is for
+ * figures that may legitimately be absent). */
+double hp_it_json_get(const cJSON *root, const char *path);
 
 #endif

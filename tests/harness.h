@@ -195,8 +195,11 @@ cJSON *hp_it_stats(int port);
 /* The item at a path of keys separated by '|' (route names hold '/' and
  * '.'), e.g. "routes|/plaintext|task|allocations"; NULL when absent. */
 const cJSON *hp_it_json_at(const cJSON *root, const char *path);
-/* Its number; def when the item is absent (stats leave out zero rows).
- * A present item that is not a number is a harness failure (-1e300). */
+/* Its number; def when the item is absent. Only for figures that may
+ * legitimately be absent: the server's /stats lists every figure, zeros
+ * included, and assertions read it with hp_it_json_get (fixture.h), which
+ * fails the test on a missing key instead of reading a zero. A present
+ * item that is not a number is a harness failure (-1e300). */
 double hp_it_json_num(const cJSON *root, const char *path, double def);
 
 /* Every main() ends with return hp_it_result(cmocka_run_group_tests(...)).

@@ -17,7 +17,18 @@
  *
  * The number of layers L is not assumed: it is counted from /stats (the
  * layers whose calls grew by exactly N), checked against the chain the
- * config names, and asserted to be 4 for the default chain.
+ * config names, and asserted to be 4 for the default chain. In task mode
+ * the bytes are asserted too: one 80-byte hp_task per layer (320 per
+ * /plaintext with the default chain).
+ *
+ * The route's counters are not taken on trust: over every window the
+ * worker's own totals (every allocator door) must equal what its accounts
+ * were charged - each route's chain and outside-the-chain accounts, plus
+ * outside_requests - so an allocation charged nowhere, or to the wrong
+ * account, fails the test. What reading a request costs (its context, a
+ * long target's arena spill, its body, pipelined input kept while it
+ * pends) is charged to its route, outside the chain; the test checks that
+ * too.
  */
 #include "fixture.h"
 
@@ -37,6 +48,8 @@
 #define N      1000
 #define WARMUP 200
 #define BATCH  25 /* pipelined requests per write */
+/* sizeof(struct hp_task) on x86-64 and arm64 (server/task.c). */
+#define TASK_BYTES 80
 
 static const char *const default_chain[] = {"server_headers", "request_id", "metrics", NULL};
 static const char *const logged_chain[] = {"server_headers", "request_id", "metrics", "access_log",
@@ -84,7 +97,41 @@ static void run_requests(hp_it_client_t *c, const char *target, const char *body
 
 static double delta(const cJSON *a, const cJSON *b, const char *path)
 {
-    return hp_it_json_num(b, path, 0) - hp_it_json_num(a, path, 0);
+    return hp_it_json_get(b, path) - hp_it_json_get(a, path);
+}
+
+/* Between snapshots a and b, the worker's totals equal the sum of its
+ * accounts, in calls and in bytes (one worker: its counters are read on
+ * its own thread, so the snapshot is consistent). */
+static void assert_accounts_add_up(const cJSON *a, const cJSON *b)
+{
+    static const char *const doors[] = {"own", "libuv", "cjson"};
+    static const char *const modes[] = {"valuetask", "task"};
+    for (int bytes = 0; bytes < 2; bytes++) {
+        char p[256];
+        double total = 0, charged = 0;
+        for (int d = 0; d < 3; d++) {
+            snprintf(p, sizeof(p), "allocations|%s|%s", doors[d], bytes ? "bytes" : "count");
+            total += delta(a, b, p);
+        }
+        snprintf(p, sizeof(p), "allocations|outside_requests|%s", bytes ? "bytes" : "count");
+        charged += delta(a, b, p);
+        const cJSON *routes = hp_it_json_at(b, "routes");
+        assert_non_null(routes);
+        for (const cJSON *r = routes->child; r; r = r->next)
+            for (int m = 0; m < 2; m++) {
+                snprintf(p, sizeof(p), "routes|%s|%s|%s", r->string, modes[m],
+                         bytes ? "allocated_bytes" : "allocations");
+                charged += delta(a, b, p);
+                snprintf(p, sizeof(p), "routes|%s|%s|outside_chain|%s", r->string, modes[m],
+                         bytes ? "allocated_bytes" : "allocations");
+                charged += delta(a, b, p);
+            }
+        if (total != charged)
+            fprintf(stderr, "the worker allocated %.0f %s, its accounts were charged %.0f\n", total,
+                    bytes ? "bytes" : "times", charged);
+        assert_true(total == charged);
+    }
 }
 
 static bool in_list(const char *const *list, const char *name)
@@ -153,11 +200,23 @@ static int measure(int port, const char *mode, const char *target, const char *h
         expect_layers++;
     assert_int_equal(nlayers, expect_layers);
 
+    snprintf(path, sizeof(path), "routes|%s|%s|outside_chain|allocations", target, mode);
+    double outside = delta(base1, after, path);
+    double worker = 0;
+    for (int d = 0; d < 3; d++) {
+        static const char *const doors[] = {"own", "libuv", "cjson"};
+        snprintf(path, sizeof(path), "allocations|%s|count", doors[d]);
+        worker += delta(base1, after, path) - delta(base0, base1, path);
+    }
     printf("it_alloc: %-9s %-10s %d requests: %.0f allocations (%.3f per request), "
-           "%.0f bytes (%.1f per request), %d layers\n",
-           mode, target, N, allocs, allocs / N, bytes, bytes / N, nlayers);
+           "%.0f bytes (%.1f per request), %d layers; outside the chain %.0f; the worker's "
+           "totals, net of a /stats, %.0f\n",
+           mode, target, N, allocs, allocs / N, bytes, bytes / N, nlayers, outside, worker);
     assert_int_equal(allocs, task ? (double)N * nlayers : 0.0);
-    if (!task) assert_int_equal(bytes, 0);
+    assert_int_equal(bytes, task ? (double)N * nlayers * TASK_BYTES : 0.0);
+    assert_int_equal(outside, 0); /* keep-alive, warm: reading costs nothing */
+    assert_accounts_add_up(base0, base1);
+    assert_accounts_add_up(base1, after);
 
     cJSON_Delete(base0);
     cJSON_Delete(base1);
@@ -211,6 +270,88 @@ static void task_mode_allocates_one_task_per_layer(void **state)
     l = measure(f->server.port, "task", "/json", "json", "{\"message\":\"Hello, World!\"}",
                 default_chain);
     assert_int_equal(l, 4);
+    hp_it_fixture_stop(f);
+}
+
+/* Reading a request costs allocations around its chain: a body, a target
+ * longer than the context's arena, input pipelined behind a request that
+ * pends. They are charged to the request's route, outside the chain (they
+ * landed in outside_requests, indistinguishable from the server's own),
+ * and the accounts still add up to the worker's totals. */
+static void reading_costs_are_charged_to_the_request(void **state)
+{
+    fixture_t *f = hp_it_fixture_new(state);
+    hp_it_fixture_start_stub_delay(f, 50);
+    char config[128];
+    snprintf(config, sizeof(config), "{\"upstream\": {\"port\": %d}}", f->stub.port);
+    hp_it_fixture_start_server(f, config, NULL);
+    int port = f->server.port;
+    warm_up(port);
+    hp_it_client_t c;
+    hp_it_resp_t r;
+    assert_int_equal(hp_it_client_open(&c, port), 0);
+    assert_int_equal(hp_it_client_request(&c, "GET", "/upstream/items/warm", NULL, &r), 0);
+    hp_it_resp_free(&r);
+    hp_it_client_close(&c);
+
+    cJSON *s0 = hp_it_stats(port);
+    assert_non_null(s0);
+    assert_int_equal(hp_it_client_open(&c, port), 0);
+    /* A 20 KB body. */
+    enum { BODY = 20000, TARGET = 3000 };
+    char *body = malloc(BODY);
+    memset(body, 'b', BODY);
+    assert_int_equal(hp_it_client_sendf(
+                         &c, "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n", BODY),
+                     0);
+    assert_int_equal(hp_it_client_send(&c, body, BODY), 0);
+    assert_int_equal(hp_it_client_read(&c, &r, false), 0);
+    assert_int_equal(r.body_len, BODY);
+    hp_it_resp_free(&r);
+    free(body);
+    /* A 3 KB target (the arena is 2 KiB). */
+    char *target = malloc(TARGET + 16);
+    int n = snprintf(target, 16, "/plaintext?");
+    memset(target + n, 'q', TARGET);
+    target[n + TARGET] = '\0';
+    assert_int_equal(hp_it_client_request(&c, "GET", target, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    hp_it_resp_free(&r);
+    free(target);
+    /* Ten requests behind one that pends on the upstream: they wait in the
+     * connection's carry, the pending request's. */
+    static const char pend[] = "GET /upstream/items/p HTTP/1.1\r\nHost: h\r\n\r\n";
+    char batch[sizeof(pend) + 10 * 64];
+    n = snprintf(batch, sizeof(batch), "%s", pend);
+    for (int i = 0; i < 10; i++)
+        n += snprintf(batch + n, sizeof(batch) - (size_t)n,
+                      "GET /plaintext HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_int_equal(hp_it_client_send(&c, batch, (size_t)n), 0);
+    for (int i = 0; i < 11; i++) {
+        assert_int_equal(hp_it_client_read(&c, &r, false), 0);
+        assert_int_equal(r.status, 200);
+        hp_it_resp_free(&r);
+    }
+    hp_it_client_close(&c);
+    cJSON *s1 = hp_it_stats(port);
+    assert_non_null(s1);
+
+    double echo_bytes = delta(s0, s1, "routes|/echo|valuetask|outside_chain|allocated_bytes");
+    double plain_bytes = delta(s0, s1, "routes|/plaintext|valuetask|outside_chain|allocated_bytes");
+    double up = delta(s0, s1, "routes|/upstream/|valuetask|outside_chain|allocations");
+    double outside = delta(s0, s1, "allocations|outside_requests|count");
+    printf("it_alloc: outside the chain: /echo with a %d-byte body %.0f bytes, /plaintext with "
+           "a %d-byte target %.0f bytes, /upstream/ with 10 requests behind it %.0f "
+           "allocations; outside any request %.0f allocations (two connections)\n",
+           BODY, echo_bytes, TARGET, plain_bytes, up, outside);
+    assert_true(echo_bytes >= BODY);
+    assert_true(plain_bytes >= TARGET);
+    assert_true(up >= 1);
+    /* This test's connection and the second /stats': their structs only. */
+    assert_int_equal(outside, 2);
+    assert_accounts_add_up(s0, s1);
+    cJSON_Delete(s0);
+    cJSON_Delete(s1);
     hp_it_fixture_stop(f);
 }
 
@@ -287,6 +428,7 @@ int main(void)
         cmocka_unit_test_teardown(valuetask_mode_allocates_nothing_per_request,
                                   hp_it_fixture_teardown),
         cmocka_unit_test_teardown(task_mode_allocates_one_task_per_layer, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(reading_costs_are_charged_to_the_request, hp_it_fixture_teardown),
         cmocka_unit_test_teardown(access_log_is_one_more_layer_and_writes_clf,
                                   hp_it_fixture_teardown),
         cmocka_unit_test_teardown(access_log_allocates_nothing_in_valuetask_mode,

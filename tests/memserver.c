@@ -13,17 +13,21 @@
 
 #include <cmocka.h>
 
-static void sink(void *arg, const char *data, size_t len)
+static long sink(void *arg, const char *data, size_t len)
 {
     hp_capture_t *cap = arg;
     if (data == NULL) {
         cap->closed = true;
-        return;
+        return 0;
     }
+    if (cap->closed) cap->late = true;
+    if (cap->fail_write > 0 && ++cap->writes >= cap->fail_write) return UV_EPIPE;
+    if (cap->stalled) return 0;
     cap->data = realloc(cap->data, cap->len + len + 1);
     memcpy(cap->data + cap->len, data, len);
     cap->len += len;
     cap->data[cap->len] = '\0';
+    return (long)len;
 }
 
 void hp_memserver_open(hp_memserver_t *m, const char *json)

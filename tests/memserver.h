@@ -18,7 +18,11 @@
 typedef struct {
     char *data; /* malloc'd, NUL-terminated */
     size_t len;
-    bool closed; /* the server closed the connection */
+    bool closed;    /* the server closed the connection */
+    bool late;      /* output arrived after the close (a bug) */
+    int writes;     /* the server's writes so far */
+    int fail_write; /* when > 0: this write and every later one fail (EPIPE) */
+    bool stalled;   /* take nothing: a peer that stopped reading */
 } hp_capture_t;
 
 typedef struct {
@@ -31,7 +35,9 @@ void hp_memserver_open(hp_memserver_t *m, const char *json);
 /* Drain, run the loop until every handle closed, free. */
 void hp_memserver_close(hp_memserver_t *m);
 
-/* A connection whose output lands in cap (zeroed here). */
+/* A connection whose output lands in cap (zeroed here; set fail_write or
+ * stalled afterwards to act as a reset peer or one that stopped reading;
+ * clear stalled and call hp_conn_memory_writable to read again). */
 hp_conn_t *hp_memconn_new(hp_memserver_t *m, hp_capture_t *cap);
 
 /* Feed in (whole or one byte at a time) on a new connection, run the loop

@@ -10,7 +10,8 @@
  *     cancels an /upstream request, and detaches a cache waiter without
  *     cancelling a fill that others share;
  *   - the runtime refusing an await at either handler's one
- *     hp_vtask_on_completed: the request is answered 500 at once, the
+ *     hp_layer_await (chain.h, which calls hp_vtask_on_completed and hands
+ *     a refusal back as the fault): the request is answered 500 at once, the
  *     refusal is counted, and the upstream work it started is taken back,
  *     never left to hang. The refusal cannot happen with these handlers'
  *     own fresh valuetasks, so this binary is linked with

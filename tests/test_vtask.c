@@ -21,6 +21,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -269,7 +270,9 @@ static void reset_bumps_version_and_old_token_goes_stale(void **state)
     assert_int_equal(cur.token, old.token + 1);
 
     hp_vtsource_complete(&src, hp_value_int(2));
-    assert_false(hp_vtask_is_completed(&old)); /* the new version's result is not its */
+    /* Nothing to wait for: reading it says why (the new version's result is
+     * not its). */
+    assert_true(hp_vtask_is_completed(&old));
     hp_value_t v = {.i = -7};
     assert_int_equal(hp_vtask_result(&old, &v, NULL), HP_EVTASK_STALE);
     assert_int_equal(v.i, -7);
@@ -307,7 +310,7 @@ static void second_read_of_one_variable_is_consumed(void **state)
         int rc = hp_vtask_result(&vt, &v, NULL);
         if (rc != HP_EVTASK_CONSUMED) fail_msg("%s: second read gave %d", kind_names[k], rc);
         assert_int_equal(v.i, -1);
-        assert_false(hp_vtask_is_completed(&vt));
+        assert_true(hp_vtask_is_completed(&vt)); /* unusable: never waited for */
         assert_misuse(k + 1, 0);
     }
     assert_int_equal(hp_test_frees(), hp_test_allocs()); /* the task form freed its task once */
@@ -321,7 +324,7 @@ static void copy_of_source_vtask_read_twice_is_consumed(void **state)
     hp_value_t v;
     assert_int_equal(hp_vtask_result(&a, &v, NULL), 0);
     assert_int_equal(v.i, 42);
-    assert_false(hp_vtask_is_completed(&b));
+    assert_true(hp_vtask_is_completed(&b));
     assert_int_equal(hp_vtask_result(&b, &v, NULL), HP_EVTASK_CONSUMED);
     assert_misuse(1, 0);
 
@@ -429,7 +432,7 @@ static void misuse_of_never_set_vtask_is_consumed(void **state)
     hp_vtask_t none = {.kind = HP_VT_NONE};
     hp_value_t v;
     int ran = 0;
-    assert_false(hp_vtask_is_completed(&none));
+    assert_true(hp_vtask_is_completed(&none));
     assert_int_equal(hp_vtask_result(&none, &v, NULL), HP_EVTASK_CONSUMED);
     assert_int_equal(hp_vtask_on_completed(&none, count_cb, &ran), HP_EVTASK_CONSUMED);
     assert_int_equal(ran, 0);
@@ -494,7 +497,7 @@ static void as_task_of_pending_source_completes_with_the_source(void **state)
      * on a pending source, and the counters must say so. */
     assert_int_equal(hp_test_allocs(), 2);
     assert_int_equal(hp_test_rt.as_task_calls, 1);
-    assert_int_equal(hp_test_rt.as_task_allocs, 1);
+    assert_int_equal(hp_test_rt.as_task_allocs, 2);
     assert_false(hp_task_is_completed(t));
     hp_value_t v;
     assert_int_equal(hp_vtask_result(&vt, &v, NULL), HP_EVTASK_CONSUMED); /* handed over */
@@ -585,6 +588,97 @@ static void as_task_of_misused_vtask_is_faulted_with_the_refusal(void **state)
     assert_int_equal(hp_test_frees(), hp_test_allocs());
 }
 
+/* --- copies of a task-backed valuetask ----------------------------------- */
+
+/* Copies share the one task reference; the first read releases it. A copy
+ * read afterwards used to read the freed task: now its slot says it is
+ * consumed, whatever the copy does, and nothing touches the task. */
+static void copy_of_task_vtask_read_after_the_original_is_refused(void **state)
+{
+    hp_task_t *t = hp_task_new();
+    hp_vtask_t a = hp_vtask_from_task(t);
+    hp_vtask_t b = a, c = a, d = a, e = a;
+    hp_task_complete(t, hp_value_int(1234));
+    hp_value_t v;
+    assert_int_equal(hp_vtask_result(&a, &v, NULL), 0); /* frees the task */
+    assert_int_equal(v.i, 1234);
+    assert_int_equal(hp_test_frees(), hp_test_allocs());
+
+    assert_true(hp_vtask_is_completed(&b)); /* not a wait: reading says why */
+    v.i = -1;
+    assert_int_equal(hp_vtask_result(&b, &v, NULL), HP_EVTASK_CONSUMED);
+    assert_int_equal(v.i, -1);
+    assert_misuse(1, 0);
+    int ran = 0;
+    assert_int_equal(hp_vtask_on_completed(&c, count_cb, &ran), HP_EVTASK_CONSUMED);
+    assert_int_equal(ran, 0);
+    assert_misuse(2, 0);
+    hp_task_t *conv = hp_vtask_as_task(&d);
+    assert_int_equal(hp_task_result(conv, &v), HP_EVTASK_CONSUMED);
+    hp_task_unref(conv);
+    assert_misuse(3, 0);
+
+    /* A new task-backed vtask reuses the slot: the old copies stay refused
+     * (the slot's version moved on), the new one reads its own task. */
+    hp_vtask_t fresh = hp_vtask_from_task(hp_task_from_result(hp_value_int(99999)));
+    assert_int_equal(fresh.slot, e.slot);
+    assert_int_equal(hp_vtask_result(&e, &v, NULL), HP_EVTASK_CONSUMED);
+    assert_int_equal(hp_vtask_result(&fresh, &v, NULL), 0);
+    assert_int_equal(v.i, 99999);
+    assert_misuse(4, 0);
+    assert_int_equal(hp_test_frees(), hp_test_allocs());
+}
+
+/* Two copies awaiting one task: the second await is refused (the first
+ * continuation is the one that reads); and a copy dropped while another
+ * waits releases the task once. */
+static void copies_of_task_vtask_awaited_or_dropped(void **state)
+{
+    hp_task_t *t = hp_task_new();
+    reader_t r = {.vt = hp_vtask_from_task(t)};
+    hp_vtask_t copy = r.vt;
+    assert_int_equal(hp_vtask_on_completed(&r.vt, read_cb, &r), 0);
+    int ran = 0;
+    assert_int_equal(hp_vtask_on_completed(&copy, count_cb, &ran), HP_EVTASK_CONSUMED);
+    assert_misuse(1, 0);
+    hp_task_complete(t, hp_value_int(7));
+    assert_int_equal(r.ran, 1);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.value.i, 7);
+    assert_int_equal(ran, 0);
+    assert_int_equal(hp_test_frees(), hp_test_allocs());
+
+    /* Dropped: the task goes, and a copy read later is refused. */
+    hp_vtask_t a = hp_vtask_from_task(hp_task_new());
+    hp_vtask_t b = a;
+    hp_vtask_drop(&a);
+    assert_int_equal(hp_test_frees(), hp_test_allocs());
+    hp_value_t v;
+    assert_int_equal(hp_vtask_result(&b, &v, NULL), HP_EVTASK_CONSUMED);
+    assert_misuse(2, 0);
+}
+
+/* More task-backed vtasks alive at once than the built-in slots: the table
+ * grows (counted allocations), and every one still reads right. */
+static void slot_table_grows_past_its_first_chunk(void **state)
+{
+    enum { N = 10000 };
+    hp_vtask_t *vts = malloc(N * sizeof(*vts));
+    for (int i = 0; i < N; i++)
+        vts[i] = hp_vtask_from_task(hp_task_from_result(hp_value_int(1000 + i)));
+    for (int i = N - 1; i >= 0; i--) {
+        hp_value_t v;
+        assert_int_equal(hp_vtask_result(&vts[i], &v, NULL), 0);
+        assert_int_equal(v.i, 1000 + i);
+    }
+    free(vts);
+    assert_misuse(0, 0);
+    /* N tasks and the chunks beyond the first (4096 slots each). */
+    assert_int_equal(hp_test_allocs(), N + 2);
+    hp_vtask_thread_exit();
+    assert_int_equal(hp_test_frees(), hp_test_allocs());
+}
+
 static void mode_names(void **state)
 {
     assert_string_equal(hp_mode_name(HP_MODE_VALUETASK), "valuetask");
@@ -622,6 +716,9 @@ int main(void)
         T(as_task_of_pending_source_faults_with_the_source),
         T(as_task_of_completed_source_reads_it_now),
         T(as_task_of_misused_vtask_is_faulted_with_the_refusal),
+        T(copy_of_task_vtask_read_after_the_original_is_refused),
+        T(copies_of_task_vtask_awaited_or_dropped),
+        T(slot_table_grows_past_its_first_chunk),
         T(mode_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
