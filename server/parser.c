@@ -494,7 +494,9 @@ static int on_header_value_complete(llhttp_t *p)
     case H_TE: te_codings(ctx, ",", 1); break;
     default: break;
     }
-    *v = (hp_str_t){0};
+    /* param is the scratch only in the head; in a trailer (a chunked body's)
+     * it is the route's, set at headers-complete, and stays. */
+    if (c->state != HP_CONN_BODY) *v = (hp_str_t){0};
     ctx->hdr = H_NONE;
     ctx->value_piece = ctx->value_piece_at_end = false;
     return 0;

@@ -441,14 +441,13 @@ static void targets_are_normalized_or_refused(void **state)
     hp_it_fixture_stop(f);
 }
 
-/* A chunked GET with a trailer: the trailer's header callbacks reuse
- * req.param as scratch (server/parser.c), so the handler sees an empty
- * param with a NULL pointer, and proxy() passed that NULL to memcpy:
- * undefined behaviour, which the sanitizer build of the server aborts on
- * (issue #12, bug 9). Now an empty path is copied by length, never by a
- * NULL pointer. The proxied path is "/" until the parser stops wiping
- * param (reported with this change); either answer is accepted here, and
- * the server must live on and exit cleanly. */
+/* A chunked GET with a trailer. The trailer's header callbacks wiped
+ * req.param (server/parser.c used it as scratch for every header line), so
+ * the handler saw an empty param with a NULL pointer: proxy() passed that
+ * NULL to memcpy, undefined behaviour the sanitizer build of the server
+ * aborts on (issue #12, bug 9), and the request went upstream as "GET /".
+ * Now an empty path is copied by length, and a trailer leaves param alone:
+ * the request goes upstream as sent. */
 static void a_request_with_a_trailer_is_answered(void **state)
 {
     fixture_t *f = start(state, 0, "");
@@ -461,7 +460,7 @@ static void a_request_with_a_trailer_is_answered(void **state)
                      0);
     assert_int_equal(hp_it_client_read(&c, &r, false), 0);
     assert_int_equal(r.status, 200);
-    assert_true(strcmp(r.body, "GET /hello\n") == 0 || strcmp(r.body, "GET /\n") == 0);
+    assert_string_equal(r.body, "GET /hello\n");
     hp_it_resp_free(&r);
     expect(&c, "/upstream/", 200, "GET /\n");
     hp_it_client_close(&c);
