@@ -163,8 +163,10 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_SUPPORT_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) $^ $(CMOCKA_LIBS) $(LDLIBS_ALL) -o $@
 
 # test_handlers makes the runtime refuse an await at the handlers' call
-# sites by wrapping the call (cmocka's mocking idiom); see that file.
-$(BUILD)/tests/test_handlers: LDFLAGS += -Wl,--wrap=hp_vtask_on_completed
+# sites, and the cache hand back a consumed get, by wrapping the calls
+# (cmocka's mocking idiom); see that file.
+$(BUILD)/tests/test_handlers: LDFLAGS += -Wl,--wrap=hp_vtask_on_completed \
+                                         -Wl,--wrap=hp_cache_get
 
 # Tests find the binaries under test through these variables.
 TEST_ENV = HOTPATH_BIN=$(abspath $(BUILD)/hotpath) \

@@ -499,8 +499,10 @@ int hp_cache_result(hp_vtask_t *vt, hp_buf_t **out, const char **msg)
     /* hp_vtask_result drops a task-backed vtask's reference, and if it was
      * the last, the task's dispose drops the buffer: hold the task until the
      * caller has a reference of its own. An inline vtask hands over the
-     * reference serve() took for it. */
-    hp_task_t *hold = vt->kind == HP_VT_TASK ? hp_task_ref(vt->u.task) : NULL;
+     * reference serve() took for it. A copy whose task another copy
+     * released holds nothing (the task may be gone): reading it is refused. */
+    hp_task_t *hold = hp_vtask_task(vt);
+    if (hold) hp_task_ref(hold);
     hp_value_t v;
     *out = NULL;
     int rc = hp_vtask_result(vt, &v, msg);

@@ -134,8 +134,14 @@ static hp_vtask_t cache_get(hp_ctx_t *ctx)
     const char *x = hp_cache_outcome_name(how);
     hp_resp_header(ctx, "X-Cache", (hp_str_t){x, strlen(x)});
     if (hp_vtask_is_completed(&vt)) {
+        /* A hit or a stale value - or a get that cannot be read (consumed
+         * or stale: a misuse, answered 500). A MISS or COALESCED one of
+         * those will never read its fill, so it leaves it. */
+        waiter_t wt = {{key, (size_t)n}, vt.kind == HP_VT_TASK ? vt.u.task : NULL};
         int rc = answer(ctx, &vt);
-        return rc ? hp_fail(ctx, rc, hp_strerror(rc)) : hp_done(ctx);
+        if (rc == 0) return hp_done(ctx);
+        if (how == HP_CACHE_MISS || how == HP_CACHE_COALESCED) leave(ctx, &wt);
+        return hp_fail(ctx, rc, hp_strerror(rc));
     }
     /* Pending: a MISS or COALESCED get, a valuetask on the fill's task. */
     hp_layer_t *layer = hp_layer_current(ctx);

@@ -276,6 +276,11 @@ int hp_vtask_on_completed(hp_vtask_t *vt, hp_cont_cb cb, void *arg)
     return 0;
 }
 
+hp_task_t *hp_vtask_task(const hp_vtask_t *vt)
+{
+    return vt->kind == HP_VT_TASK && slot_live(vt) ? vt->u.task : NULL;
+}
+
 void hp_vtask_drop(hp_vtask_t *vt)
 {
     if (vt->kind == HP_VT_TASK && slot_live(vt)) hp_task_unref(slot_consume(vt));

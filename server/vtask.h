@@ -130,6 +130,13 @@ int hp_vtask_result(hp_vtask_t *vt, hp_value_t *out, const char **msg);
  * chain.h does, for a chain layer). */
 int hp_vtask_on_completed(hp_vtask_t *vt, hp_cont_cb cb, void *arg);
 
+/* The task behind a task-backed vt while vt can still be read (no copy has
+ * consumed it): borrowed, vt's reference. NULL for the other forms, and
+ * for a copy read after another released the task - which may be gone,
+ * and is never touched. For a caller that must hold the task across
+ * hp_vtask_result (whose release may free what the result points to). */
+hp_task_t *hp_vtask_task(const hp_vtask_t *vt);
+
 /* Give vt up without its result (a refused await): a task-backed vtask
  * releases its task and its slot (copies read after this are refused), a
  * source-backed one is left to its source. vt is consumed afterwards. */

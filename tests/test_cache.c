@@ -273,6 +273,35 @@ static void test_alloc_counts(void **state)
     hp_buf_unref(v);
 }
 
+/* A task-backed valuetask whose task another copy released (a misuse):
+ * hp_cache_result refuses it, reads nothing, and never touches the task,
+ * which went with that copy's release (it used to take a reference on the
+ * freed task first: a use-after-free, which the ASan build reports). */
+static void test_consumed_copy_is_refused_untouched(void **state)
+{
+    filler_t f = {.how = FILL_PENDING};
+    hp_cache_opts_t o = opts_of(BIG, 1000, 0, HP_CACHE_SIEVE);
+    hp_cache_t *c = hp_cache_new(&o, fill_cb, &f);
+    hp_buf_t *v = make_buf("value");
+    assert_int_equal(hp_cache_put(c, "k", 1, v, 0), 0);
+    hp_cache_outcome_t out;
+    hp_vtask_t vt = hp_cache_get(c, HP_MODE_TASK, "k", 1, 1, &out);
+    assert_int_equal(out, HP_CACHE_HIT);
+    assert_int_equal(v->refs, 3);
+    hp_vtask_t copy = vt;
+    hp_vtask_drop(&copy); /* the task's one reference: the task is freed */
+    assert_int_equal(v->refs, 2);
+    assert_null(hp_vtask_task(&vt));
+    assert_true(hp_vtask_is_completed(&vt)); /* so that reading says why */
+    hp_buf_t *b = v;
+    assert_int_equal(hp_cache_result(&vt, &b, NULL), HP_EVTASK_CONSUMED);
+    assert_null(b);
+    assert_int_equal(v->refs, 2);
+    hp_cache_free(c);
+    assert_int_equal(v->refs, 1);
+    hp_buf_unref(v);
+}
+
 static void test_sync_fill(void **state)
 {
     hp_buf_t *v = make_buf("sync");
@@ -952,6 +981,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_miss_then_hit),
         cmocka_unit_test(test_alloc_counts),
+        cmocka_unit_test(test_consumed_copy_is_refused_untouched),
         cmocka_unit_test(test_sync_fill),
         cmocka_unit_test(test_single_flight_50),
         cmocka_unit_test(test_failed_fill_reaches_every_waiter),

@@ -17,7 +17,11 @@
  *     own fresh valuetasks, so this binary is linked with
  *     -Wl,--wrap=hp_vtask_on_completed (cmocka's way to mock a function):
  *     the wrapper consumes the valuetask first, as a bug that read it
- *     early would, and the real function then refuses.
+ *     early would, and the real function then refuses;
+ *   - a get that comes back unreadable (-Wl,--wrap=hp_cache_get: another
+ *     copy released its task): hp_vtask_is_completed says true, and the
+ *     cache handler's synchronous path answers 500, not 502, and a miss
+ *     leaves its fill.
  *
  * The upstream is 127.0.0.1:1, where nothing listens: what these tests
  * look at happens before a connection could be made.
@@ -55,6 +59,28 @@ int __wrap_hp_vtask_on_completed(hp_vtask_t *vt, hp_cont_cb cb, void *arg)
         hp_task_unref(hp_vtask_as_task(vt)); /* consumed before it was awaited */
     }
     return __real_hp_vtask_on_completed(vt, cb, arg);
+}
+
+/* --- the wrapped cache get --------------------------------------------- */
+
+hp_vtask_t __real_hp_cache_get(hp_cache_t *c, hp_mode_t mode, const char *key, size_t key_len,
+                               uint64_t now_ms, hp_cache_outcome_t *outcome);
+hp_vtask_t __wrap_hp_cache_get(hp_cache_t *c, hp_mode_t mode, const char *key, size_t key_len,
+                               uint64_t now_ms, hp_cache_outcome_t *outcome);
+
+static int spoil_next; /* how many of the next gets to hand back consumed */
+
+hp_vtask_t __wrap_hp_cache_get(hp_cache_t *c, hp_mode_t mode, const char *key, size_t key_len,
+                               uint64_t now_ms, hp_cache_outcome_t *outcome)
+{
+    hp_vtask_t vt = __real_hp_cache_get(c, mode, key, key_len, now_ms, outcome);
+    if (spoil_next > 0) {
+        spoil_next--;
+        assert_int_equal(vt.kind, HP_VT_TASK);
+        hp_vtask_t copy = vt;
+        hp_vtask_drop(&copy); /* another copy gave the task up */
+    }
+    return vt;
 }
 
 /* --- target.c ---------------------------------------------------------- */
@@ -149,13 +175,27 @@ static const char config_json[] =
 
 typedef hp_memserver_t fixture_t;
 
-static int setup(void **state)
+static const char config_task_json[] =
+    "{\"mode\":\"task\",\"upstream\":{\"port\":1,\"connect_timeout_ms\":500,"
+    "\"response_timeout_ms\":500}}";
+
+static int open_with(void **state, const char *json)
 {
     fixture_t *f = calloc(1, sizeof(*f));
-    hp_memserver_open(f, config_json);
-    refuse_next = 0;
+    hp_memserver_open(f, json);
+    refuse_next = spoil_next = 0;
     *state = f;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return open_with(state, config_json);
+}
+
+static int setup_task(void **state)
+{
+    return open_with(state, config_task_json);
 }
 
 static int teardown(void **state)
@@ -285,6 +325,55 @@ static void refused_await_in_cache_answers_500(void **state)
     free(cap.data);
 }
 
+/* handlers/cache.c's synchronous path, given a get it cannot read
+ * (hp_vtask_is_completed is true for those): a miss answers 500 - the
+ * misuse counted, not a 502 - and leaves its fill, which, with nobody else
+ * waiting and not sent yet, is cancelled. */
+static void unreadable_miss_answers_500(void **state)
+{
+    fixture_t *f = *state;
+    uint64_t misuse = f->w.runtime.misuse_consumed;
+    hp_capture_t cap;
+    spoil_next = 1;
+    hp_conn_t *c = send_get(f, "/cache/k", &cap);
+    assert_int_equal(spoil_next, 0);
+    assert_int_equal(CACHE(f, misses), 1);
+    assert_int_equal(hp_capture_status(cap.data), 500);
+    assert_int_equal(f->w.runtime.misuse_consumed, misuse + 1);
+    assert_int_equal(CACHE(f, waiters_left), 1);
+    assert_int_equal(UP(f, cancelled), 1);
+    settle(f);
+    assert_int_equal(CACHE(f, entries), 0);
+    hp_conn_close(c);
+    free(cap.data);
+}
+
+/* The same for a hit in task mode (a completed task, released by the other
+ * copy): 500, and the cached value is untouched and still served. */
+static void unreadable_hit_answers_500(void **state)
+{
+    fixture_t *f = *state;
+    hp_buf_t *v = hp_buf_new(200, "text/plain", 10, 6);
+    memcpy(v->body, "cached", 6);
+    assert_int_equal(hp_cache_put(f->w.cache, "h", 1, v, uv_now(&f->w.loop)), 0);
+    uint64_t misuse = f->w.runtime.misuse_consumed;
+    hp_capture_t cap;
+    spoil_next = 1;
+    hp_conn_t *c = send_get(f, "/cache/h", &cap);
+    assert_int_equal(CACHE(f, hits), 1);
+    assert_int_equal(hp_capture_status(cap.data), 500);
+    assert_int_equal(f->w.runtime.misuse_consumed, misuse + 1);
+    assert_int_equal(v->refs, 2); /* the test's and the cache's */
+    assert_int_equal(CACHE(f, waiters_left), 0);
+    static const char again[] = "GET /cache/h HTTP/1.1\r\nHost: x\r\n\r\n";
+    hp_conn_feed(c, again, sizeof(again) - 1);
+    if (hp_count(cap.data, "HTTP/1.1 ") != 2) fail_msg("%s", cap.data);
+    assert_non_null(strstr(cap.data, "\r\n\r\ncached"));
+    hp_conn_close(c);
+    free(cap.data);
+    hp_buf_unref(v);
+}
+
 int main(void)
 {
     hp_alloc_install();
@@ -294,6 +383,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(abort_detaches_a_cache_waiter, setup, teardown),
         cmocka_unit_test_setup_teardown(refused_await_in_upstream_answers_500, setup, teardown),
         cmocka_unit_test_setup_teardown(refused_await_in_cache_answers_500, setup, teardown),
+        cmocka_unit_test_setup_teardown(unreadable_miss_answers_500, setup, teardown),
+        cmocka_unit_test_setup_teardown(unreadable_hit_answers_500, setup_task, teardown),
     };
     return cmocka_run_group_tests_name("handlers", tests, NULL, NULL);
 }
