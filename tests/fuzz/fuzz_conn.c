@@ -12,11 +12,13 @@
  * exercised across inputs, as in a real server.
  *
  * Transports: 0 as a socket that takes everything; 1 the peer half-closes
- * after its last byte; 2 the peer reads 61 bytes at a time, between the
- * pieces and until nothing waits (every blocked-write path, the carry);
- * 3-5 the 1st, 2nd or 3rd write fails (a reset peer: every close-from-
- * inside path); 6 backed up, then half-closed; 7 after the last piece the
- * clock jumps an hour (every deadline fires).
+ * right after its last byte, while what it sent may still pend (a FIN then
+ * aborts a pending request: the client left, server/conn.c); 2 the peer
+ * reads 61 bytes at a time, between the pieces and until nothing waits
+ * (every blocked-write path, the carry); 3-5 the 1st, 2nd or 3rd write
+ * fails (a reset peer: every close-from-inside path); 6 backed up, then
+ * half-closed; 7 after the last piece the clock jumps an hour (every
+ * deadline fires).
  *
  * The upstream points at 127.0.0.1:1, where nothing listens: /cache and
  * /upstream requests take the connect-refused path and answer 502; the
@@ -298,8 +300,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         at = end;
         turn(w, c, &st);
     }
+    if (!st.closed && transport == T_HALF_CLOSE) {
+        hp_conn_eof(c, UV_EOF);
+        check_scope(&st);
+    }
     if (!st.closed) settle(w, c, &st);
-    if (!st.closed && (transport == T_HALF_CLOSE || transport == T_SLOW_HALF_CLOSE)) {
+    if (!st.closed && transport == T_SLOW_HALF_CLOSE) {
         hp_conn_eof(c, UV_EOF);
         check_scope(&st);
         settle(w, c, &st);
