@@ -46,12 +46,15 @@
  * hp_ctx_on_abort hook, counted in requests_aborted), so an upstream call
  * stops holding a pool slot for an answer nobody will read - nginx's
  * default, which finalizes such a request with 499 unless
- * proxy_ignore_client_abort is on. Everything else the peer sent before
- * its FIN is still answered: requests that complete synchronously, an
- * answer already ready (HP_CF_READY), and answers queued for a slow reader
- * (the abort waits until they have drained). The price: a client that
- * half-closes on purpose (`printf ... | nc -N`) gets no answer to an
- * asynchronous request, as with nginx. One place decides: proceed().
+ * proxy_ignore_client_abort is on. A half-close with nothing pending still
+ * gets every answer: synchronous requests pipelined before the FIN are all
+ * answered, then the connection closes. Before an abort, what is answered
+ * already reaches the peer: an answer ready for the check phase
+ * (HP_CF_READY) is written, answers queued for a slow reader drain first.
+ * Requests pipelined behind the pending one go with it, as behind nginx's
+ * 499. The price: a client that half-closes on purpose (`printf ... | nc
+ * -N`) gets no answer to an asynchronous request nor to anything it sent
+ * after one. One place decides: proceed().
  *
  * Closing from inside: a write can fail anywhere the server writes - the
  * interim 100 Continue (in a parser callback), the flush at FLUSH_AT (in the
