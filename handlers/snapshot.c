@@ -43,10 +43,13 @@ void hp_snapshot_take(hp_ctx_t *ctx, hp_snapshot_t *s)
     s->now_ms = uv_now(&self->loop);
     /* Uptime of the server, or of this worker's loop when it runs alone (in
      * tests); at least 1 ms so rates are finite. */
-    s->uptime_ms = srv ? uv_hrtime() / 1000000 - srv->started_ms : s->now_ms - self->started_ms;
+    uint64_t origin = srv ? srv->started_ms : self->started_ms;
+    s->uptime_ms = uv_hrtime() / 1000000 - origin;
     if (s->uptime_ms == 0) s->uptime_ms = 1;
-    /* This worker's view: each worker swaps its generation on its own. */
+    /* This worker's view: each worker swaps its generation on its own. On
+     * uptime's clock, not the loop's: uv_now is cached per loop turn and
+     * coarser, and the difference of the two clocks moved the answer by a
+     * millisecond or more between reads. */
     uint64_t since = self->gen->mode_since_ms;
-    uint64_t age = since ? s->now_ms - since : s->uptime_ms;
-    s->mode_since_ms = s->uptime_ms > age ? s->uptime_ms - age : 0;
+    s->mode_since_ms = since > origin ? since - origin : 0;
 }

@@ -75,9 +75,11 @@ static hp_gen_t *gen_new(hp_worker_t *w, hp_config_t *cfg, char *err, size_t err
     g->config = hp_config_ref(cfg);
     g->mode = cfg->mode;
     /* A reload that keeps the mode keeps the time it took effect (the
-     * dashboard shows it); the first generation's mode runs since start. */
+     * dashboard shows it); the first generation's mode runs since start.
+     * The clock is uptime's (uv_hrtime), so that the dashboard's difference
+     * of the two is the same on every read. */
     if (w->gen)
-        g->mode_since_ms = w->gen->mode == g->mode ? w->gen->mode_since_ms : uv_now(&w->loop);
+        g->mode_since_ms = w->gen->mode == g->mode ? w->gen->mode_since_ms : uv_hrtime() / 1000000;
     g->limits = cfg->limits;
     for (size_t i = 0; i < cfg->n_middleware; i++) {
         const hp_config_mw_t *m = &cfg->middleware[i];
@@ -304,7 +306,7 @@ int hp_worker_open(hp_worker_t *w, bool listen)
     int rc = uv_loop_init(&w->loop);
     if (rc) return rc;
     w->loop.data = w;
-    w->started_ms = uv_now(&w->loop);
+    w->started_ms = uv_hrtime() / 1000000;
     uv_timer_init(&w->loop, &w->tick);
     w->tick.data = w;
     uv_async_init(&w->loop, &w->wakeup, on_wakeup);

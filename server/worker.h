@@ -35,7 +35,7 @@ struct hp_gen {
     uint32_t refs;       /* the worker's (while current) + one per request */
     hp_config_t *config; /* owned reference */
     hp_mode_t mode;
-    uint64_t mode_since_ms; /* uv_now when `mode` took effect; 0: since start */
+    uint64_t mode_since_ms; /* uv_hrtime (ms) when `mode` took effect; 0: since start */
     unsigned nmw;
     struct {
         const hp_middleware_t *desc;
@@ -104,7 +104,7 @@ struct hp_worker {
     unsigned nconns;
     uint64_t conn_seq;
     uint64_t req_seq;
-    uint64_t started_ms; /* uv_now when the loop opened */
+    uint64_t started_ms; /* uv_hrtime (ms) when the loop opened */
 
     hp_cache_t *cache;
     hp_upstream_t *upstream;
