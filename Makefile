@@ -2,8 +2,11 @@
 #
 #   make run     install what is missing, build, start the upstream stub and
 #                hotpath on config/hotpath.json
-#   make test    install what is missing, build, run unit + integration tests,
-#                then the same tests built with ASan+UBSan
+#   make test    install what is missing, build, run unit + integration tests
+#                (with the Kestrel twin's contract test when dotnet is on
+#                PATH), then the same tests built with ASan+UBSan
+#   make twin    build the Kestrel twin (loadtest/kestrel) into $(BUILD)/kestrel
+#   make micro   the twin's BenchmarkDotNet micro-benchmark
 #
 # Everything builds out of tree under $(BUILD); the sanitizer build lives in
 # $(BUILD)/asan and is produced by this same Makefile with SAN=1.
@@ -21,6 +24,9 @@ LLHTTP_INC ?= /usr/share/include/llhttp
 DEB_BUILD = pkg-config libuv1-dev node-llhttp libcjson-dev libcmocka-dev
 DEB_TEST  = prometheus valgrind
 DEB_BENCH = wrk nghttp2-client nginx-light gnuplot-nox valgrind procps util-linux python3
+# make fuzz: clang and its runtimes (libFuzzer, ASan, UBSan) - Debian 12's
+# clang is 14, whose runtimes are in libclang-rt-14-dev.
+DEB_FUZZ  = clang libclang-rt-14-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -60,20 +66,23 @@ LIB      = $(BUILD)/libhotpath.a
 
 UNIT_SRC = $(wildcard tests/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%)
-IT_SRC   = $(wildcard tests/it_*.c)
+# it_twin tests the Kestrel twin (a .NET program): it runs once, in
+# test-twin, not in the loops that run every other integration test (again
+# under ASan, and under valgrind).
+IT_SRC   = $(filter-out tests/it_twin.c,$(wildcard tests/it_*.c))
 IT_BIN   = $(IT_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_SUPPORT = $(filter-out $(UNIT_SRC) $(IT_SRC),$(wildcard tests/*.c))
 TEST_SUPPORT_OBJ = $(TEST_SUPPORT:%.c=$(BUILD)/%.o)
 
 BINS = $(BUILD)/hotpath $(BUILD)/hotpath-upstream $(BUILD)/hotpath-load
 
-.PHONY: all deps bench-deps build run test test-unit test-it test-asan clean format \
-        bench bench-quick soak fuzz fuzz-replay valgrind
+.PHONY: all deps bench-deps fuzz-deps build run test test-unit test-it test-twin test-asan \
+        clean format bench bench-quick soak fuzz fuzz-replay valgrind twin micro
 
 all: deps
 	@$(MAKE) --no-print-directory build
 
-build: $(BINS) $(UNIT_BIN) $(IT_BIN) $(BUILD)/fuzz-replay
+build: $(BINS) $(UNIT_BIN) $(IT_BIN) $(BUILD)/tests/it_twin $(BUILD)/fuzz-replay
 
 deps:
 	@missing=$$(for p in $(DEB_BUILD) $(DEB_TEST); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -85,6 +94,14 @@ deps:
 
 bench-deps: deps
 	@missing=$$(for p in $(DEB_BENCH); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing missing Debian packages:" $$missing; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+fuzz-deps:
+	@missing=$$(for p in $(DEB_FUZZ); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	    echo "installing missing Debian packages:" $$missing; \
 	    $(SUDO) apt-get update -qq && \
@@ -134,7 +151,7 @@ TEST_ENV = HOTPATH_BIN=$(abspath $(BUILD)/hotpath) \
 
 test: deps
 	@$(MAKE) --no-print-directory build
-	@$(MAKE) --no-print-directory test-unit test-it
+	@$(MAKE) --no-print-directory test-unit test-it test-twin
 	@$(MAKE) --no-print-directory test-asan
 	@echo "make test: all passed"
 
@@ -146,6 +163,17 @@ test-unit: $(UNIT_BIN) $(BUILD)/fuzz-replay
 
 test-it: $(BINS) $(IT_BIN)
 	@set -e; for t in $(IT_BIN); do echo "== $$t"; $(TEST_ENV) $$t; done
+
+# The Kestrel twin's contract, against hotpath, over sockets: when dotnet is
+# on PATH, build the twin and run it_twin; otherwise say so in one line.
+test-twin: $(BINS) $(BUILD)/tests/it_twin
+	@if command -v $(DOTNET) >/dev/null 2>&1; then \
+	    $(MAKE) --no-print-directory twin && \
+	    echo "== $(BUILD)/tests/it_twin" && \
+	    $(TEST_ENV) KESTREL_BIN=$(abspath $(TWIN)) $(BUILD)/tests/it_twin; \
+	else \
+	    echo "it_twin: SKIPPED: dotnet is not on PATH, so the Kestrel twin (loadtest/kestrel) is not built or tested"; \
+	fi
 
 # The same unit and integration tests, with every binary (servers included)
 # built with AddressSanitizer, LeakSanitizer and UBSan.
@@ -172,7 +200,7 @@ bench-quick: bench-deps
 # libFuzzer + ASan + UBSan. New inputs go to build/fuzz/corpus; the seeds in
 # tests/fuzz/corpus are read, never written.
 FUZZ_SECONDS ?= 60
-fuzz: deps
+fuzz: deps fuzz-deps
 	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang SAN=1 FUZZ=1 O=1 build/fuzz/fuzz-conn
 	@mkdir -p build/fuzz/corpus
 	build/fuzz/fuzz-conn -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
@@ -211,6 +239,47 @@ valgrind: deps
 soak: bench-deps
 	@$(MAKE) --no-print-directory $(BINS)
 	python3 loadtest/soak.py --build $(BUILD)
+
+# --- the Kestrel twin (loadtest/kestrel, C#) --------------------------------
+# hotpath's contract on ASP.NET Core, the yardstick of the same decision on
+# .NET. Needs the .NET 10 SDK (`dotnet` on PATH; no Debian package carries
+# it). The app references no NuGet package, so its restore asks no registry
+# and it builds offline; micro/ restores BenchmarkDotNet and HybridCache
+# through loadtest/kestrel/nuget.config, once. Intermediate files stay under
+# $(BUILD) (--artifacts-path), none in the source tree.
+DOTNET     ?= dotnet
+DOTNET_ENV  = DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1 \
+              DOTNET_GENERATE_ASPNET_CERTIFICATE=false DOTNET_CLI_WORKLOAD_UPDATE_NOTIFY_DISABLE=1
+TWIN_DIR    = loadtest/kestrel
+TWIN        = $(BUILD)/kestrel/hotpath-kestrel
+TWIN_SRC    = $(wildcard $(TWIN_DIR)/*.cs) $(TWIN_DIR)/HotpathKestrel.csproj $(TWIN_DIR)/nuget.config
+
+twin: $(TWIN)
+
+$(TWIN): $(TWIN_SRC) Makefile
+	@command -v $(DOTNET) >/dev/null 2>&1 || \
+	    { echo "twin: dotnet is not on PATH: install the .NET 10 SDK to build $(TWIN_DIR)" >&2; exit 1; }
+	$(DOTNET_ENV) $(DOTNET) publish $(TWIN_DIR)/HotpathKestrel.csproj -c Release -nologo -v quiet \
+	    --artifacts-path $(BUILD)/kestrel-obj -o $(BUILD)/kestrel
+	@touch $@
+
+# BenchmarkDotNet: the chain completing synchronously as ValueTask<T>,
+# Task<T> and the idiomatic Task (ns/op, B/op), the twin's own /plaintext
+# path per mode, and a cache hit beside HybridCache's. Minutes, not CI. The
+# tables go to $(MICRO_OUT)/report.md (ignored by git like every results
+# folder but latest/); BenchmarkDotNet's own files to $(BUILD)/micro.
+MICRO_OUT    ?= loadtest/results/micro
+MICRO_FILTER ?= *
+micro: twin
+	$(DOTNET_ENV) $(DOTNET) build $(TWIN_DIR)/micro/Micro.csproj -c Release -nologo -v quiet \
+	    --artifacts-path $(BUILD)/kestrel-micro
+	@rm -rf $(BUILD)/micro && mkdir -p $(MICRO_OUT)
+	$(DOTNET_ENV) $(DOTNET) $(BUILD)/kestrel-micro/bin/Micro/release/Micro.dll \
+	    --filter '$(MICRO_FILTER)' --artifacts $(BUILD)/micro | tee $(BUILD)/micro.log
+	@{ echo "# hotpath-kestrel micro-benchmark, $$(date -u +%Y-%m-%dT%H:%MZ), commit $$(git rev-parse --short HEAD 2>/dev/null)"; \
+	   echo; grep '^facts:' $(BUILD)/micro.log | sed 's/^/- /'; echo; \
+	   for f in $(BUILD)/micro/results/*-report-github.md; do cat "$$f"; echo; done; } > $(MICRO_OUT)/report.md
+	@echo "micro: $(MICRO_OUT)/report.md"
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
