@@ -278,7 +278,8 @@ micro: twin
 	    --filter '$(MICRO_FILTER)' --artifacts $(BUILD)/micro | tee $(BUILD)/micro.log
 	@{ echo "# hotpath-kestrel micro-benchmark, $$(date -u +%Y-%m-%dT%H:%MZ), commit $$(git rev-parse --short HEAD 2>/dev/null)"; \
 	   echo; grep '^facts:' $(BUILD)/micro.log | sed 's/^/- /'; echo; \
-	   for f in $(BUILD)/micro/results/*-report-github.md; do cat "$$f"; echo; done; } > $(MICRO_OUT)/report.md
+	   for f in $(BUILD)/micro/results/*-report-github.md; do \
+	       sed -e "s/&#39;/'/g; s/&lt;/</g; s/&gt;/>/g; s/[*][*]//g" "$$f"; echo; done; } > $(MICRO_OUT)/report.md
 	@echo "micro: $(MICRO_OUT)/report.md"
 
 format:
