@@ -71,7 +71,7 @@ UNIT_BIN = $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%)
 # under ASan, and under valgrind).
 IT_SRC   = $(filter-out tests/it_twin.c,$(wildcard tests/it_*.c))
 IT_BIN   = $(IT_SRC:tests/%.c=$(BUILD)/tests/%)
-TEST_SUPPORT = $(filter-out $(UNIT_SRC) $(IT_SRC),$(wildcard tests/*.c))
+TEST_SUPPORT = $(filter-out $(UNIT_SRC) $(wildcard tests/it_*.c),$(wildcard tests/*.c))
 TEST_SUPPORT_OBJ = $(TEST_SUPPORT:%.c=$(BUILD)/%.o)
 
 BINS = $(BUILD)/hotpath $(BUILD)/hotpath-upstream $(BUILD)/hotpath-load

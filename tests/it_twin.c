@@ -46,7 +46,7 @@
 static hp_it_server_t upstream, hotpath, twin;
 static bool stop_failed;
 
-#define WARMUP 1000
+#define WARMUP   1000
 #define MEASURED 2000
 
 static const char *const MODES[] = {"valuetask", "task", "valuetask-nopool", "aspnet"};
@@ -242,7 +242,8 @@ static void routes_answer_as_hotpath(void **state)
             assert_string_equal(hp_it_header(&hd, "X-Cache"), "hit");
             assert_string_equal(hp_it_header(&hd, "Content-Length"),
                                 hp_it_header(&g, "Content-Length"));
-            assert_string_equal(hp_it_header(&hd, "Content-Type"), hp_it_header(&g, "Content-Type"));
+            assert_string_equal(hp_it_header(&hd, "Content-Type"),
+                                hp_it_header(&g, "Content-Type"));
             assert_int_equal(hd.body_len, 0);
             hp_it_resp_free(&g);
             hp_it_resp_free(&hd);
@@ -433,8 +434,8 @@ static void expect_refusal(const char *const *argv, int status, const char *need
     hp_it_output_t out;
     assert_int_equal(hp_it_exec(argv, NULL, 0, HP_IT_PROCESS_MS, &out), 0);
     if (out.status != status || !strstr(out.err, needle)) {
-        fprintf(stderr, "it_twin: %s %s: status %d, stderr \"%s\" (expected %d, \"%s\")\n",
-                argv[1], argv[2] ? argv[2] : "", out.status, out.err, status, needle);
+        fprintf(stderr, "it_twin: %s %s: status %d, stderr \"%s\" (expected %d, \"%s\")\n", argv[1],
+                argv[2] ? argv[2] : "", out.status, out.err, status, needle);
         fail();
     }
     hp_it_output_free(&out);
