@@ -268,14 +268,19 @@ $(TWIN): $(TWIN_SRC) Makefile
 # path per mode, and a cache hit beside HybridCache's. Minutes, not CI. The
 # tables go to $(MICRO_OUT)/report.md (ignored by git like every results
 # folder but latest/); BenchmarkDotNet's own files to $(BUILD)/micro.
+# MICRO_FILTER picks benchmarks ('*Shape*'); MICRO_ARGS adds
+# BenchmarkDotNet options ('--job short', '--job dry' to check the wiring).
 MICRO_OUT    ?= loadtest/results/micro
 MICRO_FILTER ?= *
+MICRO_ARGS   ?=
 micro: twin
 	$(DOTNET_ENV) $(DOTNET) build $(TWIN_DIR)/micro/Micro.csproj -c Release -nologo -v quiet \
 	    --artifacts-path $(BUILD)/kestrel-micro
 	@rm -rf $(BUILD)/micro && mkdir -p $(MICRO_OUT)
 	$(DOTNET_ENV) $(DOTNET) $(BUILD)/kestrel-micro/bin/Micro/release/Micro.dll \
-	    --filter '$(MICRO_FILTER)' --artifacts $(BUILD)/micro | tee $(BUILD)/micro.log
+	    --filter '$(MICRO_FILTER)' --artifacts $(BUILD)/micro $(MICRO_ARGS) | tee $(BUILD)/micro.log
+	@ls $(BUILD)/micro/results/*-report-github.md >/dev/null 2>&1 || \
+	    { echo "micro: BenchmarkDotNet wrote no results (see $(BUILD)/micro.log)" >&2; exit 1; }
 	@{ echo "# hotpath-kestrel micro-benchmark, $$(date -u +%Y-%m-%dT%H:%MZ), commit $$(git rev-parse --short HEAD 2>/dev/null)"; \
 	   echo; grep '^facts:' $(BUILD)/micro.log | sed 's/^/- /'; echo; \
 	   for f in $(BUILD)/micro/results/*-report-github.md; do \
