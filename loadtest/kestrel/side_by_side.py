@@ -12,6 +12,8 @@ process, pinned with taskset to the server CPU (on one CPU .NET runs
 workstation GC, the project file notwithstanding: the "-servergc" targets
 get server GC, one heap, by DOTNET_PROCESSOR_COUNT=2);
 wrk -t1 pinned to the other CPU, as are the upstream stub and this script.
+Every target first serves every path for --prime seconds (the JIT's tiering
+and the thread pool settle), then the rounds begin.
 Rounds interleave the targets in a rotating order (a burst of noise from
 another tenant lands on one run of each target, not on every run of one);
 per round and path: a warm-up run, then a measured run bracketed by reads
@@ -46,7 +48,9 @@ PATHS = {
     "plaintext": ("plaintext.lua", [], "/plaintext"),
     "json": ("json.lua", [], "/json"),
     "cache-hot": ("cache.lua", ["1.0"], "/cache/"),  # every request one of 16 hot keys
+    "pipelined": ("pipeline.lua", ["16"], "/plaintext"),  # 16 per write: I/O's share shrinks
 }
+DEFAULT_PATHS = "plaintext,json,cache-hot"
 
 
 def log(msg):
@@ -143,9 +147,10 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=4)
-    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--warmup", type=int, default=1, help="seconds of load before each measured run")
+    ap.add_argument("--prime", type=int, default=3, help="seconds of load per target and path before round 1")
     ap.add_argument("--connections", type=int, default=64)
-    ap.add_argument("--paths", default=",".join(PATHS))
+    ap.add_argument("--paths", default=DEFAULT_PATHS, help=f"comma list of: {', '.join(PATHS)}")
     ap.add_argument("--server-cpu", type=int, default=1)
     ap.add_argument("--load-cpu", type=int, default=0)
     ap.add_argument("--no-server-gc", action="store_true",
@@ -187,6 +192,12 @@ def main():
                 log(f"{t.name}: pid {t.pid}, port {t.port}, .NET {gc['dotnet']}, processors {gc['processors']}, "
                     f"GC {'server' if gc['gc']['server'] else 'workstation'}, concurrent {gc['gc']['concurrent']}, "
                     f"heaps {gc['gc']['heap_count']}")
+        # Before any round, every target serves every path for --prime
+        # seconds: the JIT's tiering (tier 0, instrumented, then optimised
+        # code) and the thread pool's sizing settle before anything counts.
+        for t in targets:
+            for path in paths:
+                wrk(t.port, path, args.prime, args.connections, args.load_cpu)
         runs = {t.name: {p: [] for p in paths} for t in targets}
         for rnd in range(args.rounds):
             k = rnd % len(targets)
