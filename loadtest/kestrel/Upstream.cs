@@ -40,7 +40,6 @@ public sealed class Upstream : IDisposable
             Timeout = TimeSpan.FromMilliseconds(cfg.UpstreamResponseTimeoutMs),
             MaxResponseContentBufferSize = cfg.UpstreamMaxResponseBytes,
         };
-        _client.DefaultRequestHeaders.ConnectionClose = false;
     }
 
     public void Dispose() => _client.Dispose();
