@@ -3,8 +3,11 @@
 #   make run     install what is missing, build, start the upstream stub and
 #                hotpath on config/hotpath.json
 #   make test    install what is missing, build, run unit + integration tests
-#                and the browser test of /dashboard, then the unit +
+#                and the browser test of /dashboard and the Kestrel twin's
+#                contract test (when dotnet is on PATH), then the unit +
 #                integration tests built with ASan+UBSan
+#   make twin    build the Kestrel twin (loadtest/kestrel) into $(BUILD)/kestrel
+#   make micro   the twin's BenchmarkDotNet micro-benchmark
 #
 # Everything builds out of tree under $(BUILD); the sanitizer build lives in
 # $(BUILD)/asan and is produced by this same Makefile with SAN=1.
@@ -26,7 +29,8 @@ DEB_BENCH = wrk nghttp2-client nginx-light gnuplot-nox valgrind procps util-linu
 # they cannot be had. Node.js and npm build the dashboard page (see below).
 DEB_BROWSER = chromium wrk
 CHROMIUM   ?= /usr/bin/chromium
-# libFuzzer is clang's, and its runtime comes apart from the compiler.
+# make fuzz: clang and its runtimes (libFuzzer, ASan, UBSan) - Debian 12's
+# clang is 14, whose runtimes are in libclang-rt-14-dev.
 DEB_FUZZ  = clang libclang-rt-14-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -87,20 +91,24 @@ LIB      = $(BUILD)/libhotpath.a
 
 UNIT_SRC = $(wildcard tests/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%)
-IT_SRC   = $(wildcard tests/it_*.c)
+# it_twin tests the Kestrel twin (a .NET program): it runs once, in
+# test-twin, not in the loops that run every other integration test (again
+# under ASan, and under valgrind).
+IT_SRC   = $(filter-out tests/it_twin.c,$(wildcard tests/it_*.c))
 IT_BIN   = $(IT_SRC:tests/%.c=$(BUILD)/tests/%)
-TEST_SUPPORT = $(filter-out $(UNIT_SRC) $(IT_SRC),$(wildcard tests/*.c))
+TEST_SUPPORT = $(filter-out $(UNIT_SRC) $(wildcard tests/it_*.c),$(wildcard tests/*.c))
 TEST_SUPPORT_OBJ = $(TEST_SUPPORT:%.c=$(BUILD)/%.o)
 
 BINS = $(BUILD)/hotpath $(BUILD)/hotpath-upstream $(BUILD)/hotpath-load
 
-.PHONY: all deps bench-deps fuzz-deps build run test test-unit test-it test-asan \
-        test-browser clean format bench bench-quick soak fuzz fuzz-replay valgrind cluster
+.PHONY: all deps bench-deps fuzz-deps build run test test-unit test-it test-twin test-asan \
+        test-browser clean format bench bench-quick soak fuzz fuzz-replay valgrind cluster \
+        twin micro
 
 all: deps
 	@$(MAKE) --no-print-directory build
 
-build: $(BINS) $(UNIT_BIN) $(IT_BIN) $(BUILD)/fuzz-replay
+build: $(BINS) $(UNIT_BIN) $(IT_BIN) $(BUILD)/tests/it_twin $(BUILD)/fuzz-replay
 
 # Node.js and npm count as present when they are on PATH, wherever they came
 # from; Debian's are installed only when they are not.
@@ -175,7 +183,7 @@ TEST_ENV = HOTPATH_BIN=$(abspath $(BUILD)/hotpath) \
 
 test: deps
 	@$(MAKE) --no-print-directory build
-	@$(MAKE) --no-print-directory test-unit test-it
+	@$(MAKE) --no-print-directory test-unit test-it test-twin
 	@$(MAKE) --no-print-directory test-browser
 	@$(MAKE) --no-print-directory test-asan
 	@echo "make test: all passed"
@@ -205,6 +213,17 @@ test-browser: $(BUILD)/hotpath $(BUILD)/hotpath-upstream $(DASH_NPM)
 	    echo "== tests/browser/dashboard.mjs"; \
 	    $(TEST_ENV) HOTPATH_BUILD=$(abspath $(BUILD)) CHROMIUM=$(CHROMIUM) \
 	        node tests/browser/dashboard.mjs; \
+	fi
+
+# The Kestrel twin's contract, against hotpath, over sockets: when dotnet is
+# on PATH, build the twin and run it_twin; otherwise say so in one line.
+test-twin: $(BINS) $(BUILD)/tests/it_twin
+	@if command -v $(DOTNET) >/dev/null 2>&1; then \
+	    $(MAKE) --no-print-directory twin && \
+	    echo "== $(BUILD)/tests/it_twin" && \
+	    $(TEST_ENV) KESTREL_BIN=$(abspath $(TWIN)) $(BUILD)/tests/it_twin; \
+	else \
+	    echo "it_twin: SKIPPED: dotnet is not on PATH, so the Kestrel twin (loadtest/kestrel) is not built or tested"; \
 	fi
 
 # The same unit and integration tests, with every binary (servers included)
@@ -283,6 +302,53 @@ valgrind: deps
 soak: bench-deps
 	@$(MAKE) --no-print-directory $(BINS)
 	python3 loadtest/soak.py --build $(BUILD)
+
+# --- the Kestrel twin (loadtest/kestrel, C#) --------------------------------
+# hotpath's contract on ASP.NET Core, the yardstick of the same decision on
+# .NET. Needs the .NET 10 SDK (`dotnet` on PATH; no Debian package carries
+# it). The app references no NuGet package, so its restore asks no registry
+# and it builds offline; micro/ restores BenchmarkDotNet and HybridCache
+# through loadtest/kestrel/nuget.config, once. Intermediate files stay under
+# $(BUILD) (--artifacts-path), none in the source tree.
+DOTNET     ?= dotnet
+DOTNET_ENV  = DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1 \
+              DOTNET_GENERATE_ASPNET_CERTIFICATE=false DOTNET_CLI_WORKLOAD_UPDATE_NOTIFY_DISABLE=1
+TWIN_DIR    = loadtest/kestrel
+TWIN        = $(BUILD)/kestrel/hotpath-kestrel
+TWIN_SRC    = $(wildcard $(TWIN_DIR)/*.cs) $(TWIN_DIR)/HotpathKestrel.csproj $(TWIN_DIR)/nuget.config
+
+twin: $(TWIN)
+
+$(TWIN): $(TWIN_SRC) Makefile
+	@command -v $(DOTNET) >/dev/null 2>&1 || \
+	    { echo "twin: dotnet is not on PATH: install the .NET 10 SDK to build $(TWIN_DIR)" >&2; exit 1; }
+	$(DOTNET_ENV) $(DOTNET) publish $(TWIN_DIR)/HotpathKestrel.csproj -c Release -nologo -v quiet \
+	    --artifacts-path $(BUILD)/kestrel-obj -o $(BUILD)/kestrel
+	@touch $@
+
+# BenchmarkDotNet: the chain completing synchronously as ValueTask<T>,
+# Task<T> and the idiomatic Task (ns/op, B/op), the twin's own /plaintext
+# path per mode, and a cache hit beside HybridCache's. Minutes, not CI. The
+# tables go to $(MICRO_OUT)/report.md (ignored by git like every results
+# folder but latest/); BenchmarkDotNet's own files to $(BUILD)/micro.
+# MICRO_FILTER picks benchmarks ('*Shape*'); MICRO_ARGS adds
+# BenchmarkDotNet options ('--job short', '--job dry' to check the wiring).
+MICRO_OUT    ?= loadtest/results/micro
+MICRO_FILTER ?= *
+MICRO_ARGS   ?=
+micro: twin
+	$(DOTNET_ENV) $(DOTNET) build $(TWIN_DIR)/micro/Micro.csproj -c Release -nologo -v quiet \
+	    --artifacts-path $(BUILD)/kestrel-micro
+	@rm -rf $(BUILD)/micro && mkdir -p $(MICRO_OUT)
+	$(DOTNET_ENV) $(DOTNET) $(BUILD)/kestrel-micro/bin/Micro/release/Micro.dll \
+	    --filter '$(MICRO_FILTER)' --artifacts $(BUILD)/micro $(MICRO_ARGS) | tee $(BUILD)/micro.log
+	@ls $(BUILD)/micro/results/*-report-github.md >/dev/null 2>&1 || \
+	    { echo "micro: BenchmarkDotNet wrote no results (see $(BUILD)/micro.log)" >&2; exit 1; }
+	@{ echo "# hotpath-kestrel micro-benchmark, $$(date -u +%Y-%m-%dT%H:%MZ), commit $$(git rev-parse --short HEAD 2>/dev/null)"; \
+	   echo; grep '^facts:' $(BUILD)/micro.log | sed 's/^/- /'; echo; \
+	   for f in $(BUILD)/micro/results/*-report-github.md; do \
+	       sed -e "s/&#39;/'/g; s/&lt;/</g; s/&gt;/>/g; s/[*][*]//g" "$$f"; echo; done; } > $(MICRO_OUT)/report.md
+	@echo "micro: $(MICRO_OUT)/report.md"
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -186,6 +186,12 @@ const char *hp_it_upstream_bin(void)
     return bin_path("HOTPATH_UPSTREAM_BIN", "build/hotpath-upstream", buf, sizeof(buf));
 }
 
+const char *hp_it_twin_bin(void)
+{
+    static char buf[512];
+    return bin_path("KESTREL_BIN", "build/kestrel/hotpath-kestrel", buf, sizeof(buf));
+}
+
 /* fork + exec argv with stdin from in_path (or /dev/null) and stdout and
  * stderr into files. Returns the pid, or -1. */
 static pid_t spawn(const char *const *argv, const char *in_path, const char *out_path,
@@ -350,6 +356,23 @@ int hp_it_upstream_start(hp_it_server_t *s, const char *const *extra_args)
         argv[n++] = extra_args[i];
     argv[n] = NULL;
     return start_process(s, argv, "hotpath-upstream listening on ");
+}
+
+int hp_it_twin_start(hp_it_server_t *s, const char *config_json, const char *const *extra_args)
+{
+    memset(s, 0, sizeof(*s));
+    name_files(s, "twin");
+    const char *json = config_json ? config_json : "{}";
+    if (write_file(s->config, json, strlen(json)) != 0) {
+        fprintf(stderr, "harness: cannot write %s\n", s->config);
+        return -1;
+    }
+    const char *argv[MAX_ARGS] = {hp_it_twin_bin(), "--config", s->config, "--port", "0"};
+    size_t n = 5;
+    for (size_t i = 0; extra_args && extra_args[i] && n < MAX_ARGS - 1; i++)
+        argv[n++] = extra_args[i];
+    argv[n] = NULL;
+    return start_process(s, argv, "hotpath-kestrel listening on ");
 }
 
 int hp_it_server_wait(hp_it_server_t *s, int timeout_ms)

@@ -81,9 +81,16 @@ bool hp_it_server_wait_stderr(hp_it_server_t *s, const char *needle, int timeout
 int hp_it_upstream_start(hp_it_server_t *s, const char *const *extra_args);
 int hp_it_upstream_stop(hp_it_server_t *s);
 
+/* The Kestrel twin ($KESTREL_BIN, default build/kestrel/hotpath-kestrel):
+ * config_json (NULL: "{}") written to a temp file, then --config FILE
+ * --port 0 and extra_args; the port comes from its "hotpath-kestrel
+ * listening on" line. Stop it with hp_it_server_stop. */
+int hp_it_twin_start(hp_it_server_t *s, const char *config_json, const char *const *extra_args);
+
 /* The binaries under test (from the environment, or the defaults). */
 const char *hp_it_bin(void);
 const char *hp_it_upstream_bin(void);
+const char *hp_it_twin_bin(void);
 
 /* A path for a file of the test's own in the per-run temp directory, which
  * is removed at exit. Returns buf. */
