@@ -71,12 +71,13 @@ ifeq ($(FUZZ),1)
 CFLAGS_ALL += -fsanitize=fuzzer-no-link
 endif
 
-# The library: every module but the two mains. Folder order is the order a
-# request travels: server (listener, connection, parser, chain, response),
-# middleware, handlers, cache, upstream.
-LIB_SRC  = $(filter-out server/main.c,$(wildcard server/*.c)) \
-           $(wildcard middleware/*.c) $(wildcard handlers/*.c) \
-           $(wildcard cache/*.c) $(wildcard upstream/*.c)
+# The library: every module but the two mains. Folder order is the layers'
+# (README "How it is built"), bottom to top: the task runtime, the server
+# (listener, connection, parser, chain, response), cache, upstream,
+# middleware, handlers.
+LIB_SRC  = $(wildcard runtime/*.c) $(filter-out server/main.c,$(wildcard server/*.c)) \
+           $(wildcard cache/*.c) $(wildcard upstream/*.c) \
+           $(wildcard middleware/*.c) $(wildcard handlers/*.c)
 LLHTTP_OBJ = $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
 # The /dashboard page, embedded: handlers/dashboard/embed.mjs inlines the
 # page's sources and uPlot (installed by `npm ci` from the lock file) into

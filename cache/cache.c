@@ -48,9 +48,9 @@
  */
 #include "cache/cache.h"
 
-#include "server/alloc.h"
-#include "server/counter.h"
-#include "server/errors.h"
+#include "runtime/alloc.h"
+#include "runtime/counter.h"
+#include "runtime/errors.h"
 
 #include <string.h>
 #include <uv.h>

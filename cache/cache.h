@@ -27,9 +27,9 @@
 #ifndef HP_CACHE_H
 #define HP_CACHE_H
 
-#include "server/buf.h"
-#include "server/task.h"
-#include "server/vtask.h"
+#include "runtime/buf.h"
+#include "runtime/task.h"
+#include "runtime/vtask.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -70,7 +70,7 @@ typedef enum {
 /* "hit", "miss", "coalesced", "stale". Static; never NULL. */
 const char *hp_cache_outcome_name(hp_cache_outcome_t outcome);
 
-/* Single-writer counters (server/counter.h): the owning worker writes, any
+/* Single-writer counters (runtime/counter.h): the owning worker writes, any
  * thread reads them with hp_counter_get. */
 typedef struct {
     uint64_t hits;          /* gets and lookups answered with a fresh value */

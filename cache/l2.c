@@ -55,9 +55,9 @@
  */
 #include "cache/l2.h"
 
-#include "server/alloc.h"
-#include "server/counter.h"
-#include "server/errors.h"
+#include "runtime/alloc.h"
+#include "runtime/counter.h"
+#include "runtime/errors.h"
 
 #include <hiredis/read.h>
 #include <hiredis/sds.h>

@@ -26,8 +26,8 @@
 #ifndef HP_CACHE_L2_H
 #define HP_CACHE_L2_H
 
-#include "server/buf.h"
-#include "server/task.h"
+#include "runtime/buf.h"
+#include "runtime/task.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -51,7 +51,7 @@ typedef struct {
 
 /* The statistics, declared once: XX(name, kind, help), kind being the
  * Prometheus type (counter: only grows; gauge), so /stats and /metrics can
- * both be generated from this table. Single-writer (server/counter.h): the
+ * both be generated from this table. Single-writer (runtime/counter.h): the
  * owning worker writes, any thread reads with hp_counter_get. Every field
  * is a uint64_t, so the blocks of all workers sum word by word. Every GET
  * and SET ends in exactly one outcome, so at any moment

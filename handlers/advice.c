@@ -17,7 +17,7 @@
 #include "handlers.h"
 #include "snapshot.h"
 
-#include "server/sbuf.h"
+#include "runtime/sbuf.h"
 #include "server/worker.h"
 
 #include <cjson/cJSON.h>

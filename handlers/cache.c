@@ -33,9 +33,9 @@
 
 #include "cache/cache.h"
 #include "handlers/target.h"
-#include "server/alloc.h"
-#include "server/counter.h"
-#include "server/errors.h"
+#include "runtime/alloc.h"
+#include "runtime/counter.h"
+#include "runtime/errors.h"
 #include "server/metrics.h"
 #include "server/worker.h"
 #include "upstream/client.h"

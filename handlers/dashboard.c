@@ -44,7 +44,7 @@
 
 #include "dashboard/page.h"
 
-#include "server/sbuf.h"
+#include "runtime/sbuf.h"
 #include "server/worker.h"
 
 static hp_vtask_t page(hp_ctx_t *ctx)

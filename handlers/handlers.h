@@ -11,7 +11,7 @@
 #define HP_HANDLERS_H
 
 #include "server/chain.h"
-#include "server/task.h"
+#include "runtime/task.h"
 
 extern const hp_handler_t hp_handler_plaintext;
 extern const hp_handler_t hp_handler_json;

@@ -3,7 +3,7 @@
  */
 #include "handlers.h"
 
-#include "server/sbuf.h"
+#include "runtime/sbuf.h"
 #include "server/worker.h"
 
 static hp_vtask_t index_page(hp_ctx_t *ctx)

@@ -3,7 +3,7 @@
  */
 #include "snapshot.h"
 
-#include "server/counter.h"
+#include "runtime/counter.h"
 #include "server/server.h"
 #include "server/worker.h"
 

@@ -14,8 +14,8 @@
 #include "handlers.h"
 #include "snapshot.h"
 
-#include "server/alloc.h"
-#include "server/sbuf.h"
+#include "runtime/alloc.h"
+#include "runtime/sbuf.h"
 #include "server/worker.h"
 
 #include <cjson/cJSON.h>

@@ -26,8 +26,8 @@
 #include "handlers.h"
 
 #include "handlers/target.h"
-#include "server/alloc.h"
-#include "server/errors.h"
+#include "runtime/alloc.h"
+#include "runtime/errors.h"
 #include "server/metrics.h"
 #include "server/worker.h"
 #include "upstream/client.h"

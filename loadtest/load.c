@@ -47,7 +47,7 @@
  *
  * Output: one line, "HOTPATH_RESULT {json}", on stdout.
  */
-#include "server/alloc.h"
+#include "runtime/alloc.h"
 
 #include <errno.h>
 #include <getopt.h>

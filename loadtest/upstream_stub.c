@@ -51,8 +51,8 @@
  * grows with what a client sends unanswered), and a client's EOF closes the
  * connection at once, pending answers included.
  */
-#include "server/alloc.h"
-#include "server/list.h"
+#include "runtime/alloc.h"
+#include "runtime/list.h"
 
 #include <getopt.h>
 #include <llhttp.h>

@@ -19,8 +19,8 @@
  */
 #include "middleware.h"
 
-#include "server/alloc.h"
-#include "server/errors.h"
+#include "runtime/alloc.h"
+#include "runtime/errors.h"
 #include "server/response.h"
 #include "server/worker.h"
 

@@ -8,7 +8,7 @@
  */
 #include "middleware.h"
 
-#include "server/errors.h"
+#include "runtime/errors.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>

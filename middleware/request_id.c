@@ -13,7 +13,7 @@
  */
 #include "middleware.h"
 
-#include "server/alloc.h"
+#include "runtime/alloc.h"
 #include "server/response.h"
 #include "server/server.h"
 #include "server/worker.h"

@@ -11,7 +11,7 @@
  */
 #include "middleware.h"
 
-#include "server/alloc.h"
+#include "runtime/alloc.h"
 #include "server/worker.h"
 
 #include <string.h>

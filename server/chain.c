@@ -23,8 +23,8 @@
  */
 #include "chain.h"
 
-#include "counter.h"
-#include "errors.h"
+#include "runtime/counter.h"
+#include "runtime/errors.h"
 #include "metrics.h"
 #include "worker.h"
 

@@ -27,8 +27,8 @@
 #define HP_CHAIN_H
 
 #include "ctx.h"
-#include "task.h"
-#include "vtask.h"
+#include "runtime/task.h"
+#include "runtime/vtask.h"
 
 #include <stddef.h>
 

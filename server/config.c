@@ -15,9 +15,9 @@
  */
 #include "config.h"
 
-#include "alloc.h"
+#include "runtime/alloc.h"
 #include "chain.h"
-#include "errors.h"
+#include "runtime/errors.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

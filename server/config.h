@@ -16,7 +16,7 @@
 #ifndef HP_CONFIG_H
 #define HP_CONFIG_H
 
-#include "vtask.h"
+#include "runtime/vtask.h"
 
 #include <stdbool.h>
 #include <stddef.h>

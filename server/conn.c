@@ -71,11 +71,11 @@
  */
 #include "conn.h"
 
-#include "alloc.h"
+#include "runtime/alloc.h"
 #include "chain.h"
-#include "counter.h"
-#include "errors.h"
-#include "list.h"
+#include "runtime/counter.h"
+#include "runtime/errors.h"
+#include "runtime/list.h"
 #include "response.h"
 
 #include <stdio.h>

@@ -8,7 +8,7 @@
  */
 #include "ctx.h"
 
-#include "alloc.h"
+#include "runtime/alloc.h"
 
 #include <string.h>
 #include <uv.h>

@@ -24,10 +24,10 @@
 #ifndef HP_CTX_H
 #define HP_CTX_H
 
-#include "alloc.h"
+#include "runtime/alloc.h"
 #include "config.h"
 #include "http.h"
-#include "vtask.h"
+#include "runtime/vtask.h"
 
 typedef struct hp_ctx hp_ctx_t;
 typedef struct hp_worker hp_worker_t;

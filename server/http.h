@@ -13,7 +13,7 @@
 #ifndef HP_HTTP_H
 #define HP_HTTP_H
 
-#include "buf.h"
+#include "runtime/buf.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -6,9 +6,9 @@
  * then sits in a small control loop that turns SIGHUP into a reload and
  * SIGINT/SIGTERM into a graceful stop.
  */
-#include "alloc.h"
+#include "runtime/alloc.h"
 #include "config.h"
-#include "errors.h"
+#include "runtime/errors.h"
 #include "server.h"
 
 #include <llhttp.h>

@@ -4,7 +4,7 @@
 #include "metrics.h"
 
 #include "chain.h"
-#include "counter.h"
+#include "runtime/counter.h"
 
 #include <string.h>
 

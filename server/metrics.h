@@ -15,11 +15,11 @@
 #ifndef HP_METRICS_H
 #define HP_METRICS_H
 
-#include "alloc.h"
-#include "counter.h"
+#include "runtime/alloc.h"
+#include "runtime/counter.h"
 #include "http.h"
-#include "task.h"
-#include "vtask.h"
+#include "runtime/task.h"
+#include "runtime/vtask.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -22,10 +22,10 @@
  * returns HPE_PAUSED once it has, so llhttp runs no further callback on it
  * (conn.c explains what stays valid until the stack unwinds).
  */
-#include "alloc.h"
+#include "runtime/alloc.h"
 #include "chain.h"
 #include "conn.h"
-#include "counter.h"
+#include "runtime/counter.h"
 #include "ctx.h"
 #include "worker.h"
 

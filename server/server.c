@@ -8,8 +8,8 @@
  */
 #include "server.h"
 
-#include "alloc.h"
-#include "errors.h"
+#include "runtime/alloc.h"
+#include "runtime/errors.h"
 #include "listener.h"
 
 #include <stdio.h>

@@ -22,10 +22,10 @@
  */
 #include "worker.h"
 
-#include "alloc.h"
+#include "runtime/alloc.h"
 #include "conn.h"
-#include "counter.h"
-#include "errors.h"
+#include "runtime/counter.h"
+#include "runtime/errors.h"
 #include "listener.h"
 #include "server.h"
 

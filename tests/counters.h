@@ -6,8 +6,8 @@
 #ifndef HP_TEST_COUNTERS_H
 #define HP_TEST_COUNTERS_H
 
-#include "server/alloc.h"
-#include "server/task.h"
+#include "runtime/alloc.h"
+#include "runtime/task.h"
 
 #include <stdint.h>
 

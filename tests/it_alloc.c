@@ -32,7 +32,7 @@
  */
 #include "fixture.h"
 
-#include "server/alloc.h"
+#include "runtime/alloc.h"
 
 #include <regex.h>
 #include <setjmp.h>
@@ -48,7 +48,7 @@
 #define N      1000
 #define WARMUP 200
 #define BATCH  25 /* pipelined requests per write */
-/* sizeof(struct hp_task) on x86-64 and arm64 (server/task.c). */
+/* sizeof(struct hp_task) on x86-64 and arm64 (runtime/task.c). */
 #define TASK_BYTES 80
 
 static const char *const default_chain[] = {"server_headers", "request_id", "metrics", NULL};

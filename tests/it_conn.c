@@ -22,7 +22,7 @@
 #include "faults.h"
 #include "fixture.h"
 
-#include "server/alloc.h"
+#include "runtime/alloc.h"
 
 #include <poll.h>
 #include <setjmp.h>

@@ -18,7 +18,7 @@
 #include "fixture.h"
 #include "harness.h"
 
-#include "server/alloc.h"
+#include "runtime/alloc.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

@@ -11,7 +11,7 @@
  */
 #include "fixture.h"
 
-#include "server/alloc.h"
+#include "runtime/alloc.h"
 
 #include <setjmp.h>
 #include <signal.h>

@@ -24,7 +24,7 @@
  */
 #include "fixture.h"
 
-#include "server/alloc.h"
+#include "runtime/alloc.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

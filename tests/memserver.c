@@ -3,7 +3,7 @@
  */
 #include "memserver.h"
 
-#include "server/alloc.h"
+#include "runtime/alloc.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

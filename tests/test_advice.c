@@ -7,9 +7,9 @@
  */
 #include "cache/cache.h"
 #include "handlers/advice.h"
-#include "server/alloc.h"
-#include "server/buf.h"
-#include "server/errors.h"
+#include "runtime/alloc.h"
+#include "runtime/buf.h"
+#include "runtime/errors.h"
 #include "tests/memserver.h"
 
 #include <cjson/cJSON.h>

@@ -1,5 +1,5 @@
 /*
- * test_alloc.c - unit tests for server/alloc.c, the counted allocator.
+ * test_alloc.c - unit tests for runtime/alloc.c, the counted allocator.
  *
  * The allocation figures in /stats are only as good as these counts, so each
  * of the three doors to the heap is checked on its own: hotpath's hp_malloc
@@ -11,7 +11,7 @@
  * hp_alloc_install() runs first in main, before any libuv or cJSON call, as
  * it must in the server.
  */
-#include "server/alloc.h"
+#include "runtime/alloc.h"
 
 #include <cjson/cJSON.h>
 #include <pthread.h>

@@ -10,8 +10,8 @@
  */
 #include "cache/cache.h"
 
-#include "server/alloc.h"
-#include "server/errors.h"
+#include "runtime/alloc.h"
+#include "runtime/errors.h"
 
 #include <math.h>
 #include <setjmp.h>

@@ -16,10 +16,10 @@
  * told when its client goes away - a reset, or a FIN while the request
  * pends (nginx's client abort) - and is told once, only then.
  */
-#include "server/alloc.h"
+#include "runtime/alloc.h"
 #include "server/chain.h"
-#include "server/counter.h"
-#include "server/errors.h"
+#include "runtime/counter.h"
+#include "runtime/errors.h"
 #include "server/worker.h"
 #include "tests/memserver.h"
 

@@ -3,9 +3,9 @@
  * defaults, the shipped file, overrides, and a table of bad documents ->
  * the key the message must name.
  */
-#include "server/alloc.h"
+#include "runtime/alloc.h"
 #include "server/config.h"
-#include "server/errors.h"
+#include "runtime/errors.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

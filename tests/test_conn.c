@@ -7,10 +7,10 @@
  * connection closes. Each row is fed whole and, separately, one byte at a
  * time: a request split at every point must get the same answer.
  */
-#include "server/alloc.h"
+#include "runtime/alloc.h"
 #include "server/config.h"
 #include "server/conn.h"
-#include "server/counter.h"
+#include "runtime/counter.h"
 #include "server/worker.h"
 #include "tests/memserver.h"
 

@@ -28,10 +28,10 @@
  */
 #include "cache/cache.h"
 #include "handlers/target.h"
-#include "server/alloc.h"
+#include "runtime/alloc.h"
 #include "server/conn.h"
-#include "server/counter.h"
-#include "server/vtask.h"
+#include "runtime/counter.h"
+#include "runtime/vtask.h"
 #include "server/worker.h"
 #include "tests/memserver.h"
 #include "upstream/client.h"

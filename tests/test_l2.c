@@ -25,12 +25,12 @@
  */
 #include "cache/l2.h"
 
-#include "server/alloc.h"
-#include "server/buf.h"
-#include "server/counter.h"
-#include "server/errors.h"
-#include "server/list.h"
-#include "server/task.h"
+#include "runtime/alloc.h"
+#include "runtime/buf.h"
+#include "runtime/counter.h"
+#include "runtime/errors.h"
+#include "runtime/list.h"
+#include "runtime/task.h"
 #include "tests/counters.h"
 
 #include <stdarg.h>

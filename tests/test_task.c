@@ -1,5 +1,5 @@
 /*
- * test_task.c - unit tests for server/task.c, hotpath's Task<T>.
+ * test_task.c - unit tests for runtime/task.c, hotpath's Task<T>.
  *
  * What is proved here is the row of DESIGN.md's concept table for Task<T>:
  * any number of continuations, each run exactly once and in registration
@@ -14,10 +14,10 @@
  * never grown with realloc also checks that every block it caused was freed
  * (frees == allocations); ASan and valgrind check the rest.
  */
-#include "server/alloc.h"
-#include "server/errors.h"
-#include "server/task.h"
-#include "server/vtask.h"
+#include "runtime/alloc.h"
+#include "runtime/errors.h"
+#include "runtime/task.h"
+#include "runtime/vtask.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

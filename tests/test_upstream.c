@@ -22,11 +22,11 @@
  */
 #include "upstream/client.h"
 
-#include "server/alloc.h"
-#include "server/buf.h"
-#include "server/counter.h"
-#include "server/errors.h"
-#include "server/task.h"
+#include "runtime/alloc.h"
+#include "runtime/buf.h"
+#include "runtime/counter.h"
+#include "runtime/errors.h"
+#include "runtime/task.h"
 
 #include <stdarg.h>
 #include <stddef.h>

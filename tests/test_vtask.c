@@ -1,5 +1,5 @@
 /*
- * test_vtask.c - unit tests for server/vtask.c, hotpath's ValueTask<T>.
+ * test_vtask.c - unit tests for runtime/vtask.c, hotpath's ValueTask<T>.
  *
  * The three forms (inline, task-backed, source-backed) each deliver results
  * and faults; the inline form and the pooled source never allocate; the mode
@@ -12,10 +12,10 @@
  * Every test runs with freshly bound allocator and runtime counters, so the
  * figures asserted are the test's own.
  */
-#include "server/alloc.h"
-#include "server/errors.h"
-#include "server/task.h"
-#include "server/vtask.h"
+#include "runtime/alloc.h"
+#include "runtime/errors.h"
+#include "runtime/task.h"
+#include "runtime/vtask.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

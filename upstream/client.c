@@ -59,11 +59,11 @@
  */
 #include "upstream/client.h"
 
-#include "server/alloc.h"
-#include "server/buf.h"
-#include "server/counter.h"
-#include "server/list.h"
-#include "server/errors.h"
+#include "runtime/alloc.h"
+#include "runtime/buf.h"
+#include "runtime/counter.h"
+#include "runtime/list.h"
+#include "runtime/errors.h"
 
 #include <errno.h>
 #include <llhttp.h>

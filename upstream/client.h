@@ -30,7 +30,7 @@
 #ifndef HP_UPSTREAM_CLIENT_H
 #define HP_UPSTREAM_CLIENT_H
 
-#include "server/task.h"
+#include "runtime/task.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -56,7 +56,7 @@ typedef struct {
 #define HP_UPSTREAM_LATENCY_BUCKETS 12
 extern const uint64_t hp_upstream_latency_bounds_us[HP_UPSTREAM_LATENCY_BUCKETS];
 
-/* Single-writer counters (server/counter.h): the owning worker writes, any
+/* Single-writer counters (runtime/counter.h): the owning worker writes, any
  * thread reads with hp_counter_get. At any moment
  *   requests == responses + err_* (all seven) + cancelled + requests in flight.
  * Gauges are marked; everything else only grows. Every field is a uint64_t,

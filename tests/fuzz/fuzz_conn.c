@@ -36,7 +36,7 @@
  *    Connection: close when it closed on its own;
  *  - the allocation scope is where it was before each call into the server.
  */
-#include "server/alloc.h"
+#include "runtime/alloc.h"
 #include "server/conn.h"
 #include "server/worker.h"
 
