@@ -97,7 +97,9 @@ UNIT_BIN = $(UNIT_SRC:tests/%.c=$(BUILD)/tests/%)
 # under ASan, and under valgrind).
 IT_SRC   = $(filter-out tests/it_twin.c,$(wildcard tests/it_*.c))
 IT_BIN   = $(IT_SRC:tests/%.c=$(BUILD)/tests/%)
-TEST_SUPPORT = $(filter-out $(UNIT_SRC) $(wildcard tests/it_*.c),$(wildcard tests/*.c))
+# What the tests share (processes, a client, in-memory workers, counters)
+# lives in tests/support/ and is linked into every test binary.
+TEST_SUPPORT = $(wildcard tests/support/*.c)
 TEST_SUPPORT_OBJ = $(TEST_SUPPORT:%.c=$(BUILD)/%.o)
 
 BINS = $(BUILD)/hotpath $(BUILD)/hotpath-upstream $(BUILD)/hotpath-load
@@ -153,7 +155,7 @@ $(LIB): $(LIB_OBJ)
 $(BUILD)/hotpath: $(BUILD)/server/main.o $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS_ALL) -o $@
 
-$(BUILD)/hotpath-upstream: $(BUILD)/loadtest/upstream_stub.o $(LIB)
+$(BUILD)/hotpath-upstream: $(BUILD)/stub/upstream.o $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS_ALL) -o $@
 
 # The fuzz target, linked two ways: with libFuzzer (make fuzz, clang), and

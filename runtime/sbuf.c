@@ -7,6 +7,32 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+
+/* Room for n more bytes and the NUL. */
+static void reserve(hp_sbuf_t *b, size_t n)
+{
+    if (b->len + n < b->cap) return;
+    size_t cap = b->cap ? b->cap : 1024;
+    while (cap - b->len <= n)
+        cap *= 2;
+    b->data = hp_realloc(b->data, cap);
+    b->cap = cap;
+}
+
+char *hp_sbuf_extend(hp_sbuf_t *b, size_t n)
+{
+    reserve(b, n);
+    char *at = b->data + b->len;
+    b->len += n;
+    b->data[b->len] = '\0';
+    return at;
+}
+
+void hp_sbuf_add(hp_sbuf_t *b, const char *p, size_t n)
+{
+    memcpy(hp_sbuf_extend(b, n), p, n);
+}
 
 void hp_sbuf_printf(hp_sbuf_t *b, const char *fmt, ...)
 {
@@ -21,11 +47,7 @@ void hp_sbuf_printf(hp_sbuf_t *b, const char *fmt, ...)
             b->len += (size_t)n;
             return;
         }
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap - b->len <= (size_t)n)
-            cap *= 2;
-        b->data = hp_realloc(b->data, cap);
-        b->cap = cap;
+        reserve(b, (size_t)n);
     }
 }
 

@@ -30,7 +30,7 @@
  * pends) is charged to its route, outside the chain; the test checks that
  * too.
  */
-#include "fixture.h"
+#include "tests/support/fixture.h"
 
 #include "runtime/alloc.h"
 
@@ -281,10 +281,7 @@ static void task_mode_allocates_one_task_per_layer(void **state)
 static void reading_costs_are_charged_to_the_request(void **state)
 {
     fixture_t *f = hp_it_fixture_new(state);
-    hp_it_fixture_start_stub_delay(f, 50);
-    char config[128];
-    snprintf(config, sizeof(config), "{\"upstream\": {\"port\": %d}}", f->stub.port);
-    hp_it_fixture_start_server(f, config, NULL);
+    hp_it_fixture_start_behind_stub(f, 50, NULL, NULL, NULL, NULL);
     int port = f->server.port;
     warm_up(port);
     hp_it_client_t c;

@@ -22,7 +22,7 @@
  * share goes on; one nobody waits for any more is dropped while still
  * queued, and completes into the cache once sent.
  */
-#include "fixture.h"
+#include "tests/support/fixture.h"
 
 #include "runtime/alloc.h"
 
@@ -45,15 +45,12 @@ static fixture_t *start(void **state, int delay_ms, const char *cache, const cha
                         const char *mode)
 {
     fixture_t *f = hp_it_fixture_new(state);
-    hp_it_fixture_start_stub_delay(f, delay_ms);
-    char config[1024];
+    char rest[1024];
     /* A short drain: a test that fails midway leaves connections open. */
-    snprintf(config, sizeof(config),
-             "{\"upstream\": {\"port\": %d%s%s}, \"cache\": {%s},"
-             " \"limits\": {\"drain_timeout_ms\": 1000}}",
-             f->stub.port, *upstream ? ", " : "", upstream, cache);
+    snprintf(rest, sizeof(rest), "\"cache\": {%s}, \"limits\": {\"drain_timeout_ms\": 1000}",
+             cache);
     const char *args[] = {"--mode", mode, NULL};
-    hp_it_fixture_start_server(f, config, args);
+    hp_it_fixture_start_behind_stub(f, delay_ms, NULL, upstream, rest, args);
     return f;
 }
 

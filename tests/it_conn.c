@@ -19,8 +19,8 @@
  * was), and that the server exits 0 (under the sanitizer build a leak or a
  * use-after-free is a non-zero exit).
  */
-#include "faults.h"
-#include "fixture.h"
+#include "tests/support/faults.h"
+#include "tests/support/fixture.h"
 
 #include "runtime/alloc.h"
 
@@ -177,10 +177,7 @@ static void write_failing_while_parsing_the_carry(void **state)
 {
     enum { TIMES = 5, DELAY_MS = 200 };
     fixture_t *f = hp_it_fixture_new(state);
-    hp_it_fixture_start_stub_delay(f, DELAY_MS);
-    char config[128];
-    snprintf(config, sizeof(config), "{\"upstream\": {\"port\": %d}}", f->stub.port);
-    hp_it_fixture_start_server(f, config, NULL);
+    hp_it_fixture_start_behind_stub(f, DELAY_MS, NULL, NULL, NULL, NULL);
     int port = f->server.port;
     assert_serving(port, 0);
     /* Warm the upstream pool too, to as many connections as the test will
@@ -586,10 +583,7 @@ static void reset_while_pending_is_noticed_at_once(void **state)
 {
     enum { DELAY_MS = 1500 };
     fixture_t *f = hp_it_fixture_new(state);
-    hp_it_fixture_start_stub_delay(f, DELAY_MS);
-    char config[128];
-    snprintf(config, sizeof(config), "{\"upstream\": {\"port\": %d}}", f->stub.port);
-    hp_it_fixture_start_server(f, config, NULL);
+    hp_it_fixture_start_behind_stub(f, DELAY_MS, NULL, NULL, NULL, NULL);
     int port = f->server.port;
 
     hp_it_client_t c;

@@ -6,7 +6,7 @@
  * effect following SIGHUP. The page itself, in a browser, is
  * tests/browser/dashboard.mjs.
  */
-#include "fixture.h"
+#include "tests/support/fixture.h"
 
 #include "handlers/dashboard/page.h"
 

@@ -22,7 +22,7 @@
  * upper bounds on times and lengthens the upstream delays, as a server under
  * memcheck runs 20-50 times slower.
  */
-#include "fixture.h"
+#include "tests/support/fixture.h"
 
 #include "runtime/alloc.h"
 
@@ -742,12 +742,9 @@ static void sighup_during_a_request_applies_to_the_next_ones(void **state)
     int delay_ms = slow ? 1500 : 600;
     fixture_t *f = hp_it_fixture_new(state);
     char config[256];
-    hp_it_fixture_start_stub_delay(f, delay_ms);
-    snprintf(config, sizeof(config),
-             "{\"mode\": \"valuetask\", \"upstream\": {\"port\": %d}, "
-             "\"limits\": {\"header_count\": 100}}",
-             f->stub.port);
-    hp_it_fixture_start_server(f, config, NULL);
+    hp_it_fixture_start_behind_stub(f, delay_ms, NULL, NULL,
+                                    "\"mode\": \"valuetask\", \"limits\": {\"header_count\": 100}",
+                                    NULL);
     int port = f->server.port;
     static const char six_more[] = "X-1: v\r\nX-2: v\r\nX-3: v\r\nX-4: v\r\nX-5: v\r\nX-6: v\r\n";
     hp_it_client_t c, inflight;
@@ -892,12 +889,8 @@ static void sigterm_drains_refuses_new_finishes_running_closes_idle(void **state
 {
     int delay_ms = slow ? 1500 : 400;
     fixture_t *f = hp_it_fixture_new(state);
-    char config[256];
-    hp_it_fixture_start_stub_delay(f, delay_ms);
-    snprintf(config, sizeof(config),
-             "{\"upstream\": {\"port\": %d}, \"limits\": {\"drain_timeout_ms\": 10000}}",
-             f->stub.port);
-    hp_it_fixture_start_server(f, config, NULL);
+    hp_it_fixture_start_behind_stub(f, delay_ms, NULL, NULL,
+                                    "\"limits\": {\"drain_timeout_ms\": 10000}", NULL);
     int port = f->server.port;
     hp_it_client_t idle, running, late;
     hp_it_resp_t r;
@@ -965,13 +958,11 @@ static void mixed_upstream_faults_all_answered_and_the_pool_recovers(void **stat
     enum { TOTAL = 200, CONC = 20, POOL = 8 };
     int timeout_ms = slow ? 1500 : 400;
     fixture_t *f = hp_it_fixture_new(state);
-    const char *args[] = {"--delay-ms", "2", "--jitter-ms", "10", NULL};
-    hp_it_fixture_start_stub(f, args);
-    char config[256];
-    snprintf(config, sizeof(config),
-             "{\"upstream\": {\"port\": %d, \"pool_size\": %d, \"response_timeout_ms\": %d}}",
-             f->stub.port, POOL, timeout_ms);
-    hp_it_fixture_start_server(f, config, NULL);
+    const char *jitter[] = {"--jitter-ms", "10", NULL};
+    char upstream[128];
+    snprintf(upstream, sizeof(upstream), "\"pool_size\": %d, \"response_timeout_ms\": %d", POOL,
+             timeout_ms);
+    hp_it_fixture_start_behind_stub(f, 2, jitter, upstream, NULL, NULL);
     int port = f->server.port;
 
     /* A fixed shuffle: half the requests clean, the rest spread over the

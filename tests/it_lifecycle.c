@@ -9,7 +9,7 @@
  * server's stderr; every server must still exit 0 at the end (a leak check
  * in the sanitizer build).
  */
-#include "fixture.h"
+#include "tests/support/fixture.h"
 
 #include "runtime/alloc.h"
 
@@ -402,12 +402,9 @@ static void sigterm_with_a_half_sent_request_ends_within_the_drain_timeout(void 
 static fixture_t *start_with_upstream(void **state, int delay_ms, int drain_ms)
 {
     fixture_t *f = hp_it_fixture_new(state);
-    char config[256];
-    hp_it_fixture_start_stub_delay(f, delay_ms);
-    snprintf(config, sizeof(config),
-             "{\"upstream\": {\"port\": %d}, \"limits\": {\"drain_timeout_ms\": %d}}", f->stub.port,
-             drain_ms);
-    hp_it_fixture_start_server(f, config, NULL);
+    char rest[64];
+    snprintf(rest, sizeof(rest), "\"limits\": {\"drain_timeout_ms\": %d}", drain_ms);
+    hp_it_fixture_start_behind_stub(f, delay_ms, NULL, NULL, rest, NULL);
     return f;
 }
 

@@ -30,7 +30,7 @@
  * the difference of two modes over 2,000 requests each, after a warm-up,
  * with tiered compilation off (see main).
  */
-#include "harness.h"
+#include "tests/support/harness.h"
 
 #include <setjmp.h>
 #include <signal.h>

@@ -22,7 +22,7 @@
  * The allocations of an /upstream request are measured in it_cache.c, next
  * to those of a hit and a miss.
  */
-#include "fixture.h"
+#include "tests/support/fixture.h"
 
 #include "runtime/alloc.h"
 
@@ -50,13 +50,9 @@ typedef hp_it_fixture_t fixture_t;
 static fixture_t *start(void **state, int delay_ms, const char *upstream)
 {
     fixture_t *f = hp_it_fixture_new(state);
-    hp_it_fixture_start_stub_delay(f, delay_ms);
-    char config[1024];
     /* A short drain: a test that fails midway leaves connections open. */
-    snprintf(config, sizeof(config),
-             "{\"upstream\": {\"port\": %d%s%s}, \"limits\": {\"drain_timeout_ms\": 1000}}",
-             f->stub.port, *upstream ? ", " : "", upstream);
-    hp_it_fixture_start_server(f, config, NULL);
+    hp_it_fixture_start_behind_stub(f, delay_ms, NULL, upstream,
+                                    "\"limits\": {\"drain_timeout_ms\": 1000}", NULL);
     return f;
 }
 

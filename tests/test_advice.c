@@ -10,7 +10,7 @@
 #include "runtime/alloc.h"
 #include "runtime/buf.h"
 #include "runtime/errors.h"
-#include "tests/memserver.h"
+#include "tests/support/memserver.h"
 
 #include <cjson/cJSON.h>
 #include <setjmp.h>

@@ -23,7 +23,7 @@
 
 #include <cmocka.h>
 
-#include "tests/counters.h"
+#include "tests/support/counters.h"
 #include <uv.h>
 
 static uint64_t door_count(hp_alloc_source_t src)

@@ -21,7 +21,7 @@
 #include "runtime/counter.h"
 #include "runtime/errors.h"
 #include "server/worker.h"
-#include "tests/memserver.h"
+#include "tests/support/memserver.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

@@ -12,7 +12,7 @@
 #include "server/conn.h"
 #include "runtime/counter.h"
 #include "server/worker.h"
-#include "tests/memserver.h"
+#include "tests/support/memserver.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

@@ -33,7 +33,7 @@
 #include "runtime/counter.h"
 #include "runtime/vtask.h"
 #include "server/worker.h"
-#include "tests/memserver.h"
+#include "tests/support/memserver.h"
 #include "upstream/client.h"
 
 #include <setjmp.h>

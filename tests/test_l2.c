@@ -31,7 +31,7 @@
 #include "runtime/errors.h"
 #include "runtime/list.h"
 #include "runtime/task.h"
-#include "tests/counters.h"
+#include "tests/support/counters.h"
 
 #include <stdarg.h>
 #include <stddef.h>

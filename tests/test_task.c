@@ -27,7 +27,7 @@
 
 #include <cmocka.h>
 
-#include "tests/counters.h"
+#include "tests/support/counters.h"
 #include <uv.h>
 
 /* Allocation calls made through every door since the test started. */

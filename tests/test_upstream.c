@@ -1,6 +1,6 @@
 /*
  * test_upstream.c - hp_upstream (upstream/client.c) against the real stub
- * (loadtest/upstream_stub.c), real processes and real sockets on 127.0.0.1.
+ * (stub/upstream.c), real processes and real sockets on 127.0.0.1.
  *
  * Every test spawns its own build/hotpath-upstream (HOTPATH_UPSTREAM_BIN) on
  * an ephemeral port, drives a client on a private uv loop, and in teardown

@@ -26,7 +26,7 @@
 
 #include <cmocka.h>
 
-#include "tests/counters.h"
+#include "tests/support/counters.h"
 #include <uv.h>
 
 static hp_vtsource_t src; /* the pooled source, as a request context embeds it */

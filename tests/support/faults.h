@@ -9,7 +9,7 @@
 #ifndef HP_IT_FAULTS_H
 #define HP_IT_FAULTS_H
 
-#include "tests/harness.h"
+#include "tests/support/harness.h"
 
 #include <stdbool.h>
 

@@ -51,6 +51,10 @@ void hp_memconn_exchange(hp_memserver_t *m, const char *in, size_t len, bool byt
 int hp_capture_status(const char *text);
 const char *hp_capture_body(const char *text);
 
+/* The value of the first answer's header name (case-insensitive) copied
+ * into buf, or NULL when the first answer has none. */
+const char *hp_capture_header(const char *text, const char *name, char *buf, size_t len);
+
 /* How often needle occurs in hay. */
 int hp_count(const char *hay, const char *needle);
 

@@ -3,7 +3,7 @@
  * processes on ephemeral loopback ports, and a small HTTP/1.1 client over
  * real sockets.
  *
- * Linked into every test binary (the Makefile adds every .c file in tests/
+ * Linked into every test binary (the Makefile adds every .c file in
  * named neither test_* nor it_*). Called from the test's main thread only.
  *
  * Processes: hp_it_server_start runs $HOTPATH_BIN (default build/hotpath
@@ -80,6 +80,16 @@ bool hp_it_server_wait_stderr(hp_it_server_t *s, const char *needle, int timeout
  * --port 0 plus extra_args; the port comes from its "listening on" line. */
 int hp_it_upstream_start(hp_it_server_t *s, const char *const *extra_args);
 int hp_it_upstream_stop(hp_it_server_t *s);
+
+/* What most tests that go upstream run: the stub (--delay-ms delay_ms,
+ * then stub_args, which may be NULL), then hotpath in front of it with
+ *   {"upstream": {"port": <the stub's>, <upstream>}, <rest>}
+ * where upstream and rest are JSON members without braces (NULL or "" for
+ * none), and server_args as hp_it_server_start takes them. Returns 0, or
+ * -1 with a message (nothing is left running then). */
+int hp_it_start_behind_stub(hp_it_server_t *server, hp_it_server_t *stub, int delay_ms,
+                            const char *const *stub_args, const char *upstream, const char *rest,
+                            const char *const *server_args);
 
 /* The Kestrel twin ($KESTREL_BIN, default build/kestrel/hotpath-kestrel):
  * config_json (NULL: "{}") written to a temp file, then --config FILE

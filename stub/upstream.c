@@ -1,5 +1,5 @@
 /*
- * upstream_stub.c - build/hotpath-upstream, the slow backend hotpath's
+ * upstream.c - build/hotpath-upstream, the slow backend hotpath's
  * upstream client talks to in tests and load tests.
  *
  * One thread, one libuv loop, llhttp in request mode; keep-alive,
@@ -53,6 +53,8 @@
  */
 #include "runtime/alloc.h"
 #include "runtime/list.h"
+#include "runtime/sbuf.h"
+#include "server/http.h"
 
 #include <getopt.h>
 #include <llhttp.h>
@@ -193,66 +195,17 @@ static int fault_parse(const char *p, size_t n)
     return -1;
 }
 
-static const char *reason(int status)
-{
-    switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 414: return "URI Too Long";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Status";
-    }
-}
-
-/* A growable string: the response under construction. */
-typedef struct {
-    char *p;
-    size_t len, cap;
-} str_t;
-
-static void str_add(str_t *s, const char *p, size_t n)
-{
-    if (s->len + n + 1 > s->cap) {
-        size_t cap = s->cap ? s->cap : 256;
-        while (cap < s->len + n + 1)
-            cap *= 2;
-        s->p = hp_realloc(s->p, cap);
-        s->cap = cap;
-    }
-    memcpy(s->p + s->len, p, n);
-    s->len += n;
-    s->p[s->len] = '\0';
-}
-
-static void str_printf(str_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void str_printf(str_t *s, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    str_add(s, tmp, n < (int)sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
-static void json_escape(str_t *s, const char *p, size_t n)
+static void json_escape(hp_sbuf_t *s, const char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)p[i];
         if (ch == '"' || ch == '\\') {
             char e[2] = {'\\', (char)ch};
-            str_add(s, e, 2);
+            hp_sbuf_add(s, e, 2);
         } else if (ch < 0x20) {
-            str_printf(s, "\\u%04x", ch);
+            hp_sbuf_printf(s, "\\u%04x", ch);
         } else {
-            str_add(s, (const char *)&ch, 1);
+            hp_sbuf_add(s, (const char *)&ch, 1);
         }
     }
 }
@@ -306,66 +259,66 @@ typedef struct {
     int status;
     const char *ctype;
     bool chunked;
-    str_t body; /* already chunk-encoded when chunked */
+    hp_sbuf_t body; /* already chunk-encoded when chunked */
 } answer_t;
 
 static void answer_items(stub_t *s, sreq_t *r, const char *key, size_t klen, answer_t *a)
 {
     a->ctype = "application/json";
-    str_add(&a->body, "{\"key\":\"", 8);
+    hp_sbuf_add(&a->body, "{\"key\":\"", 8);
     json_escape(&a->body, key, klen);
-    str_add(&a->body, "\",\"value\":\"value-of-", 20);
+    hp_sbuf_add(&a->body, "\",\"value\":\"value-of-", 20);
     json_escape(&a->body, key, klen);
-    str_printf(&a->body, "-%08x\",\"served\":%llu}", fnv1a(key, klen),
-               (unsigned long long)r->served);
+    hp_sbuf_printf(&a->body, "-%08x\",\"served\":%llu}", fnv1a(key, klen),
+                   (unsigned long long)r->served);
 }
 
 static void answer_chunked(const char *key, size_t klen, answer_t *a)
 {
-    str_t plain = {0};
+    hp_sbuf_t plain = {0};
     for (int i = 0; i < 10; i++) {
-        str_add(&plain, key, klen);
-        str_printf(&plain, ":%d\n", i);
+        hp_sbuf_add(&plain, key, klen);
+        hp_sbuf_printf(&plain, ":%d\n", i);
     }
     a->ctype = "text/plain";
     a->chunked = true;
     for (size_t off = 0; off < plain.len; off += CHUNK) {
         size_t n = plain.len - off < CHUNK ? plain.len - off : CHUNK;
-        str_printf(&a->body, off == 0 ? "%zx;ext=1\r\n" : "%zx\r\n", n);
-        str_add(&a->body, plain.p + off, n);
-        str_add(&a->body, "\r\n", 2);
+        hp_sbuf_printf(&a->body, off == 0 ? "%zx;ext=1\r\n" : "%zx\r\n", n);
+        hp_sbuf_add(&a->body, plain.data + off, n);
+        hp_sbuf_add(&a->body, "\r\n", 2);
     }
-    str_add(&a->body, "0\r\nX-Trailer: done\r\n\r\n", 22);
-    hp_free(plain.p);
+    hp_sbuf_add(&a->body, "0\r\nX-Trailer: done\r\n\r\n", 22);
+    hp_free(plain.data);
 }
 
 static void answer_stats(stub_t *s, answer_t *a)
 {
     a->ctype = "application/json";
-    str_printf(&a->body,
-               "{\"requests\":%llu,\"items\":%llu,\"failed\":%llu,\"faults\":%llu,"
-               "\"connections\":%llu,\"open_connections\":%llu,\"extras\":%llu}",
-               (unsigned long long)s->requests, (unsigned long long)s->items,
-               (unsigned long long)s->failed, (unsigned long long)s->faults,
-               (unsigned long long)s->connections, (unsigned long long)s->open_connections,
-               (unsigned long long)s->extras);
+    hp_sbuf_printf(&a->body,
+                   "{\"requests\":%llu,\"items\":%llu,\"failed\":%llu,\"faults\":%llu,"
+                   "\"connections\":%llu,\"open_connections\":%llu,\"extras\":%llu}",
+                   (unsigned long long)s->requests, (unsigned long long)s->items,
+                   (unsigned long long)s->failed, (unsigned long long)s->faults,
+                   (unsigned long long)s->connections, (unsigned long long)s->open_connections,
+                   (unsigned long long)s->extras);
 }
 
 static void answer_settings(stub_t *s, answer_t *a)
 {
     a->ctype = "application/json";
-    str_printf(&a->body,
-               "{\"delay_ms\":%u,\"jitter_ms\":%u,\"fail_rate\":%g,\"status\":%d,"
-               "\"fault\":\"%s\",\"drop_next\":%u}",
-               s->set.delay_ms, s->set.jitter_ms, s->set.fail_rate, s->set.status,
-               fault_names[s->set.fault], s->set.drop_next);
+    hp_sbuf_printf(&a->body,
+                   "{\"delay_ms\":%u,\"jitter_ms\":%u,\"fail_rate\":%g,\"status\":%d,"
+                   "\"fault\":\"%s\",\"drop_next\":%u}",
+                   s->set.delay_ms, s->set.jitter_ms, s->set.fail_rate, s->set.status,
+                   fault_names[s->set.fault], s->set.drop_next);
 }
 
 static void answer_error(int status, const char *msg, answer_t *a)
 {
     a->status = status;
     a->ctype = "application/json";
-    str_printf(&a->body, "{\"error\":\"%s\"}", msg);
+    hp_sbuf_printf(&a->body, "{\"error\":\"%s\"}", msg);
 }
 
 /* POST /_control: all parameters checked before any is applied. */
@@ -414,7 +367,7 @@ static void answer(stub_t *s, sreq_t *r, answer_t *a)
     if (r->failed) {
         a->status = s->set.status;
         a->ctype = "text/plain";
-        str_add(&a->body, "injected failure\n", 17);
+        hp_sbuf_add(&a->body, "injected failure\n", 17);
     } else if (plen > 7 && strncmp(path, "/items/", 7) == 0) {
         answer_items(s, r, path + 7, plen - 7, a);
     } else if (plen > 9 && strncmp(path, "/chunked/", 9) == 0) {
@@ -426,16 +379,14 @@ static void answer(stub_t *s, sreq_t *r, answer_t *a)
             return;
         }
         a->ctype = "text/plain";
-        a->body.p = hp_malloc(n + 1);
-        a->body.cap = n + 1;
-        a->body.len = n;
+        char *p = hp_sbuf_extend(&a->body, n);
         for (unsigned long i = 0; i < n; i++)
-            a->body.p[i] = (char)('a' + i % 26);
+            p[i] = (char)('a' + i % 26);
     } else {
         a->ctype = "text/plain";
-        str_printf(&a->body, "%s ", llhttp_method_name((llhttp_method_t)r->method));
-        str_add(&a->body, r->url, strlen(r->url));
-        str_add(&a->body, "\n", 1);
+        hp_sbuf_printf(&a->body, "%s ", llhttp_method_name((llhttp_method_t)r->method));
+        hp_sbuf_add(&a->body, r->url, strlen(r->url));
+        hp_sbuf_add(&a->body, "\n", 1);
     }
 }
 
@@ -444,19 +395,19 @@ static void ready(sreq_t *r, answer_t *a)
 {
     bool close = !r->keep_alive || r->fault == F_CLOSE;
     bool head = r->method == HTTP_HEAD;
-    str_t out = {0};
+    hp_sbuf_t out = {0};
     if (r->fault == F_INTERIM)
-        str_printf(&out, "HTTP/1.1 100 Continue\r\n\r\n"
-                         "HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n");
+        hp_sbuf_printf(&out, "HTTP/1.1 100 Continue\r\n\r\n"
+                             "HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n");
     if (r->fault == F_INFOBODY)
-        str_printf(&out, "HTTP/1.1 150 Weird\r\nContent-Length: 9\r\n\r\nINJECTED!");
-    str_printf(&out, "HTTP/1.1 %d %s\r\nServer: hotpath-upstream\r\nContent-Type: %s\r\n",
-               a->status, reason(a->status), a->ctype);
+        hp_sbuf_printf(&out, "HTTP/1.1 150 Weird\r\nContent-Length: 9\r\n\r\nINJECTED!");
+    hp_sbuf_printf(&out, "HTTP/1.1 %d %s\r\nServer: hotpath-upstream\r\nContent-Type: %s\r\n",
+                   a->status, hp_status_reason((unsigned)a->status), a->ctype);
     if (a->chunked)
-        str_add(&out, "Transfer-Encoding: chunked\r\n", 28);
+        hp_sbuf_add(&out, "Transfer-Encoding: chunked\r\n", 28);
     else
-        str_printf(&out, "Content-Length: %zu\r\n", a->body.len);
-    str_printf(&out, "Connection: %s\r\n\r\n", close ? "close" : "keep-alive");
+        hp_sbuf_printf(&out, "Content-Length: %zu\r\n", a->body.len);
+    hp_sbuf_printf(&out, "Connection: %s\r\n\r\n", close ? "close" : "keep-alive");
     size_t body = head ? 0 : a->body.len;
     r->after = close ? A_CLOSE : A_NONE;
     switch (r->fault) {
@@ -465,8 +416,8 @@ static void ready(sreq_t *r, answer_t *a)
         r->after = A_STALL;
         break;
     case F_GARBAGE:
-        out.len = 0;
-        str_add(&out, "NOT HTTP\r\n\r\n", 12);
+        hp_sbuf_clear(&out);
+        hp_sbuf_add(&out, "NOT HTTP\r\n\r\n", 12);
         body = 0;
         r->after = A_CLOSE;
         break;
@@ -476,7 +427,7 @@ static void ready(sreq_t *r, answer_t *a)
         r->after = r->fault == F_RESET ? A_RESET : A_CLOSE;
         break;
     case F_DROP:
-        out.len = 0;
+        hp_sbuf_clear(&out);
         body = 0;
         r->after = A_CLOSE;
         break;
@@ -485,10 +436,9 @@ static void ready(sreq_t *r, answer_t *a)
         break;
     default: break;
     }
-    if (body) str_add(&out, a->body.p, body);
-    hp_free(a->body.p);
-    r->resp = out.p;
-    r->resp_len = out.len;
+    if (body) hp_sbuf_add(&out, a->body.data, body);
+    hp_free(a->body.data);
+    r->resp = hp_sbuf_take(&out, &r->resp_len);
     r->ready = true;
 }
 

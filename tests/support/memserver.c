@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cmocka.h>
 
@@ -88,6 +89,24 @@ const char *hp_capture_body(const char *text)
 {
     const char *p = text ? strstr(text, "\r\n\r\n") : NULL;
     return p ? p + 4 : NULL;
+}
+
+const char *hp_capture_header(const char *text, const char *name, char *buf, size_t len)
+{
+    const char *end = text ? strstr(text, "\r\n\r\n") : NULL;
+    size_t n = strlen(name);
+    for (const char *p = text ? strstr(text, "\r\n") : NULL; p && p < end;
+         p = strstr(p + 2, "\r\n")) {
+        const char *line = p + 2;
+        if (strncasecmp(line, name, n) != 0 || line[n] != ':') continue;
+        const char *v = line + n + 1;
+        while (*v == ' ')
+            v++;
+        const char *eol = strstr(v, "\r\n");
+        snprintf(buf, len, "%.*s", (int)(eol - v), v);
+        return buf;
+    }
+    return NULL;
 }
 
 int hp_count(const char *hay, const char *needle)

@@ -18,24 +18,20 @@ hp_it_fixture_t *hp_it_fixture_new(void **state)
     return f;
 }
 
-void hp_it_fixture_start_stub(hp_it_fixture_t *f, const char *const *args)
-{
-    assert_int_equal(hp_it_upstream_start(&f->stub, args), 0);
-    f->stub_up = true;
-}
-
-void hp_it_fixture_start_stub_delay(hp_it_fixture_t *f, int delay_ms)
-{
-    char delay[16];
-    snprintf(delay, sizeof(delay), "%d", delay_ms);
-    const char *args[] = {"--delay-ms", delay, NULL};
-    hp_it_fixture_start_stub(f, args);
-}
-
 void hp_it_fixture_start_server(hp_it_fixture_t *f, const char *config, const char *const *args)
 {
     assert_int_equal(hp_it_server_start(&f->server, config, args), 0);
     f->server_up = true;
+}
+
+void hp_it_fixture_start_behind_stub(hp_it_fixture_t *f, int delay_ms, const char *const *stub_args,
+                                     const char *upstream, const char *rest,
+                                     const char *const *server_args)
+{
+    assert_int_equal(hp_it_start_behind_stub(&f->server, &f->stub, delay_ms, stub_args, upstream,
+                                             rest, server_args),
+                     0);
+    f->server_up = f->stub_up = true;
 }
 
 void hp_it_fixture_stop(hp_it_fixture_t *f)

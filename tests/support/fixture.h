@@ -10,7 +10,7 @@
 #ifndef HP_IT_FIXTURE_H
 #define HP_IT_FIXTURE_H
 
-#include "tests/harness.h"
+#include "tests/support/harness.h"
 
 #include <stdbool.h>
 
@@ -23,10 +23,13 @@ typedef struct {
 /* A zeroed fixture, stored in *state for the teardown. */
 hp_it_fixture_t *hp_it_fixture_new(void **state);
 
-void hp_it_fixture_start_stub(hp_it_fixture_t *f, const char *const *args);
-/* The stub answering after delay_ms (--delay-ms). */
-void hp_it_fixture_start_stub_delay(hp_it_fixture_t *f, int delay_ms);
 void hp_it_fixture_start_server(hp_it_fixture_t *f, const char *config, const char *const *args);
+
+/* The stub, answering after delay_ms, and the server in front of it
+ * (hp_it_start_behind_stub says what upstream and rest add to the config). */
+void hp_it_fixture_start_behind_stub(hp_it_fixture_t *f, int delay_ms, const char *const *stub_args,
+                                     const char *upstream, const char *rest,
+                                     const char *const *server_args);
 
 /* Stop the server, then the stub; both must exit 0. */
 void hp_it_fixture_stop(hp_it_fixture_t *f);

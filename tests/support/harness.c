@@ -358,6 +358,35 @@ int hp_it_upstream_start(hp_it_server_t *s, const char *const *extra_args)
     return start_process(s, argv, "hotpath-upstream listening on ");
 }
 
+int hp_it_start_behind_stub(hp_it_server_t *server, hp_it_server_t *stub, int delay_ms,
+                            const char *const *stub_args, const char *upstream, const char *rest,
+                            const char *const *server_args)
+{
+    char delay[16];
+    snprintf(delay, sizeof(delay), "%d", delay_ms);
+    const char *args[MAX_ARGS] = {"--delay-ms", delay};
+    size_t n = 2;
+    for (size_t i = 0; stub_args && stub_args[i] && n < MAX_ARGS - 1; i++)
+        args[n++] = stub_args[i];
+    args[n] = NULL;
+    if (hp_it_upstream_start(stub, args) != 0) return -1;
+    bool more = upstream && *upstream, other = rest && *rest;
+    char config[2048];
+    int len =
+        snprintf(config, sizeof(config), "{\"upstream\": {\"port\": %d%s%s}%s%s}", stub->port,
+                 more ? ", " : "", more ? upstream : "", other ? ", " : "", other ? rest : "");
+    if (len < 0 || (size_t)len >= sizeof(config)) {
+        fprintf(stderr, "harness: config too long for hp_it_start_behind_stub\n");
+        hp_it_upstream_stop(stub);
+        return -1;
+    }
+    if (hp_it_server_start(server, config, server_args) != 0) {
+        hp_it_upstream_stop(stub);
+        return -1;
+    }
+    return 0;
+}
+
 int hp_it_twin_start(hp_it_server_t *s, const char *config_json, const char *const *extra_args)
 {
     memset(s, 0, sizeof(*s));

@@ -3,7 +3,7 @@
  */
 #include "faults.h"
 
-#include "tests/fixture.h"
+#include "tests/support/fixture.h"
 
 #include <dirent.h>
 #include <errno.h>
