@@ -99,6 +99,8 @@ enum { FRESH, STALE, DEAD };
 
 static void fill_done_cb(void *arg);
 
+const hp_stats_table_t hp_cache_stats_table = {"cache", sizeof(hp_cache_stats_t)};
+
 const char *hp_cache_outcome_name(hp_cache_outcome_t outcome)
 {
     switch (outcome) {

@@ -28,6 +28,7 @@
 #define HP_CACHE_H
 
 #include "runtime/buf.h"
+#include "runtime/stats.h"
 #include "runtime/task.h"
 #include "runtime/vtask.h"
 
@@ -89,6 +90,9 @@ typedef struct {
     uint64_t bytes;         /* gauge: their cost, always <= max_bytes */
     uint64_t max_bytes;     /* gauge: the bound in force */
 } hp_cache_stats_t;
+
+/* The table of hp_cache_stats_t (runtime/stats.h): its name is "cache". */
+extern const hp_stats_table_t hp_cache_stats_table;
 
 /* Returns owned: an empty cache; free with hp_cache_free. opts is borrowed
  * (copied); an out-of-range policy falls back to SIEVE. fill_arg is borrowed

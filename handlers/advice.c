@@ -15,10 +15,9 @@
  */
 #include "advice.h"
 #include "handlers.h"
-#include "snapshot.h"
+#include "server/snapshot.h"
 
 #include "runtime/sbuf.h"
-#include "server/worker.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -79,20 +78,12 @@ void hp_advice_decide(const hp_advice_in_t *in, const hp_advice_thresholds_t *th
     }
 }
 
-static const char *layer_kind(const char *name)
-{
-    if (hp_middleware_find(name)) return "middleware";
-    if (!strcmp(name, "cache.get")) return "cache";
-    if (!strcmp(name, "upstream.request")) return "upstream";
-    return "handler";
-}
-
 /* Sum a layer's figures over both modes from one of the snapshot's arrays
  * (totals since start, or the last window). */
-static hp_advice_in_t figures(const hp_layer_stats_t (*arr)[2], size_t i)
+static hp_advice_in_t figures(const hp_layer_stats_t (*arr)[HP_MODES], size_t i)
 {
     hp_advice_in_t in = {0};
-    for (int mode = 0; mode < 2; mode++) {
+    for (int mode = 0; mode < HP_MODES; mode++) {
         const hp_layer_stats_t *l = &arr[i][mode];
         in.calls += l->calls;
         in.sync += l->sync;
@@ -125,7 +116,7 @@ size_t hp_advice_evaluate(const hp_snapshot_t *s, const hp_config_t *cfg, hp_adv
         bool use_recent = s->m.window_ms && recent.calls;
         if (use_recent) recent.rate = (double)recent.calls * 1000.0 / (double)s->m.window_ms;
         rows[n].name = s->m.layer_names[i];
-        rows[n].kind = layer_kind(rows[n].name);
+        rows[n].kind = s->m.layer_kinds[i];
         rows[n].total = total;
         rows[n].in = use_recent ? recent : total;
         rows[n].recent = use_recent;
@@ -201,11 +192,11 @@ static char *as_text(const hp_snapshot_t *s, const hp_config_t *cfg, const hp_ad
     return hp_sbuf_take(&b, len);
 }
 
-static hp_vtask_t advice(hp_ctx_t *ctx)
+static hp_vtask_t advice(void *self, hp_ctx_t *ctx)
 {
     hp_snapshot_t s;
     hp_snapshot_take(ctx, &s);
-    const hp_config_t *cfg = ctx->gen->config;
+    const hp_config_t *cfg = hp_ctx_config(ctx);
     hp_advice_row_t rows[HP_LAYERS_MAX];
     size_t n = hp_advice_evaluate(&s, cfg, rows);
     if (ctx->req.prefers_text) {

@@ -17,7 +17,7 @@
 #ifndef HP_ADVICE_H
 #define HP_ADVICE_H
 
-#include "snapshot.h"
+#include "server/snapshot.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -58,7 +58,7 @@ const char *hp_advice_name(hp_advice_rec_t rec);
 /* One layer's decision, as /advice and /dashboard report it. */
 typedef struct {
     const char *name;     /* the layer (static) */
-    const char *kind;     /* "middleware", "handler", "cache" or "upstream" */
+    const char *kind;     /* "middleware", "handler", or a service's: "cache", "upstream" */
     hp_advice_in_t in;    /* what the decision was made on */
     hp_advice_in_t total; /* since start */
     bool recent;          /* `in` is the last window's */

@@ -30,14 +30,14 @@
  * withdraw one continuation from a shared task.
  */
 #include "handlers.h"
+#include "origin.h"
+#include "target.h"
 
 #include "cache/cache.h"
-#include "handlers/target.h"
 #include "runtime/alloc.h"
 #include "runtime/counter.h"
 #include "runtime/errors.h"
 #include "server/metrics.h"
-#include "server/worker.h"
 #include "upstream/client.h"
 
 #include <stdio.h>
@@ -48,6 +48,7 @@
 
 /* What cache_abort needs of a pending get, in the request's arena. */
 typedef struct {
+    hp_origin_t *origin;
     hp_str_t key;
     const hp_task_t *fill; /* compared, never dereferenced */
 } waiter_t;
@@ -89,16 +90,16 @@ static void cache_awaited(void *arg)
 }
 
 /* A waiter will not read its fill after all. */
-static void leave(hp_ctx_t *ctx, const waiter_t *wt)
+static void leave(const waiter_t *wt)
 {
-    hp_worker_t *w = ctx->worker;
-    if (w->cache && hp_cache_leave(w->cache, wt->key.ptr, wt->key.len, wt->fill) == 1)
-        hp_upstream_cancel(w->upstream, wt->fill, false);
+    hp_origin_t *o = wt->origin;
+    if (o->cache && hp_cache_leave(o->cache, wt->key.ptr, wt->key.len, wt->fill) == 1)
+        hp_upstream_cancel(o->upstream, wt->fill, false);
 }
 
 static void cache_abort(hp_ctx_t *ctx, void *arg)
 {
-    leave(ctx, arg);
+    leave(arg);
 }
 
 static hp_vtask_t bad_key(hp_ctx_t *ctx, int reason)
@@ -118,55 +119,46 @@ static bool dot_segment(const char *k, int n)
     return (n == 1 && k[0] == '.') || (n == 2 && k[0] == '.' && k[1] == '.');
 }
 
-static hp_vtask_t cache_get(hp_ctx_t *ctx)
+static hp_vtask_t cache_get(void *self, hp_ctx_t *ctx)
 {
-    hp_worker_t *w = ctx->worker;
+    hp_origin_t *o = self;
     char *key = hp_ctx_alloc(ctx, ctx->req.param.len + 1);
     int n = hp_target_normalize(ctx->req.param, ctx->req.query, key);
     if (n < 0) return bad_key(ctx, n);
     if (n == 0 || n > KEY_MAX || memchr(key, '/', (size_t)n) || dot_segment(key, n))
         return bad_key(ctx, 0);
     hp_cache_outcome_t how;
-    hp_vtask_t vt = hp_cache_get(w->cache, ctx->mode, key, (size_t)n, uv_now(&w->loop), &how);
-    hp_layer_record(w->cache_stats[ctx->mode], &vt);
+    hp_vtask_t vt = hp_cache_get(o->cache, ctx->mode, key, (size_t)n, hp_ctx_now_ms(ctx), &how);
+    hp_layer_record(o->cache_get[ctx->mode], &vt);
     /* A coalesced get is one more waiter on the fill's shared task. */
-    if (how == HP_CACHE_COALESCED) hp_counter_add(&w->cache_stats[ctx->mode]->waiters, 1);
+    if (how == HP_CACHE_COALESCED) hp_counter_add(&o->cache_get[ctx->mode]->waiters, 1);
     const char *x = hp_cache_outcome_name(how);
     hp_resp_header(ctx, "X-Cache", (hp_str_t){x, strlen(x)});
     if (hp_vtask_is_completed(&vt)) {
         /* A hit or a stale value - or a get that cannot be read (consumed
          * or stale: a misuse, answered 500). A MISS or COALESCED one of
          * those will never read its fill, so it leaves it. */
-        waiter_t wt = {{key, (size_t)n}, vt.kind == HP_VT_TASK ? vt.u.task : NULL};
+        waiter_t wt = {o, {key, (size_t)n}, vt.kind == HP_VT_TASK ? vt.u.task : NULL};
         int rc = answer(ctx, &vt);
         if (rc == 0) return hp_done(ctx);
-        if (how == HP_CACHE_MISS || how == HP_CACHE_COALESCED) leave(ctx, &wt);
+        if (how == HP_CACHE_MISS || how == HP_CACHE_COALESCED) leave(&wt);
         return hp_fail(ctx, rc, hp_strerror(rc));
     }
     /* Pending: a MISS or COALESCED get, a valuetask on the fill's task. */
     hp_layer_t *layer = hp_layer_current(ctx);
     hp_vtask_t mine = hp_layer_pending(layer);
     waiter_t *wt = hp_ctx_alloc(ctx, sizeof(*wt));
-    *wt = (waiter_t){{key, (size_t)n}, vt.u.task};
+    *wt = (waiter_t){o, {key, (size_t)n}, vt.u.task};
     hp_ctx_on_abort(ctx, cache_abort, wt);
     /* Refused (counted in the runtime's misuse figures): cache_awaited has
      * run already, with the refusal as the fault (a 500); this get will
      * never read its fill, so it leaves it. */
-    if (hp_layer_await(layer, vt, cache_awaited) < 0) leave(ctx, wt);
+    if (hp_layer_await(layer, vt, cache_awaited) < 0) leave(wt);
     return mine;
 }
 
-const hp_handler_t hp_handler_cache = {.name = "cache", .invoke = cache_get};
-
-/* --- the fill ---------------------------------------------------------- */
-
-hp_task_t *hp_cache_fill(void *arg, const char *key, size_t key_len)
-{
-    hp_worker_t *w = arg;
-    char path[KEY_MAX + 16];
-    int n = snprintf(path, sizeof(path), "/items/%.*s", (int)key_len, key);
-    /* The upstream's task is the fill: its result is the buffer the cache
-     * stores, so a miss costs no task of its own. The cache does not store
-     * answers other than 2xx. */
-    return hp_upstream_request(w->upstream, "GET", path, (size_t)n);
-}
+const hp_handler_t hp_handler_cache = {
+    .name = "cache",
+    .invoke = cache_get,
+    .service = &hp_service_origin,
+};

@@ -40,14 +40,32 @@
  */
 #include "advice.h"
 #include "handlers.h"
-#include "snapshot.h"
+#include "server/snapshot.h"
 
 #include "dashboard/page.h"
 
 #include "runtime/sbuf.h"
-#include "server/worker.h"
 
-static hp_vtask_t page(hp_ctx_t *ctx)
+#include "cache/cache.h"
+#include "upstream/client.h"
+
+/* The cache's and the upstream client's figures, summed over the workers;
+ * zeros when no worker published them. */
+static const hp_cache_stats_t *cache_figures(const hp_snapshot_t *s)
+{
+    static const hp_cache_stats_t none;
+    const hp_cache_stats_t *c = hp_snapshot_block(s, &hp_cache_stats_table);
+    return c ? c : &none;
+}
+
+static const hp_upstream_stats_t *upstream_figures(const hp_snapshot_t *s)
+{
+    static const hp_upstream_stats_t none;
+    const hp_upstream_stats_t *u = hp_snapshot_block(s, &hp_upstream_stats_table);
+    return u ? u : &none;
+}
+
+static hp_vtask_t page(void *self, hp_ctx_t *ctx)
 {
     /* The page changes with the binary only; no-cache makes a browser ask
      * again on reload rather than keep a page of an older build. */
@@ -65,8 +83,8 @@ static void triple(hp_sbuf_t *b, const hp_route_stats_t *rs)
 
 static void routes_json(hp_sbuf_t *b, const hp_snapshot_t *s)
 {
-    size_t n;
-    const hp_route_t *routes = hp_route_table(&n);
+    size_t n = s->router->n;
+    const hp_route_t *routes = s->router->routes;
     const char *sep = "";
     hp_sbuf_printf(b, "\"routes\":[");
     for (size_t r = 0; r < n; r++) {
@@ -99,7 +117,7 @@ static void layers_json(hp_sbuf_t *b, const hp_snapshot_t *s, const hp_config_t 
     hp_sbuf_printf(b, "]");
 }
 
-static hp_vtask_t data(hp_ctx_t *ctx)
+static hp_vtask_t data(void *self, hp_ctx_t *ctx)
 {
     hp_snapshot_t s;
     hp_snapshot_take(ctx, &s);
@@ -111,10 +129,10 @@ static hp_vtask_t data(hp_ctx_t *ctx)
                    (unsigned long long)s.mode_since_ms, s.workers, (unsigned long long)s.m.reloads);
     routes_json(&b, &s);
     hp_sbuf_printf(&b, ",");
-    layers_json(&b, &s, ctx->gen->config);
+    layers_json(&b, &s, hp_ctx_config(ctx));
 
-    const hp_cache_stats_t *c = &s.cache;
-    const hp_upstream_stats_t *u = &s.upstream;
+    const hp_cache_stats_t *c = cache_figures(&s);
+    const hp_upstream_stats_t *u = upstream_figures(&s);
     /* The requests a latency was recorded for, as /stats counts them. */
     uint64_t errors =
         u->err_connect + u->err_timeout + u->err_protocol + u->err_reset + u->err_too_big;

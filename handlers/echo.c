@@ -35,7 +35,7 @@ static const char *reflected_type(hp_str_t ct)
     return "application/octet-stream";
 }
 
-static hp_vtask_t echo(hp_ctx_t *ctx)
+static hp_vtask_t echo(void *self, hp_ctx_t *ctx)
 {
     hp_req_t *req = &ctx->req;
     hp_resp_header(ctx, "X-Content-Type-Options", HP_STR("nosniff"));

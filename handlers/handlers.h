@@ -1,17 +1,18 @@
 /*
  * handlers.h - the endpoints. One file per endpoint family, one descriptor
- * each; handlers.c holds the route table that maps paths to them.
+ * each; app/app.c routes paths to them.
  *
  * The synchronous handlers (plaintext, json, echo, index, stats, advice,
  * dashboard, status) return valuetasks; cache returns a valuetask that is
  * inline on a hit and pending on a miss; upstream returns a heap task,
- * always.
+ * always. The two that go upstream share one per-worker service, origin
+ * (origin.h).
  */
 #ifndef HP_HANDLERS_H
 #define HP_HANDLERS_H
 
 #include "server/chain.h"
-#include "runtime/task.h"
+#include "server/layers.h"
 
 extern const hp_handler_t hp_handler_plaintext;
 extern const hp_handler_t hp_handler_json;
@@ -28,11 +29,7 @@ extern const hp_handler_t hp_handler_not_found;
 extern const hp_handler_t hp_handler_method_not_allowed;
 extern const hp_handler_t hp_handler_options;
 
-/* The cache's fill function (hp_cache_fill_fn): fetch /items/{key} from the
- * upstream pool of the worker passed as arg; key is a normalized segment
- * (target.h). Returns an owned task whose result is an hp_buf_t * it owns;
- * an answer other than 2xx reaches the waiters but is not cached (the
- * cache checks). */
-hp_task_t *hp_cache_fill(void *worker, const char *key, size_t key_len);
+/* The per-worker state of the handlers that go upstream (origin.h). */
+extern const hp_service_t hp_service_origin;
 
 #endif

@@ -3,18 +3,20 @@
  */
 #include "handlers.h"
 
-#include "runtime/sbuf.h"
-#include "server/worker.h"
+#include "server/router.h"
 
-static hp_vtask_t index_page(hp_ctx_t *ctx)
+#include "runtime/sbuf.h"
+
+static hp_vtask_t index_page(void *self, hp_ctx_t *ctx)
 {
     hp_sbuf_t b = {0};
     hp_sbuf_printf(&b,
                    "hotpath - the Task vs ValueTask decision, measured on a real server\n\n"
                    "mode: %s (this request: %s)\n\nendpoints:\n",
-                   hp_mode_name(ctx->worker->gen->mode), hp_mode_name(ctx->mode));
-    size_t n;
-    const hp_route_t *routes = hp_route_table(&n);
+                   hp_mode_name(hp_ctx_worker_mode(ctx)), hp_mode_name(ctx->mode));
+    const hp_router_t *router = hp_ctx_router(ctx);
+    size_t n = router->n;
+    const hp_route_t *routes = router->routes;
     for (size_t i = 0; i < n; i++) {
         if (routes[i].path[0] != '/') continue;
         hp_sbuf_printf(&b, "  %-10s %-12s%s  %s\n", routes[i].allow, routes[i].path,

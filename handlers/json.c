@@ -13,11 +13,12 @@
 
 #include <cjson/cJSON.h>
 #include <string.h>
+#include <uv.h>
 
 /* The serialized object is 27 bytes; the slack covers cJSON's reserve. */
 #define JSON_BUF 64
 
-static hp_vtask_t json(hp_ctx_t *ctx)
+static hp_vtask_t json(void *self, hp_ctx_t *ctx)
 {
     cJSON message = {
         .type = cJSON_String | cJSON_StringIsConst,
@@ -28,7 +29,7 @@ static hp_vtask_t json(hp_ctx_t *ctx)
     cJSON root = {.type = cJSON_Object, .child = &message};
     char *out = hp_ctx_alloc(ctx, JSON_BUF);
     if (!cJSON_PrintPreallocated(&root, out, JSON_BUF, 0))
-        return hp_fail(ctx, -1, "json: serialization failed");
+        return hp_fail(ctx, UV_ENOBUFS, "json: serialization failed");
     hp_resp_set(ctx, 200, "application/json", (hp_str_t){out, strlen(out)});
     return hp_done(ctx);
 }

@@ -6,7 +6,7 @@
  */
 #include "handlers.h"
 
-static hp_vtask_t plaintext(hp_ctx_t *ctx)
+static hp_vtask_t plaintext(void *self, hp_ctx_t *ctx)
 {
     hp_resp_set(ctx, 200, "text/plain", HP_STR("Hello, World!"));
     return hp_done(ctx);

@@ -12,17 +12,35 @@
  * reporting path, not the hot one.
  */
 #include "handlers.h"
-#include "snapshot.h"
+#include "server/snapshot.h"
 
 #include "runtime/alloc.h"
 #include "runtime/sbuf.h"
-#include "server/worker.h"
 
 #include <cjson/cJSON.h>
 #include <string.h>
 
+#include "cache/cache.h"
+#include "upstream/client.h"
+
+/* The cache's and the upstream client's figures, summed over the workers;
+ * zeros when no worker published them. */
+static const hp_cache_stats_t *cache_figures(const hp_snapshot_t *s)
+{
+    static const hp_cache_stats_t none;
+    const hp_cache_stats_t *c = hp_snapshot_block(s, &hp_cache_stats_table);
+    return c ? c : &none;
+}
+
+static const hp_upstream_stats_t *upstream_figures(const hp_snapshot_t *s)
+{
+    static const hp_upstream_stats_t none;
+    const hp_upstream_stats_t *u = hp_snapshot_block(s, &hp_upstream_stats_table);
+    return u ? u : &none;
+}
+
 static const char *const door_names[HP_ALLOC_SOURCES] = {"own", "libuv", "cjson"};
-static const char *const mode_names[2] = {"valuetask", "task"};
+static const char *const mode_names[HP_MODES] = {"valuetask", "task"};
 
 static double per(uint64_t a, uint64_t b)
 {
@@ -77,7 +95,7 @@ static cJSON *stats_json(const hp_snapshot_t *s)
 
     /* Per mode, over every route. */
     cJSON *modes = cJSON_AddObjectToObject(root, "modes");
-    for (int mode = 0; mode < 2; mode++) {
+    for (int mode = 0; mode < HP_MODES; mode++) {
         hp_route_stats_t t = {0};
         for (unsigned r = 0; r < HP_ROUTES_MAX; r++) {
             t.requests += s->m.routes[r][mode].requests;
@@ -96,14 +114,14 @@ static cJSON *stats_json(const hp_snapshot_t *s)
         cJSON_AddNumberToObject(o, "outside_chain_bytes", (double)t.outside.bytes);
     }
 
-    size_t nroutes;
-    const hp_route_t *routes = hp_route_table(&nroutes);
+    size_t nroutes = s->router->n;
+    const hp_route_t *routes = s->router->routes;
     cJSON *rj = cJSON_AddObjectToObject(root, "routes");
     for (size_t r = 0; r < nroutes; r++) {
         /* Every route and mode, zeros included: a reader (a test, a
          * dashboard) that asks for a figure finds it, or has a typo. */
         cJSON *o = cJSON_AddObjectToObject(rj, routes[r].path);
-        for (int mode = 0; mode < 2; mode++)
+        for (int mode = 0; mode < HP_MODES; mode++)
             cJSON_AddItemToObject(o, mode_names[mode],
                                   route_mode_json(&s->m.routes[routes[r].id][mode]));
     }
@@ -111,7 +129,7 @@ static cJSON *stats_json(const hp_snapshot_t *s)
     cJSON *lj = cJSON_AddObjectToObject(root, "layers");
     for (size_t i = 0; i < s->m.nlayers; i++) {
         cJSON *o = cJSON_AddObjectToObject(lj, s->m.layer_names[i]);
-        for (int mode = 0; mode < 2; mode++)
+        for (int mode = 0; mode < HP_MODES; mode++)
             cJSON_AddItemToObject(o, mode_names[mode], layer_json(&s->m.layers[i][mode]));
     }
 
@@ -165,7 +183,7 @@ static cJSON *stats_json(const hp_snapshot_t *s)
     cJSON_AddNumberToObject(io, "bytes_in", (double)s->m.bytes_in);
     cJSON_AddNumberToObject(io, "bytes_out", (double)s->m.bytes_out);
 
-    const hp_cache_stats_t *c = &s->cache;
+    const hp_cache_stats_t *c = cache_figures(s);
     cJSON *ca = cJSON_AddObjectToObject(root, "cache");
     cJSON_AddNumberToObject(ca, "hits", (double)c->hits);
     cJSON_AddNumberToObject(ca, "misses", (double)c->misses);
@@ -183,7 +201,7 @@ static cJSON *stats_json(const hp_snapshot_t *s)
     cJSON_AddNumberToObject(ca, "bytes", (double)c->bytes);
     cJSON_AddNumberToObject(ca, "max_bytes", (double)c->max_bytes);
 
-    const hp_upstream_stats_t *u = &s->upstream;
+    const hp_upstream_stats_t *u = upstream_figures(s);
     cJSON *up = cJSON_AddObjectToObject(root, "upstream");
     cJSON_AddNumberToObject(up, "requests", (double)u->requests);
     cJSON_AddNumberToObject(up, "responses", (double)u->responses);
@@ -212,7 +230,7 @@ static cJSON *stats_json(const hp_snapshot_t *s)
     return root;
 }
 
-static hp_vtask_t stats(hp_ctx_t *ctx)
+static hp_vtask_t stats(void *self, hp_ctx_t *ctx)
 {
     hp_snapshot_t s;
     hp_snapshot_take(ctx, &s);
@@ -232,8 +250,8 @@ static void family(hp_sbuf_t *b, const char *name, const char *type, const char 
 
 static void prometheus(hp_sbuf_t *b, const hp_snapshot_t *s)
 {
-    size_t nroutes;
-    const hp_route_t *routes = hp_route_table(&nroutes);
+    size_t nroutes = s->router->n;
+    const hp_route_t *routes = s->router->routes;
     static const uint64_t bounds[HP_LAT_BUCKETS - 1] = HP_LAT_BOUNDS_US;
 
     family(b, "hotpath_info", "gauge", "Build and the mode new requests run under.");
@@ -242,7 +260,7 @@ static void prometheus(hp_sbuf_t *b, const hp_snapshot_t *s)
 
 #define PER_ROUTE(metric, expr)                                                                    \
     for (size_t r = 0; r < nroutes; r++)                                                           \
-        for (int mode = 0; mode < 2; mode++) {                                                     \
+        for (int mode = 0; mode < HP_MODES; mode++) {                                              \
             const hp_route_stats_t *rs = &s->m.routes[routes[r].id][mode];                         \
             if (!rs->requests) continue;                                                           \
             hp_sbuf_printf(b, metric "{route=\"%s\",mode=\"%s\"} %llu\n", routes[r].path,          \
@@ -266,7 +284,7 @@ static void prometheus(hp_sbuf_t *b, const hp_snapshot_t *s)
     family(b, "hotpath_responses_total", "counter", "Answers by route, mode and status class.");
     static const char *const cls[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
     for (size_t r = 0; r < nroutes; r++)
-        for (int mode = 0; mode < 2; mode++)
+        for (int mode = 0; mode < HP_MODES; mode++)
             for (int c = 0; c < 6; c++) {
                 uint64_t v = s->m.routes[routes[r].id][mode].status[c];
                 if (v)
@@ -279,7 +297,7 @@ static void prometheus(hp_sbuf_t *b, const hp_snapshot_t *s)
     family(b, "hotpath_request_duration_seconds", "histogram",
            "Time spent in the middleware chain and handler, by route and mode.");
     for (size_t r = 0; r < nroutes; r++)
-        for (int mode = 0; mode < 2; mode++) {
+        for (int mode = 0; mode < HP_MODES; mode++) {
             const hp_route_stats_t *rs = &s->m.routes[routes[r].id][mode];
             uint64_t cum = 0;
             for (int i = 0; i < HP_LAT_BUCKETS; i++)
@@ -313,7 +331,7 @@ static void prometheus(hp_sbuf_t *b, const hp_snapshot_t *s)
 #define PER_LAYER(metric, help, field)                                                             \
     family(b, metric, "counter", help);                                                            \
     for (size_t i = 0; i < s->m.nlayers; i++)                                                      \
-        for (int mode = 0; mode < 2; mode++)                                                       \
+        for (int mode = 0; mode < HP_MODES; mode++)                                                \
             if (s->m.layers[i][mode].calls)                                                        \
                 hp_sbuf_printf(b, metric "{layer=\"%s\",mode=\"%s\"} %llu\n", s->m.layer_names[i], \
                                mode_names[mode], (unsigned long long)s->m.layers[i][mode].field);
@@ -365,7 +383,7 @@ static void prometheus(hp_sbuf_t *b, const hp_snapshot_t *s)
                        hp_reject_name((hp_reject_t)r), (unsigned long long)s->m.rejects[r]);
     SCALAR("hotpath_write_syscalls_total", "counter", "Write system calls.", s->m.writes);
 
-    const hp_cache_stats_t *c = &s->cache;
+    const hp_cache_stats_t *c = cache_figures(s);
     SCALAR("hotpath_cache_hits_total", "counter", "Cache hits (fresh).", c->hits);
     SCALAR("hotpath_cache_misses_total", "counter", "Cache misses that started a fill.", c->misses);
     SCALAR("hotpath_cache_coalesced_total", "counter", "Misses that joined a running fill.",
@@ -376,7 +394,7 @@ static void prometheus(hp_sbuf_t *b, const hp_snapshot_t *s)
            c->evictions);
     SCALAR("hotpath_cache_bytes", "gauge", "Bytes held by the caches.", c->bytes);
 
-    const hp_upstream_stats_t *u = &s->upstream;
+    const hp_upstream_stats_t *u = upstream_figures(s);
     SCALAR("hotpath_upstream_requests_total", "counter", "Requests sent to the upstream.",
            u->requests);
     family(b, "hotpath_upstream_errors_total", "counter", "Upstream failures, by kind.");
@@ -412,7 +430,7 @@ static void prometheus(hp_sbuf_t *b, const hp_snapshot_t *s)
 #undef SCALAR
 }
 
-static hp_vtask_t metrics(hp_ctx_t *ctx)
+static hp_vtask_t metrics(void *self, hp_ctx_t *ctx)
 {
     hp_snapshot_t s;
     hp_snapshot_take(ctx, &s);

@@ -7,23 +7,25 @@
  */
 #include "handlers.h"
 
+#include "server/router.h"
+
 #include <string.h>
 
-static hp_vtask_t not_found(hp_ctx_t *ctx)
+static hp_vtask_t not_found(void *self, hp_ctx_t *ctx)
 {
     hp_resp_set(ctx, 404, "text/plain", HP_STR("not found\n"));
     return hp_done(ctx);
 }
 
-static hp_vtask_t method_not_allowed(hp_ctx_t *ctx)
+static hp_vtask_t method_not_allowed(void *self, hp_ctx_t *ctx)
 {
-    const char *allow = hp_route_allow(ctx->req.path);
+    const char *allow = hp_router_allow(hp_ctx_router(ctx), ctx->req.path);
     if (allow) hp_resp_header(ctx, "Allow", (hp_str_t){allow, __builtin_strlen(allow)});
     hp_resp_set(ctx, 405, "text/plain", HP_STR("method not allowed\n"));
     return hp_done(ctx);
 }
 
-static hp_vtask_t options(hp_ctx_t *ctx)
+static hp_vtask_t options(void *self, hp_ctx_t *ctx)
 {
     /* The methods a client may know by name (RFC 9110 and 5789's PATCH),
      * in llhttp's numbering; CONNECT is never served (no tunnels). */
@@ -33,7 +35,7 @@ static hp_vtask_t options(hp_ctx_t *ctx)
     } known[] = {{HP_GET, "GET"},     {HP_HEAD, "HEAD"},     {HP_POST, "POST"},
                  {HP_PUT, "PUT"},     {HP_DELETE, "DELETE"}, {HP_OPTIONS, "OPTIONS"},
                  {HP_TRACE, "TRACE"}, {HP_PATCH, "PATCH"}};
-    uint64_t served = hp_route_methods();
+    uint64_t served = hp_ctx_router(ctx)->methods;
     char *allow = hp_ctx_alloc(ctx, 64);
     size_t n = 0;
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {

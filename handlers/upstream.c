@@ -24,12 +24,12 @@
  * connection never has to know a response has no body.
  */
 #include "handlers.h"
+#include "origin.h"
+#include "target.h"
 
-#include "handlers/target.h"
 #include "runtime/alloc.h"
 #include "runtime/errors.h"
 #include "server/metrics.h"
-#include "server/worker.h"
 #include "upstream/client.h"
 
 #include <string.h>
@@ -65,11 +65,13 @@ static void proxy_awaited(void *arg)
     hp_layer_complete(layer, 0, NULL);
 }
 
-/* The client left: its request is dropped wherever it is (client.h). */
+/* The client left: its request is dropped wherever it is (client.h). The
+ * layer's self is the origin (set by proxy). */
 static void proxy_abort(hp_ctx_t *ctx, void *arg)
 {
     hp_layer_t *layer = arg;
-    hp_upstream_cancel(ctx->worker->upstream, layer->downstream.u.task, true);
+    hp_origin_t *o = layer->self;
+    hp_upstream_cancel(o->upstream, layer->downstream.u.task, true);
 }
 
 /* A synchronous answer from a handler that returns a task. */
@@ -98,23 +100,24 @@ static int upstream_path(hp_ctx_t *ctx, char **out)
     return len;
 }
 
-static hp_task_t *proxy(hp_ctx_t *ctx)
+static hp_task_t *proxy(void *self, hp_ctx_t *ctx)
 {
-    hp_worker_t *w = ctx->worker;
+    hp_origin_t *o = self;
     char *path;
     int len = upstream_path(ctx, &path);
     if (len < 0) {
         hp_resp_set(ctx, 400, "text/plain", hp_target_body(len));
         return answered(ctx);
     }
-    hp_task_t *up = hp_upstream_request(w->upstream, "GET", path, (size_t)len);
+    hp_task_t *up = hp_upstream_request(o->upstream, "GET", path, (size_t)len);
     hp_layer_t *layer = hp_layer_current(ctx);
     hp_vtask_t down = hp_vtask_from_task(up);
-    hp_layer_record(w->upstream_stats[ctx->mode], &down);
+    hp_layer_record(o->upstream_request[ctx->mode], &down);
     layer->task = hp_task_new();
     hp_task_t *mine = hp_task_ref(layer->task);
     /* The hook first: the continuation, which clears it, may run at once
      * (a request refused on the spot). */
+    layer->self = o;
     hp_ctx_on_abort(ctx, proxy_abort, layer);
     /* A refused await (counted in the runtime's misuse figures) drops the
      * reference `down` holds and runs proxy_awaited at once with the
@@ -122,9 +125,14 @@ static hp_task_t *proxy(hp_ctx_t *ctx)
      * which would run it for nobody. hp_upstream_cancel wants the caller's
      * reference still held: this one, for that moment. */
     hp_task_ref(up);
-    if (hp_layer_await(layer, down, proxy_awaited) < 0) hp_upstream_cancel(w->upstream, up, true);
+    if (hp_layer_await(layer, down, proxy_awaited) < 0) hp_upstream_cancel(o->upstream, up, true);
     hp_task_unref(up);
     return mine;
 }
 
-const hp_handler_t hp_handler_upstream = {.name = "upstream", .invoke_task = proxy};
+/* The cache's per-worker client: one pool for both (origin.h). */
+const hp_handler_t hp_handler_upstream = {
+    .name = "upstream",
+    .invoke_task = proxy,
+    .service = &hp_service_origin,
+};

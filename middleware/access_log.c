@@ -6,7 +6,7 @@
  * Before the rest of the chain: note when the request arrived (CLF's time
  * is the request's, not the answer's). After: format the line into this
  * worker's buffer. The buffer is written with one write(2) when it fills
- * and on every worker tick (250 ms), so a request costs a memcpy, not a
+ * and on every worker tick (HP_TICK_MS), so a request costs a memcpy, not a
  * syscall; lines are whole in every write, and the file is opened with
  * O_APPEND, so workers' lines never interleave mid-line.
  *
@@ -21,8 +21,7 @@
 
 #include "runtime/alloc.h"
 #include "runtime/errors.h"
-#include "server/response.h"
-#include "server/worker.h"
+#include "runtime/fmt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,14 +49,14 @@ static int create(const cJSON *section, const char *path, void **out, char *err,
     if (hp_mw_check_keys(section, path, keys, err, errlen) ||
         hp_mw_opt_string(section, path, "path", "-", file, sizeof(file), err, errlen) ||
         hp_mw_opt_int(section, path, "buffer_bytes", 65536, 4096, 16 << 20, &cap, err, errlen))
-        return -1;
+        return HP_ECONFIG;
     int fd = STDOUT_FILENO;
     bool owns = false;
     if (strcmp(file, "-") != 0) {
         fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         if (fd < 0) {
             snprintf(err, errlen, "%s.path: cannot open \"%s\": %s", path, file, strerror(errno));
-            return -1;
+            return HP_ECONFIG;
         }
         owns = true;
     }
@@ -148,7 +147,7 @@ static void after(void *arg, hp_ctx_t *ctx, int status)
 
 static hp_vtask_t invoke(void *self, hp_ctx_t *ctx)
 {
-    hp_layer_current(ctx)->mark = (uint64_t)ctx->worker->date_sec; /* the tick's clock */
+    hp_layer_current(ctx)->mark = (uint64_t)hp_ctx_date_s(ctx); /* the tick's clock */
     return hp_then(ctx, hp_next(ctx), self, after);
 }
 

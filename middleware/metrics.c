@@ -15,12 +15,13 @@
 #include "middleware.h"
 
 #include "server/metrics.h"
-#include "server/worker.h"
+
+#include <uv.h>
 
 static int create(const cJSON *section, const char *path, void **out, char *err, size_t errlen)
 {
     *out = NULL;
-    return hp_mw_check_keys(section, path, NULL, err, errlen) ? -1 : 0;
+    return hp_mw_check_keys(section, path, NULL, err, errlen);
 }
 
 static void destroy(void *self) {}
@@ -29,7 +30,7 @@ static void after(void *self, hp_ctx_t *ctx, int status)
 {
     uint64_t start = hp_layer_current(ctx)->mark;
     unsigned code = status ? 500 : ctx->resp.status;
-    hp_metrics_request(&ctx->worker->metrics, ctx->route->id, ctx->mode, code, uv_hrtime() - start);
+    hp_metrics_answer(hp_ctx_route_stats(ctx), code, uv_hrtime() - start);
 }
 
 static hp_vtask_t invoke(void *self, hp_ctx_t *ctx)

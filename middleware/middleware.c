@@ -1,10 +1,8 @@
 /*
- * middleware.c - the registry of middleware and their option helpers.
- *
- * The registry is the one place that lists every middleware; the default
- * chain (config.c) uses them in this order: server_headers outermost, so
- * its Date reflects the moment the answer is complete, then request_id,
- * metrics (so its latency includes everything inside it), access_log.
+ * middleware.c - the option helpers every middleware's create() uses, so
+ * that each checks its own section the same way and names the key in every
+ * message. (The list of middleware, and the default chain's order, is the
+ * app's: app/app.c.)
  */
 #include "middleware.h"
 
@@ -13,41 +11,6 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
-
-static const hp_middleware_t *const registry[] = {
-    &hp_mw_server_headers,
-    &hp_mw_request_id,
-    &hp_mw_metrics,
-    &hp_mw_access_log,
-};
-
-#define N_REGISTRY (sizeof(registry) / sizeof(registry[0]))
-
-const hp_middleware_t *hp_middleware_find(const char *name)
-{
-    for (size_t i = 0; i < N_REGISTRY; i++)
-        if (strcmp(registry[i]->name, name) == 0) return registry[i];
-    return NULL;
-}
-
-const hp_middleware_t *hp_middleware_at(size_t i)
-{
-    return i < N_REGISTRY ? registry[i] : NULL;
-}
-
-const char *hp_middleware_names(void)
-{
-    /* Built from the registry so it cannot go stale; only the control
-     * thread calls this (config checks, --help). */
-    static char names[256];
-    if (!names[0]) {
-        size_t at = 0;
-        for (size_t i = 0; i < N_REGISTRY; i++)
-            at += (size_t)snprintf(names + at, sizeof(names) - at, "%s%s", i ? ", " : "",
-                                   registry[i]->name);
-    }
-    return names;
-}
 
 int hp_mw_check_keys(const cJSON *section, const char *path, const char *const *allowed, char *err,
                      size_t errlen)

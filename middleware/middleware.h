@@ -1,14 +1,15 @@
 /*
  * middleware.h - the middleware that exist, and the helpers they share.
  *
- * Each middleware is one file with one exported descriptor; the registry in
- * middleware.c lists them all. Which run, and in what order, is the
+ * Each middleware is one file with one exported descriptor; the app
+ * (app/app.c) lists them all. Which run, and in what order, is the
  * configuration's "middleware" list.
  */
 #ifndef HP_MIDDLEWARE_H
 #define HP_MIDDLEWARE_H
 
 #include "server/chain.h"
+#include "server/layers.h"
 
 #include <stdbool.h>
 #include <stddef.h>

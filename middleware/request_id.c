@@ -14,9 +14,8 @@
 #include "middleware.h"
 
 #include "runtime/alloc.h"
-#include "server/response.h"
-#include "server/server.h"
-#include "server/worker.h"
+#include "runtime/errors.h"
+#include "runtime/fmt.h"
 
 typedef struct {
     bool trust_incoming;
@@ -25,11 +24,11 @@ typedef struct {
 static int create(const cJSON *section, const char *path, void **out, char *err, size_t errlen)
 {
     static const char *const keys[] = {"trust_incoming", NULL};
-    if (hp_mw_check_keys(section, path, keys, err, errlen)) return -1;
+    if (hp_mw_check_keys(section, path, keys, err, errlen)) return HP_ECONFIG;
     request_id_t *self = hp_calloc(1, sizeof(*self));
     if (hp_mw_opt_bool(section, path, "trust_incoming", true, &self->trust_incoming, err, errlen)) {
         hp_free(self);
-        return -1;
+        return HP_ECONFIG;
     }
     *out = self;
     return 0;
@@ -44,13 +43,13 @@ static hp_str_t generate(hp_ctx_t *ctx)
 {
     char *start = hp_ctx_alloc(ctx, 8 + 1 + 16 + 1 + 16);
     char *p = start;
-    uint32_t boot = ctx->worker->server ? ctx->worker->server->boot_id : 0;
+    uint32_t boot = hp_ctx_boot_id(ctx);
     for (int shift = 28; shift >= 0; shift -= 4)
         *p++ = "0123456789abcdef"[(boot >> shift) & 15];
     *p++ = '-';
-    p = hp_fmt_hex(p, ctx->worker->index);
+    p = hp_fmt_hex(p, hp_ctx_worker_index(ctx));
     *p++ = '-';
-    p = hp_fmt_hex(p, ctx->seq);
+    p = hp_fmt_hex(p, hp_ctx_seq(ctx));
     return (hp_str_t){start, (size_t)(p - start)};
 }
 

@@ -12,7 +12,7 @@
 #include "middleware.h"
 
 #include "runtime/alloc.h"
-#include "server/worker.h"
+#include "runtime/errors.h"
 
 #include <string.h>
 
@@ -24,12 +24,12 @@ typedef struct {
 static int create(const cJSON *section, const char *path, void **out, char *err, size_t errlen)
 {
     static const char *const keys[] = {"server", NULL};
-    if (hp_mw_check_keys(section, path, keys, err, errlen)) return -1;
+    if (hp_mw_check_keys(section, path, keys, err, errlen)) return HP_ECONFIG;
     server_headers_t *self = hp_calloc(1, sizeof(*self));
     if (hp_mw_opt_string(section, path, "server", "hotpath", self->server, sizeof(self->server),
                          err, errlen)) {
         hp_free(self);
-        return -1;
+        return HP_ECONFIG;
     }
     self->server_len = strlen(self->server);
     *out = self;
@@ -43,7 +43,7 @@ static void destroy(void *self)
 
 static void after(void *arg, hp_ctx_t *ctx, int status)
 {
-    hp_resp_header(ctx, "Date", (hp_str_t){ctx->worker->date, ctx->worker->date_len});
+    hp_resp_header(ctx, "Date", hp_ctx_date(ctx));
 }
 
 static hp_vtask_t invoke(void *arg, hp_ctx_t *ctx)

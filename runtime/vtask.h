@@ -40,6 +40,9 @@ typedef enum {
     HP_MODE_TASK = 1,      /* every valuetask is created as a heap task */
 } hp_mode_t;
 
+/* How many modes there are: figures kept per mode are arrays of this. */
+#define HP_MODES 2
+
 const char *hp_mode_name(hp_mode_t mode);
 
 /* ManualResetValueTaskSourceCore: embed one in a reusable object (the

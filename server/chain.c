@@ -23,10 +23,14 @@
  */
 #include "chain.h"
 
+#include "metrics.h"
+
+#include "runtime/alloc.h"
 #include "runtime/counter.h"
 #include "runtime/errors.h"
-#include "metrics.h"
-#include "worker.h"
+
+#include <stdio.h>
+#include <uv.h>
 
 static inline hp_value_t ctx_value(hp_ctx_t *ctx)
 {
@@ -35,6 +39,52 @@ static inline hp_value_t ctx_value(hp_ctx_t *ctx)
      * the completed-task singletons (they cover small integers and null). */
     return hp_value_ptr(ctx);
 }
+
+/* --- generations ------------------------------------------------------- */
+
+hp_gen_t *hp_gen_new(hp_config_t *cfg, hp_metrics_t *m, const hp_gen_t *prev, char *err,
+                     size_t errlen)
+{
+    hp_gen_t *g = hp_calloc(1, sizeof(*g));
+    g->refs = 1;
+    g->config = hp_config_ref(cfg);
+    g->mode = cfg->mode;
+    /* A reload that keeps the mode keeps the time it took effect (the
+     * dashboard shows it); the first generation's mode runs since start.
+     * The clock is uptime's (uv_hrtime), so that the dashboard's difference
+     * of the two is the same on every read. */
+    if (prev)
+        g->mode_since_ms = prev->mode == g->mode ? prev->mode_since_ms : uv_hrtime() / 1000000;
+    g->limits = cfg->limits;
+    for (size_t i = 0; i < cfg->n_middleware; i++) {
+        const hp_config_mw_t *cm = &cfg->middleware[i];
+        if (!cm->enabled) continue;
+        char path[48];
+        snprintf(path, sizeof(path), "middleware[%zu]", i);
+        void *self = NULL;
+        if (cm->desc->create(cm->section, path, &self, err, errlen) != 0) {
+            hp_gen_release(g);
+            return NULL;
+        }
+        g->mw[g->nmw].desc = cm->desc;
+        g->mw[g->nmw].self = self;
+        for (int mode = 0; mode < HP_MODES; mode++)
+            g->mw[g->nmw].stats[mode] = hp_metrics_layer(m, cm->desc->name, (hp_mode_t)mode);
+        g->nmw++;
+    }
+    return g;
+}
+
+void hp_gen_release(hp_gen_t *g)
+{
+    if (g == NULL || --g->refs) return;
+    for (unsigned i = 0; i < g->nmw; i++)
+        g->mw[i].desc->destroy(g->mw[i].self);
+    hp_config_unref(g->config);
+    hp_free(g);
+}
+
+/* --- running ----------------------------------------------------------- */
 
 hp_vtask_t hp_chain_start(hp_ctx_t *ctx)
 {
@@ -52,12 +102,12 @@ hp_vtask_t hp_next(hp_ctx_t *ctx)
         vt = gen->mw[d].desc->invoke(gen->mw[d].self, ctx);
         hp_layer_record(gen->mw[d].stats[ctx->mode], &vt);
     } else {
-        const hp_handler_t *h = ctx->route->handler;
-        if (h->invoke)
-            vt = h->invoke(ctx);
+        const hp_handler_slot_t *h = ctx->handler;
+        if (h->desc->invoke)
+            vt = h->desc->invoke(h->self, ctx);
         else
-            vt = hp_vtask_from_task(h->invoke_task(ctx));
-        hp_layer_record(ctx->worker->handler_stats[ctx->route->id][ctx->mode], &vt);
+            vt = hp_vtask_from_task(h->desc->invoke_task(h->self, ctx));
+        hp_layer_record(h->stats[ctx->mode], &vt);
     }
     ctx->depth = d - 1;
     return vt;

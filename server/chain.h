@@ -2,9 +2,9 @@
  * chain.h - the middleware chain and the handler contract.
  *
  * A request runs through the middleware the configuration lists, in the
- * file's order (middleware/middleware.c lists what exists), then the handler
- * its route names (handlers/handlers.c lists the routes). Every layer returns an hp_vtask;
- * a layer's invoke has three ways out:
+ * file's order (the app lists what exists: layers.h), then the handler its
+ * route names. Every layer returns an hp_vtask; a layer's invoke has three
+ * ways out:
  *
  *   continue   return hp_then(ctx, hp_next(ctx), self, after): the rest of
  *              the chain runs, then `after`, then the layer is done;
@@ -26,71 +26,59 @@
 #ifndef HP_CHAIN_H
 #define HP_CHAIN_H
 
+#include "config.h"
 #include "ctx.h"
+#include "layers.h"
+
 #include "runtime/task.h"
 #include "runtime/vtask.h"
 
 #include <stddef.h>
 
-typedef struct cJSON cJSON;
+typedef struct hp_metrics hp_metrics_t;
 
-typedef struct {
-    const char *name;
-    const char *summary;
-    /* Parse the entry's own options (section is the whole middleware entry,
-     * with "name" and "enabled" already checked; path is "middleware[i]" for
-     * messages). On failure write a message naming the key and return
-     * HP_ECONFIG. Must not touch the event loop: the control thread calls
-     * it to validate. self is owned by the caller (destroy frees it). */
-    int (*create)(const cJSON *section, const char *path, void **self, char *err, size_t errlen);
-    void (*destroy)(void *self);
-    hp_vtask_t (*invoke)(void *self, hp_ctx_t *ctx);
-    /* Optional: called on the worker's tick (every 250 ms), e.g. to flush. */
-    void (*tick)(void *self);
-} hp_middleware_t;
-
-/* The registry (middleware/middleware.c). NULL when unknown or past the
- * end. */
-const hp_middleware_t *hp_middleware_find(const char *name);
-const hp_middleware_t *hp_middleware_at(size_t i);
-/* "server_headers, request_id, ..." for messages and --help. Static. */
-const char *hp_middleware_names(void);
-
-typedef struct {
-    const char *name; /* the layer's name in /stats and /advice */
-    /* Exactly one of the two: a valuetask-returning handler, or one that
-     * returns a heap task (the upstream-calling ones). Either fills
-     * ctx->resp before its (value)task completes. */
-    hp_vtask_t (*invoke)(hp_ctx_t *ctx);
-    hp_task_t *(*invoke_task)(hp_ctx_t *ctx);
-} hp_handler_t;
-
-typedef enum {
-    HP_ROUTE_PLAIN_PATH = 0, /* exact path */
-    HP_ROUTE_PREFIX = 1,     /* path prefix; the rest is req.param */
-} hp_route_match_t;
-
-struct hp_route {
-    const char *path;
-    size_t path_len; /* strlen(path), so matching never measures it */
-    hp_route_match_t match;
-    uint64_t methods;  /* HP_METHOD_BIT set; HEAD follows GET */
-    const char *allow; /* the Allow header for 405, e.g. "GET, HEAD" */
-    bool reads_body;   /* else the body is drained unread */
-    const hp_handler_t *handler;
-    const char *summary; /* one line for the index page */
-    unsigned id;         /* index in the route table, for metrics */
+/* A handler as one worker runs it: the route's descriptor, this worker's
+ * instance of its service (its self), and its figures by mode. */
+struct hp_handler_slot {
+    const hp_handler_t *desc;
+    void *self;
+    hp_layer_stats_t *stats[HP_MODES];
 };
 
-/* The route table (handlers/handlers.c). Always returns a route: unknown
- * paths give the 404 route, a known path with a wrong method the 405 one
- * (whose Allow is looked up with hp_route_allow). */
-const hp_route_t *hp_route_find(hp_str_t path, unsigned method);
-const hp_route_t *hp_route_table(size_t *n);
-/* The Allow header for a path (for 405 answers); NULL when unknown. */
-const char *hp_route_allow(hp_str_t path);
-/* Every method some route serves (HP_METHOD_BIT set), for OPTIONS *. */
-uint64_t hp_route_methods(void);
+/* A configuration *generation*: what a worker builds from a config - the
+ * middleware instances in order, the mode, the limits. A request holds the
+ * generation it started under until it ends, so a reload never changes a
+ * request in flight (hotpath's answer to "in-flight requests finish under
+ * the configuration they started with"). One worker's, never shared. */
+struct hp_gen {
+    uint32_t refs;       /* the worker's (while current) + one per request */
+    hp_config_t *config; /* owned reference */
+    hp_mode_t mode;
+    uint64_t mode_since_ms; /* uv_hrtime (ms) when `mode` took effect; 0: since start */
+    unsigned nmw;
+    struct {
+        const hp_middleware_t *desc;
+        void *self;
+        hp_layer_stats_t *stats[HP_MODES];
+    } mw[HP_CHAIN_MAX];
+    hp_limits_t limits;
+};
+
+/* A generation for cfg (takes a reference): every enabled middleware
+ * created in order, its figures found in m. prev is the generation it
+ * replaces (NULL for the first), whose mode_since_ms it keeps when the mode
+ * stays. NULL with a message when a middleware refuses. */
+hp_gen_t *hp_gen_new(hp_config_t *cfg, hp_metrics_t *m, const hp_gen_t *prev, char *err,
+                     size_t errlen);
+
+/* A reference for the caller; the matching release. The last release
+ * destroys the middleware instances and drops the config. */
+static inline hp_gen_t *hp_gen_ref(hp_gen_t *g)
+{
+    g->refs++;
+    return g;
+}
+void hp_gen_release(hp_gen_t *gen);
 
 /* --- running the chain -------------------------------------------------- */
 

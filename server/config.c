@@ -16,7 +16,6 @@
 #include "config.h"
 
 #include "runtime/alloc.h"
-#include "chain.h"
 #include "runtime/errors.h"
 
 #include <cjson/cJSON.h>
@@ -110,13 +109,6 @@ static const opt_t options[] = {
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
-/* The default chain, in order. access_log is present but off, so turning it
- * on is one word in the file. */
-static const char default_middleware[] = "[{\"name\":\"server_headers\"},"
-                                         "{\"name\":\"request_id\"},"
-                                         "{\"name\":\"metrics\"},"
-                                         "{\"name\":\"access_log\",\"enabled\":false}]";
-
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
@@ -183,8 +175,8 @@ static bool is_section(const char *prefix)
     return false;
 }
 
-static int parse_middleware(hp_config_t *c, const cJSON *arr, const char *src, char *err,
-                            size_t errlen)
+static int parse_middleware(const hp_app_t *app, hp_config_t *c, const cJSON *arr, const char *src,
+                            char *err, size_t errlen)
 {
     if (!cJSON_IsArray(arr)) return fail(err, errlen, "%s: middleware: expected an array", src);
     size_t n = (size_t)cJSON_GetArraySize(arr);
@@ -199,18 +191,20 @@ static int parse_middleware(hp_config_t *c, const cJSON *arr, const char *src, c
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name");
         if (!cJSON_IsString(name))
             return fail(err, errlen, "%s: %s.name: expected a string", src, path);
-        const hp_middleware_t *mw = hp_middleware_find(name->valuestring);
+        const hp_middleware_t *mw = hp_app_middleware(app, name->valuestring);
+        char known[256];
         if (mw == NULL)
             return fail(err, errlen, "%s: %s.name: unknown middleware \"%s\" (known: %s)", src,
-                        path, name->valuestring, hp_middleware_names());
+                        path, name->valuestring,
+                        hp_app_middleware_names(app, known, sizeof(known)));
         for (size_t j = 0; j < c->n_middleware; j++)
-            if (strcmp(c->middleware[j].name, mw->name) == 0)
+            if (c->middleware[j].desc == mw)
                 return fail(err, errlen, "%s: %s.name: \"%s\" appears twice", src, path, mw->name);
         const cJSON *en = cJSON_GetObjectItemCaseSensitive(e, "enabled");
         if (en && !cJSON_IsBool(en))
             return fail(err, errlen, "%s: %s.enabled: expected true or false", src, path);
         hp_config_mw_t *m = &c->middleware[c->n_middleware++];
-        snprintf(m->name, sizeof(m->name), "%s", mw->name);
+        m->desc = mw;
         m->enabled = en ? cJSON_IsTrue(en) : true;
         m->section = e;
         /* The middleware checks its own options, on and off alike: a typo in
@@ -224,8 +218,8 @@ static int parse_middleware(hp_config_t *c, const cJSON *arr, const char *src, c
     return 0;
 }
 
-static int walk(hp_config_t *c, const cJSON *obj, const char *prefix, const char *src, char *err,
-                size_t errlen)
+static int walk(const hp_app_t *app, hp_config_t *c, const cJSON *obj, const char *prefix,
+                const char *src, char *err, size_t errlen)
 {
     for (const cJSON *v = obj->child; v; v = v->next) {
         char path[128];
@@ -234,7 +228,7 @@ static int walk(hp_config_t *c, const cJSON *obj, const char *prefix, const char
         else
             snprintf(path, sizeof(path), "%s", v->string);
         if (!prefix[0] && strcmp(v->string, "middleware") == 0) {
-            int rc = parse_middleware(c, v, src, err, errlen);
+            int rc = parse_middleware(app, c, v, src, err, errlen);
             if (rc) return rc;
             continue;
         }
@@ -245,7 +239,7 @@ static int walk(hp_config_t *c, const cJSON *obj, const char *prefix, const char
         } else if (is_section(path)) {
             if (!cJSON_IsObject(v))
                 return fail(err, errlen, "%s: %s: expected an object", src, path);
-            int rc = walk(c, v, path, src, err, errlen);
+            int rc = walk(app, c, v, path, src, err, errlen);
             if (rc) return rc;
         } else {
             return fail(err, errlen, "%s: %s: unknown key", src, path);
@@ -304,7 +298,7 @@ static void set_defaults(hp_config_t *c)
     }
 }
 
-int hp_config_parse(const char *json, size_t len, const char *source,
+int hp_config_parse(const hp_app_t *app, const char *json, size_t len, const char *source,
                     const hp_config_overrides_t *ov, hp_config_t **out, char *err, size_t errlen)
 {
     hp_config_t *c = hp_calloc(1, sizeof(*c));
@@ -329,8 +323,8 @@ int hp_config_parse(const char *json, size_t len, const char *source,
     }
     /* The default chain applies unless the file names its own. */
     if (!cJSON_GetObjectItemCaseSensitive(c->json, "middleware"))
-        cJSON_AddItemToObject(c->json, "middleware", cJSON_Parse(default_middleware));
-    rc = walk(c, c->json, "", source, err, errlen);
+        cJSON_AddItemToObject(c->json, "middleware", cJSON_Parse(app->default_chain));
+    rc = walk(app, c, c->json, "", source, err, errlen);
     if (rc) goto free_config;
     apply_overrides(c, ov);
     rc = cross_checks(c, source, err, errlen);
@@ -344,8 +338,8 @@ free_config:
     return rc;
 }
 
-int hp_config_load(const char *path, const hp_config_overrides_t *ov, hp_config_t **out, char *err,
-                   size_t errlen)
+int hp_config_load(const hp_app_t *app, const char *path, const hp_config_overrides_t *ov,
+                   hp_config_t **out, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
@@ -366,7 +360,7 @@ int hp_config_load(const char *path, const hp_config_overrides_t *ov, hp_config_
     else if (n > MAX_CONFIG)
         rc = fail(err, errlen, "%s: larger than %d bytes", path, MAX_CONFIG);
     else
-        rc = hp_config_parse(buf, n, path, ov, out, err, errlen);
+        rc = hp_config_parse(app, buf, n, path, ov, out, err, errlen);
     hp_free(buf);
     return rc;
 }
@@ -395,12 +389,13 @@ int hp_config_mode_from_string(const char *s, hp_mode_t *out)
     return 0;
 }
 
-void hp_config_print_options(void *file)
+void hp_config_print_options(const hp_app_t *app, void *file)
 {
     FILE *f = file;
+    char names[256];
     for (size_t i = 0; i < N_OPTIONS; i++)
         fprintf(f, "  %-30s %-10s %s\n", options[i].path, options[i].def, options[i].why);
     fprintf(f, "  %-30s %-10s %s\n", "middleware", "(list)",
             "ordered [{\"name\":..., \"enabled\":...}], from: ");
-    fprintf(f, "  %-30s %-10s %s\n", "", "", hp_middleware_names());
+    fprintf(f, "  %-30s %-10s %s\n", "", "", hp_app_middleware_names(app, names, sizeof(names)));
 }

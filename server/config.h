@@ -16,6 +16,8 @@
 #ifndef HP_CONFIG_H
 #define HP_CONFIG_H
 
+#include "layers.h"
+
 #include "runtime/vtask.h"
 
 #include <stdbool.h>
@@ -29,7 +31,7 @@
 typedef struct cJSON cJSON;
 
 typedef struct {
-    char name[32];
+    const hp_middleware_t *desc; /* from the app the config was parsed for */
     bool enabled;
     const cJSON *section; /* the entry's JSON object, owned by the config */
 } hp_config_mw_t;
@@ -100,14 +102,15 @@ typedef struct {
         -1, -1, -1                                                                                 \
     }
 
-/* Load and check path. On success *out is owned. On failure returns
- * HP_ECONFIG (or a libuv code for I/O) and writes a message naming the file
- * and key into err (errlen bytes). Overrides may be NULL. */
-int hp_config_load(const char *path, const hp_config_overrides_t *ov, hp_config_t **out, char *err,
-                   size_t errlen);
+/* Load and check path for app (its middleware, its default chain; borrowed,
+ * and must outlive the config). On success *out is owned. On failure
+ * returns HP_ECONFIG (or a libuv code for I/O) and writes a message naming
+ * the file and key into err (errlen bytes). Overrides may be NULL. */
+int hp_config_load(const hp_app_t *app, const char *path, const hp_config_overrides_t *ov,
+                   hp_config_t **out, char *err, size_t errlen);
 
 /* The same from a JSON string (tests, and the fuzzer). */
-int hp_config_parse(const char *json, size_t len, const char *source,
+int hp_config_parse(const hp_app_t *app, const char *json, size_t len, const char *source,
                     const hp_config_overrides_t *ov, hp_config_t **out, char *err, size_t errlen);
 
 hp_config_t *hp_config_ref(hp_config_t *c);
@@ -116,7 +119,8 @@ void hp_config_unref(hp_config_t *c); /* NULL is a no-op */
 /* Parse "task" / "valuetask". Returns 0 or HP_ECONFIG. */
 int hp_config_mode_from_string(const char *s, hp_mode_t *out);
 
-/* Print every option with its default and the default's source (--help). */
-void hp_config_print_options(void *file);
+/* Print every option with its default and the default's source, and app's
+ * middleware (--help). */
+void hp_config_print_options(const hp_app_t *app, void *file);
 
 #endif

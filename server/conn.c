@@ -108,6 +108,7 @@ struct hp_conn_memory {
 
 static void proceed(hp_conn_t *c);
 static void flush(hp_conn_t *c);
+static void on_kick(uv_idle_t *idle);
 
 /* --- timers ------------------------------------------------------------ */
 
@@ -122,7 +123,7 @@ static hp_conn_t *conn_of_timer(hp_conn_timer_t *t, uint8_t list)
 static void timer_unlink(hp_conn_t *c, hp_conn_timer_t *t)
 {
     if (t->list == HP_LIST_NONE) return;
-    hp_conn_list_t *l = &c->w->lists[t->list];
+    hp_conn_list_t *l = &c->host->lists[t->list];
     if (t->prev)
         t->prev->next = t->next;
     else
@@ -141,7 +142,7 @@ static void timer_set(hp_conn_t *c, hp_conn_timer_t *t, uint8_t list, uint64_t d
 {
     timer_unlink(c, t);
     if (list == HP_LIST_NONE || (c->flags & HP_CF_CLOSED)) return;
-    hp_conn_list_t *l = &c->w->lists[list];
+    hp_conn_list_t *l = &c->host->lists[list];
     t->list = list;
     t->deadline = deadline;
     /* Keep the list sorted: the sweep stops at the first live deadline.
@@ -177,12 +178,12 @@ static void clear_timers(hp_conn_t *c)
 
 static uint64_t now_ms(hp_conn_t *c)
 {
-    return uv_now(&c->w->loop);
+    return uv_now(c->host->loop);
 }
 
 static const hp_limits_t *limits(hp_conn_t *c)
 {
-    return &c->w->gen->limits;
+    return &c->host->gen->limits;
 }
 
 /* --- reading ----------------------------------------------------------- */
@@ -190,15 +191,15 @@ static const hp_limits_t *limits(hp_conn_t *c)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     hp_conn_t *c = h->data;
-    *buf = uv_buf_init(c->w->rbuf, (unsigned)c->w->rbuf_size);
+    *buf = uv_buf_init(c->host->rbuf, (unsigned)c->host->rbuf_size);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     hp_conn_t *c = s->data;
     if (nread > 0) {
-        hp_counter_add(&c->w->metrics.reads, 1);
-        hp_counter_add(&c->w->metrics.bytes_in, (uint64_t)nread);
+        hp_counter_add(&c->host->metrics.reads, 1);
+        hp_counter_add(&c->host->metrics.bytes_in, (uint64_t)nread);
         hp_conn_feed(c, buf->base, (size_t)nread);
     } else if (nread < 0) {
         hp_conn_eof(c, (int)nread);
@@ -236,45 +237,45 @@ static void on_refused_close(uv_handle_t *h)
     hp_free(h);
 }
 
-static hp_conn_t *conn_new(hp_worker_t *w)
+static hp_conn_t *conn_new(hp_host_t *h)
 {
     hp_conn_t *c = hp_calloc(1, sizeof(*c));
-    uv_tcp_init(&w->loop, &c->tcp);
+    uv_tcp_init(h->loop, &c->tcp);
     c->tcp.data = c;
-    c->w = w;
-    c->id = ++w->conn_seq;
+    c->host = h;
+    c->id = ++h->conn_seq;
     c->rtimer.list = c->wtimer.list = HP_LIST_NONE;
-    c->charge = &w->metrics.conn_alloc;
+    c->charge = &h->metrics.conn_alloc;
     llhttp_init(&c->parser, HTTP_REQUEST, &hp_parser_settings);
     c->parser.data = c;
-    c->all_next = w->all;
-    if (w->all) w->all->all_prev = c;
-    w->all = c;
-    w->nconns++;
-    hp_counter_add(&w->metrics.conns_accepted, 1);
-    hp_counter_set(&w->metrics.conns_open, w->nconns);
-    if (w->nconns > hp_counter_get(&w->metrics.conns_peak))
-        hp_counter_set(&w->metrics.conns_peak, w->nconns);
+    c->all_next = h->all;
+    if (h->all) h->all->all_prev = c;
+    h->all = c;
+    h->nconns++;
+    hp_counter_add(&h->metrics.conns_accepted, 1);
+    hp_counter_set(&h->metrics.conns_open, h->nconns);
+    if (h->nconns > hp_counter_get(&h->metrics.conns_peak))
+        hp_counter_set(&h->metrics.conns_peak, h->nconns);
     return c;
 }
 
 void hp_conn_accept(uv_stream_t *listener, int status)
 {
-    hp_worker_t *w = listener->data;
+    hp_host_t *h = listener->data;
     if (status < 0) return; /* EMFILE and friends: libuv retries */
-    hp_alloc_counter_t *prev = hp_alloc_scope_set(&w->metrics.conn_alloc);
-    if (w->nconns >= w->gen->limits.max_connections || w->draining) {
+    hp_alloc_counter_t *prev = hp_alloc_scope_set(&h->metrics.conn_alloc);
+    if (h->nconns >= h->gen->limits.max_connections || h->draining) {
         /* Over the limit: accept and close at once, without a response, so
          * the client fails fast instead of waiting in the backlog. */
         uv_tcp_t *t = hp_malloc(sizeof(*t));
-        uv_tcp_init(&w->loop, t);
+        uv_tcp_init(h->loop, t);
         uv_accept(listener, (uv_stream_t *)t);
         uv_close((uv_handle_t *)t, on_refused_close);
-        hp_counter_add(&w->metrics.conns_refused, 1);
+        hp_counter_add(&h->metrics.conns_refused, 1);
         hp_alloc_scope_set(prev);
         return;
     }
-    hp_conn_t *c = conn_new(w);
+    hp_conn_t *c = conn_new(h);
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         hp_conn_close(c);
         hp_alloc_scope_set(prev);
@@ -288,10 +289,10 @@ void hp_conn_accept(uv_stream_t *listener, int status)
     hp_alloc_scope_set(prev);
 }
 
-hp_conn_t *hp_conn_new_memory(hp_worker_t *w, hp_conn_sink_cb sink, void *arg)
+hp_conn_t *hp_conn_new_memory(hp_host_t *h, hp_conn_sink_cb sink, void *arg)
 {
-    hp_alloc_counter_t *prev = hp_alloc_scope_set(&w->metrics.conn_alloc);
-    hp_conn_t *c = conn_new(w);
+    hp_alloc_counter_t *prev = hp_alloc_scope_set(&h->metrics.conn_alloc);
+    hp_conn_t *c = conn_new(h);
     c->flags |= HP_CF_MEMORY;
     c->mem = hp_calloc(1, sizeof(*c->mem));
     c->mem->sink = sink;
@@ -303,7 +304,7 @@ hp_conn_t *hp_conn_new_memory(hp_worker_t *w, hp_conn_sink_cb sink, void *arg)
 static void ready_unlink(hp_conn_t *c)
 {
     if (!(c->flags & HP_CF_READY)) return;
-    for (hp_conn_t **p = &c->w->ready; *p; p = &(*p)->ready_next) {
+    for (hp_conn_t **p = &c->host->ready; *p; p = &(*p)->ready_next) {
         if (*p == c) {
             *p = c->ready_next;
             break;
@@ -344,15 +345,15 @@ static hp_alloc_counter_t *io_scope(hp_conn_t *c)
 /* The request ends: what it allocated outside its chain goes to its route's
  * outside account (to outside_requests when it never got a route), and its
  * context back to the pool. */
-static void request_end(hp_worker_t *w, hp_ctx_t *ctx)
+static void request_end(hp_host_t *h, hp_ctx_t *ctx)
 {
     hp_alloc_counter_t *to =
-        ctx->route ? &w->metrics.routes[ctx->route->id][ctx->mode].outside : &w->metrics.conn_alloc;
+        ctx->route ? &h->metrics.routes[ctx->route->id][ctx->mode].outside : &h->metrics.conn_alloc;
     hp_counter_add(&to->count, ctx->io.count);
     hp_counter_add(&to->bytes, ctx->io.bytes);
     if (hp_alloc_scope_get() == &ctx->io) hp_alloc_scope_set(to);
     hp_gen_t *gen = ctx->gen;
-    hp_ctx_release(&w->ctx_pool, ctx);
+    hp_ctx_release(&h->ctx_pool, ctx);
     hp_gen_release(gen);
 }
 
@@ -368,7 +369,7 @@ static void drop_request(hp_conn_t *c)
              * (request_awaited sees no connection). Its handler, if it
              * asked, hears now that nobody waits for it. */
             ctx->conn = NULL;
-            hp_counter_add(&c->w->metrics.requests_aborted, 1);
+            hp_counter_add(&c->host->metrics.requests_aborted, 1);
             hp_abort_cb cb = ctx->abort_cb;
             ctx->abort_cb = NULL;
             if (cb) cb(ctx, ctx->abort_arg); /* may end the request: ctx is gone */
@@ -378,7 +379,7 @@ static void drop_request(hp_conn_t *c)
          * nobody else will read it now. */
         hp_chain_consume(ctx, &ctx->top);
     }
-    request_end(c->w, ctx);
+    request_end(c->host, ctx);
 }
 
 /* The memory of a closed connection: its request, its input, the handle. */
@@ -417,7 +418,7 @@ static void leave(hp_conn_t *c, hp_alloc_counter_t *prev)
 void hp_conn_close(hp_conn_t *c)
 {
     if (c->flags & HP_CF_CLOSED) return;
-    hp_worker_t *w = c->w;
+    hp_host_t *h = c->host;
     c->flags |= HP_CF_CLOSED;
     stop_reading(c);
     clear_timers(c);
@@ -425,10 +426,10 @@ void hp_conn_close(hp_conn_t *c)
     if (c->all_prev)
         c->all_prev->all_next = c->all_next;
     else
-        w->all = c->all_next;
+        h->all = c->all_next;
     if (c->all_next) c->all_next->all_prev = c->all_prev;
-    w->nconns--;
-    hp_counter_set(&w->metrics.conns_open, w->nconns);
+    h->nconns--;
+    hp_counter_set(&h->metrics.conns_open, h->nconns);
     if (c->flags & HP_CF_MEMORY) c->mem->sink(c->mem->arg, NULL, 0);
     if (c->hold == 0) teardown(c);
 }
@@ -481,7 +482,7 @@ void hp_conn_eof(hp_conn_t *c, int err)
  * now. The connection is not idle meanwhile: the write deadline covers it. */
 static void blocked(hp_conn_t *c)
 {
-    hp_counter_add(&c->w->metrics.write_queued, 1);
+    hp_counter_add(&c->host->metrics.write_queued, 1);
     c->flags |= HP_CF_WBLOCK;
     stop_reading(c);
     /* A peer that stops reading is held to the idle timeout, as one that
@@ -554,11 +555,11 @@ void hp_conn_memory_writable(hp_conn_t *c)
  * the kernel takes it all, which on loopback is nearly always. */
 static void flush(hp_conn_t *c)
 {
-    hp_wbuf_t *out = &c->w->out;
+    hp_wbuf_t *out = &c->host->out;
     if (out->len == 0) return;
     size_t len = out->len;
     out->len = 0;
-    hp_counter_add(&c->w->metrics.bytes_out, len);
+    hp_counter_add(&c->host->metrics.bytes_out, len);
     if (c->flags & HP_CF_CLOSED) return;
     if (c->flags & HP_CF_WBLOCK) {
         queue_write(c, out->data, len); /* behind what waits already */
@@ -570,7 +571,7 @@ static void flush(hp_conn_t *c)
     } else {
         uv_buf_t b = uv_buf_init(out->data, (unsigned)len);
         n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        hp_counter_add(&c->w->metrics.writes, 1);
+        hp_counter_add(&c->host->metrics.writes, 1);
         if (n == UV_EAGAIN) n = 0;
     }
     if (n == (long)len) return;
@@ -584,8 +585,8 @@ static void flush(hp_conn_t *c)
 void hp_conn_continue(hp_conn_t *c)
 {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    memcpy(hp_wbuf_reserve(&c->w->out, sizeof(cont) - 1), cont, sizeof(cont) - 1);
-    c->w->out.len += sizeof(cont) - 1;
+    memcpy(hp_wbuf_reserve(&c->host->out, sizeof(cont) - 1), cont, sizeof(cont) - 1);
+    c->host->out.len += sizeof(cont) - 1;
     flush(c);
 }
 
@@ -593,19 +594,19 @@ void hp_conn_continue(hp_conn_t *c)
 
 hp_ctx_t *hp_conn_begin(hp_conn_t *c)
 {
-    hp_worker_t *w = c->w;
+    hp_host_t *h = c->host;
     /* A context the pool had to make is this request's allocation. */
     hp_alloc_counter_t grown = {0, 0};
     hp_alloc_scope_set(&grown);
-    hp_ctx_t *ctx = hp_ctx_acquire(&w->ctx_pool);
+    hp_ctx_t *ctx = hp_ctx_acquire(&h->ctx_pool);
     ctx->io = grown;
     hp_alloc_scope_set(&ctx->io);
-    hp_counter_set(&w->metrics.ctx_pool_size, w->ctx_pool.size);
+    hp_counter_set(&h->metrics.ctx_pool_size, h->ctx_pool.size);
     ctx->conn = c;
-    ctx->worker = w;
-    ctx->gen = hp_gen_acquire(w);
+    ctx->host = h;
+    ctx->gen = hp_gen_ref(h->gen);
     ctx->mode = ctx->gen->mode;
-    ctx->seq = ++w->req_seq;
+    ctx->seq = ++h->req_seq;
     c->ctx = ctx;
     return ctx;
 }
@@ -613,7 +614,7 @@ hp_ctx_t *hp_conn_begin(hp_conn_t *c)
 /* Write ctx's answer and end the request. status is the chain's result. */
 static void finish(hp_conn_t *c, hp_ctx_t *ctx, int status)
 {
-    hp_worker_t *w = c->w;
+    hp_host_t *h = c->host;
     if (status != 0) {
         /* A fault reached the top: nobody answered for it, so the server
          * does, with the fault's message, as Kestrel answers an unhandled
@@ -626,16 +627,16 @@ static void finish(hp_conn_t *c, hp_ctx_t *ctx, int status)
         r->close = false;
     }
     if (ctx->resp.status == 0) hp_resp_set(ctx, 500, "text/plain", HP_STR("no response\n"));
-    if (ctx->resp.close || w->draining) c->flags |= HP_CF_CLOSE;
-    hp_response_write(&w->out, ctx, !(c->flags & HP_CF_CLOSE));
-    hp_route_stats_t *rs = &w->metrics.routes[ctx->route->id][ctx->mode];
+    if (ctx->resp.close || h->draining) c->flags |= HP_CF_CLOSE;
+    hp_response_write(&h->out, ctx, !(c->flags & HP_CF_CLOSE));
+    hp_route_stats_t *rs = &h->metrics.routes[ctx->route->id][ctx->mode];
     hp_counter_add(&rs->requests, 1);
     c->ctx = NULL;
     c->state = HP_CONN_IDLE;
     /* What the connection does next for this answer (write what the kernel
      * refuses, keep pipelined input) is this route's, outside the chain. */
     c->charge = &rs->outside;
-    request_end(w, ctx);
+    request_end(h, ctx);
     hp_alloc_scope_set(c->charge);
 }
 
@@ -643,14 +644,14 @@ static void request_awaited(void *arg)
 {
     hp_ctx_t *ctx = arg;
     hp_conn_t *c = ctx->conn;
-    hp_worker_t *w = ctx->worker;
+    hp_host_t *h = ctx->host;
     /* Closed while a frame still holds it: its teardown reads the result. */
     if (c && (c->flags & HP_CF_CLOSED)) return;
     if (c == NULL) {
         /* The client left while its request ran: finish it quietly. */
         hp_alloc_counter_t *prev = hp_alloc_scope_set(ctx->scope);
         hp_chain_consume(ctx, &ctx->top);
-        request_end(w, ctx);
+        request_end(h, ctx);
         hp_alloc_scope_set(prev);
         return;
     }
@@ -659,22 +660,22 @@ static void request_awaited(void *arg)
      * that same object. The check phase runs it on a clean stack. */
     if (!(c->flags & HP_CF_READY)) {
         c->flags |= HP_CF_READY;
-        c->ready_next = w->ready;
-        w->ready = c;
-        hp_worker_wake(w);
+        c->ready_next = h->ready;
+        h->ready = c;
+        uv_idle_start(&h->kick, on_kick);
     }
 }
 
 int hp_conn_dispatch(hp_conn_t *c)
 {
     if (c->flags & HP_CF_CLOSED) return HPE_PAUSED;
-    hp_worker_t *w = c->w;
+    hp_host_t *h = c->host;
     hp_ctx_t *ctx = c->ctx;
     c->state = HP_CONN_BUSY;
     hp_conn_set_timer(c, HP_LIST_NONE, 0);
     if (!ctx->req.keep_alive || (c->flags & HP_CF_UPGRADE)) c->flags |= HP_CF_CLOSE;
 
-    ctx->scope = &w->metrics.routes[ctx->route->id][ctx->mode].alloc;
+    ctx->scope = &h->metrics.routes[ctx->route->id][ctx->mode].alloc;
     hp_alloc_counter_t *prev = hp_alloc_scope_set(ctx->scope);
     hp_vtask_t vt = hp_chain_start(ctx);
     int status;
@@ -695,7 +696,7 @@ int hp_conn_dispatch(hp_conn_t *c)
     }
     finish(c, ctx, status); /* and the scope is the connection's again */
     if (c->flags & HP_CF_CLOSE) return HPE_PAUSED;
-    if (w->out.len >= FLUSH_AT) {
+    if (h->out.len >= FLUSH_AT) {
         flush(c);
         if (c->flags & (HP_CF_WBLOCK | HP_CF_CLOSED)) return HPE_PAUSED;
     }
@@ -712,14 +713,49 @@ static void resume(hp_conn_t *c)
     leave(c, prev);
 }
 
-void hp_conn_resume_ready(hp_worker_t *w)
+static void resume_ready(hp_host_t *h)
 {
-    while (w->ready) {
-        hp_conn_t *c = w->ready;
-        w->ready = c->ready_next;
+    while (h->ready) {
+        hp_conn_t *c = h->ready;
+        h->ready = c->ready_next;
         c->flags &= ~HP_CF_READY;
         if (!(c->flags & HP_CF_CLOSED)) resume(c);
     }
+}
+
+static void on_check(uv_check_t *check)
+{
+    hp_host_t *h = check->data;
+    resume_ready(h);
+    if (h->ready == NULL) uv_idle_stop(&h->kick);
+}
+
+static void on_kick(uv_idle_t *idle)
+{
+    /* Nothing to do: being active is the point (the poll does not block,
+     * so the check phase that follows it resumes the ready connections). */
+}
+
+int hp_conns_open(hp_host_t *h, uv_loop_t *loop)
+{
+    int rc = uv_check_init(loop, &h->resume);
+    if (rc) return rc;
+    h->resume.data = h;
+    rc = uv_idle_init(loop, &h->kick);
+    if (rc) {
+        uv_close((uv_handle_t *)&h->resume, NULL);
+        return rc;
+    }
+    h->kick.data = h;
+    rc = uv_check_start(&h->resume, on_check);
+    if (rc) hp_conns_close(h);
+    return rc;
+}
+
+void hp_conns_close(hp_host_t *h)
+{
+    uv_close((uv_handle_t *)&h->resume, NULL);
+    uv_close((uv_handle_t *)&h->kick, NULL);
 }
 
 /* --- parsing ----------------------------------------------------------- */
@@ -743,10 +779,10 @@ static hp_reject_t reason_for(enum llhttp_errno err)
 
 static void reject(hp_conn_t *c, hp_reject_t why)
 {
-    hp_worker_t *w = c->w;
+    hp_host_t *h = c->host;
     drop_request(c);
-    hp_counter_add(&w->metrics.rejects[why], 1);
-    hp_response_reject(&w->out, why, w->date);
+    hp_counter_add(&h->metrics.rejects[why], 1);
+    hp_response_reject(&h->out, why, h->date);
     c->flags |= HP_CF_CLOSE;
     c->state = HP_CONN_IDLE;
     hp_conn_set_timer(c, HP_LIST_NONE, 0);
@@ -779,7 +815,7 @@ static void parse(hp_conn_t *c, const char *data, size_t len)
             if (err != HPE_OK) break;
             if (data == end) return; /* the scan goes on with the next read */
         }
-        c->w->parse_end = end;
+        c->host->parse_end = end;
         err = llhttp_execute(&c->parser, data, (size_t)(end - data));
         /* Closed under llhttp (a failed write in a callback): the callback
          * stopped it, and nothing of the input is wanted any more. */
@@ -861,7 +897,7 @@ void hp_conn_feed(hp_conn_t *c, const char *data, size_t len)
  * blocks, send the output, and read again, linger or close. */
 static void proceed(hp_conn_t *c)
 {
-    if (c->w->draining && c->state == HP_CONN_IDLE && c->ctx == NULL) c->flags |= HP_CF_CLOSE;
+    if (c->host->draining && c->state == HP_CONN_IDLE && c->ctx == NULL) c->flags |= HP_CF_CLOSE;
     while (c->carry && c->state != HP_CONN_BUSY &&
            !(c->flags & (HP_CF_WBLOCK | HP_CF_CLOSE | HP_CF_CLOSED))) {
         char *buf = c->carry;
@@ -916,7 +952,7 @@ static void proceed(hp_conn_t *c)
 static void timed_out(hp_conn_t *c, hp_reject_t why)
 {
     if (c->flags & HP_CF_WBLOCK) {
-        hp_counter_add(&c->w->metrics.rejects[why], 1);
+        hp_counter_add(&c->host->metrics.rejects[why], 1);
         hp_conn_close(c);
         return;
     }
@@ -926,7 +962,7 @@ static void timed_out(hp_conn_t *c, hp_reject_t why)
 
 static void expire(hp_conn_t *c, uint8_t list)
 {
-    hp_worker_t *w = c->w;
+    hp_host_t *h = c->host;
     switch (list) {
     case HP_LIST_HEAD:
         if (c->state == HP_CONN_HEAD)
@@ -936,22 +972,22 @@ static void expire(hp_conn_t *c, uint8_t list)
         break;
     case HP_LIST_BODY: timed_out(c, HP_REJECT_BODY_TIMEOUT); break;
     case HP_LIST_IDLE:
-        hp_counter_add(&w->metrics.idle_closed, 1);
+        hp_counter_add(&h->metrics.idle_closed, 1);
         hp_conn_close(c);
         break;
     case HP_LIST_WRITE:
-        hp_counter_add(&w->metrics.write_timeouts, 1);
+        hp_counter_add(&h->metrics.write_timeouts, 1);
         hp_conn_close(c);
         break;
     default: hp_conn_close(c); break; /* lingering */
     }
 }
 
-unsigned hp_conn_sweep(hp_worker_t *w, uint64_t now)
+unsigned hp_conn_sweep(hp_host_t *h, uint64_t now)
 {
     unsigned n = 0;
     for (uint8_t l = 0; l < HP_LISTS; l++) {
-        hp_conn_timer_t *t = w->lists[l].head;
+        hp_conn_timer_t *t = h->lists[l].head;
         while (t) {
             hp_conn_timer_t *next = t->next;
             if (t->deadline <= now) {
@@ -969,11 +1005,11 @@ unsigned hp_conn_sweep(hp_worker_t *w, uint64_t now)
     return n;
 }
 
-void hp_conn_drain_all(hp_worker_t *w)
+void hp_conn_drain_all(hp_host_t *h)
 {
     /* Idle connections close now; the others answer what they are reading
-     * or running with Connection: close (finish() checks w->draining). */
-    hp_conn_t *c = w->all;
+     * or running with Connection: close (finish() checks host->draining). */
+    hp_conn_t *c = h->all;
     while (c) {
         hp_conn_t *next = c->all_next;
         if (c->state == HP_CONN_IDLE && c->ctx == NULL && !(c->flags & HP_CF_WBLOCK))
@@ -982,10 +1018,10 @@ void hp_conn_drain_all(hp_worker_t *w)
     }
 }
 
-void hp_conn_close_all(hp_worker_t *w)
+void hp_conn_close_all(hp_host_t *h)
 {
-    while (w->all)
-        hp_conn_close(w->all);
+    while (h->all)
+        hp_conn_close(h->all);
 }
 
 const char *hp_ctx_peer(hp_ctx_t *ctx, char *buf, size_t len)

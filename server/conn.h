@@ -4,16 +4,16 @@
  * (serialize, write), with keep-alive, pipelining and the connection's
  * timeouts. The map of that journey opens conn.c.
  *
- * Owned by its worker: created on accept, freed in uv_close's callback.
- * Only the worker, the parser glue (parser.c) and the listener use this
- * header.
+ * Owned by its worker's host (host.h): created on accept, freed in
+ * uv_close's callback. Only the worker, the parser glue (parser.c) and the
+ * listener use this header; a connection knows its host, never the worker.
  */
 #ifndef HP_CONN_H
 #define HP_CONN_H
 
 #include "ctx.h"
+#include "host.h"
 #include "http.h"
-#include "worker.h"
 
 #include <llhttp.h>
 #include <stdbool.h>
@@ -33,7 +33,7 @@ enum {
     HP_CF_CLOSE = 1 << 1,   /* close once the output is flushed */
     HP_CF_CLOSED = 1 << 2,  /* uv_close was called */
     HP_CF_WBLOCK = 1 << 3,  /* output waits for the peer (a uv_write is out) */
-    HP_CF_READY = 1 << 4,   /* on the worker's ready list */
+    HP_CF_READY = 1 << 4,   /* on the host's ready list */
     HP_CF_EOF = 1 << 5,     /* the peer will send no more */
     HP_CF_MEMORY = 1 << 6,  /* no socket: output goes to a sink */
     HP_CF_UPGRADE = 1 << 7, /* llhttp saw Upgrade/CONNECT: stop after it */
@@ -45,8 +45,8 @@ enum {
  * connection closes, as a socket's does). */
 typedef long (*hp_conn_sink_cb)(void *arg, const char *data, size_t len);
 
-/* One of a connection's deadlines: a node in one of its worker's timer
- * lists (worker.h), or in none. */
+/* One of a connection's deadlines: a node in one of its host's timer
+ * lists (host.h), or in none. */
 struct hp_conn_timer {
     hp_conn_timer_t *prev, *next;
     uint64_t deadline; /* uv_now() milliseconds */
@@ -81,7 +81,7 @@ struct hp_conn_timer {
 struct hp_conn {
     uv_tcp_t tcp;    /* tcp.data == this */
     llhttp_t parser; /* parser.data == this */
-    hp_worker_t *w;
+    hp_host_t *host;
     hp_conn_timer_t rtimer; /* the read side's deadline */
     hp_conn_timer_t wtimer; /* the write side's deadline */
     hp_conn_t *all_prev, *all_next;
@@ -119,23 +119,27 @@ void hp_conn_close(hp_conn_t *c);
  * closes (on its own, or by hp_conn_close) sink is called once more with
  * (NULL, 0) and never again; the loop frees it afterwards, so drop the
  * pointer then. */
-hp_conn_t *hp_conn_new_memory(hp_worker_t *w, hp_conn_sink_cb sink, void *arg);
+hp_conn_t *hp_conn_new_memory(hp_host_t *host, hp_conn_sink_cb sink, void *arg);
 
 /* The sink takes output again: offer it what waits (the write's completion
  * on a socket). */
 void hp_conn_memory_writable(hp_conn_t *c);
 
-/* Worker tick: expire deadlines; returns how many connections closed. */
-unsigned hp_conn_sweep(hp_worker_t *w, uint64_t now);
+/* The connections' own loop handles - a check handle that resumes, in the
+ * check phase, requests that completed asynchronously, and an idle handle
+ * that keeps the poll from blocking while some wait: open with the loop
+ * (0 or a libuv code, nothing left open on failure), closed with it. */
+int hp_conns_open(hp_host_t *host, uv_loop_t *loop);
+void hp_conns_close(hp_host_t *host);
 
-/* Worker check phase: resume connections whose request has completed. */
-void hp_conn_resume_ready(hp_worker_t *w);
+/* Worker tick: expire deadlines; returns how many connections closed. */
+unsigned hp_conn_sweep(hp_host_t *host, uint64_t now);
 
 /* Shutdown: close idle connections now, let busy ones finish and close. */
-void hp_conn_drain_all(hp_worker_t *w);
+void hp_conn_drain_all(hp_host_t *host);
 
 /* Close every connection at once (drain deadline passed). */
-void hp_conn_close_all(hp_worker_t *w);
+void hp_conn_close_all(hp_host_t *host);
 
 /* --- for parser.c ------------------------------------------------------ */
 

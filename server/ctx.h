@@ -19,22 +19,30 @@
  * Request-scoped memory (hp_ctx_alloc) comes from an arena inside the
  * context, spilling to the heap only when a request needs more.
  *
+ * What a layer may ask of the worker it runs on - its clock, the Date,
+ * request numbers, its configuration, its route's figures - it asks through
+ * the accessors below (host.c implements them): layers never see the
+ * worker's struct, nor this struct's private part.
+ *
  * Threading: a context belongs to one worker.
  */
 #ifndef HP_CTX_H
 #define HP_CTX_H
 
-#include "runtime/alloc.h"
 #include "config.h"
 #include "http.h"
+#include "layers.h"
+
+#include "runtime/alloc.h"
 #include "runtime/vtask.h"
 
 typedef struct hp_ctx hp_ctx_t;
-typedef struct hp_worker hp_worker_t;
 typedef struct hp_gen hp_gen_t;
 typedef struct hp_conn hp_conn_t;
-typedef struct hp_route hp_route_t;
 typedef struct hp_layer_stats hp_layer_stats_t;
+typedef struct hp_handler_slot hp_handler_slot_t;
+typedef struct hp_route_stats hp_route_stats_t;
+typedef struct hp_router hp_router_t;
 
 /* What a layer runs after its downstream completed, synchronously or not.
  * status is 0 when the downstream produced a response, or its fault code. */
@@ -65,18 +73,19 @@ struct hp_ctx {
     hp_req_t req;
     hp_resp_t resp;
     hp_mode_t mode; /* the mode this request started under */
-    hp_worker_t *worker;
     const hp_route_t *route;
     const char *fault; /* message of a fault that reached the top */
 
     /* --- private: chain, connection, parser ------------------------- */
-    hp_gen_t *gen;             /* the configuration generation it runs under */
-    hp_conn_t *conn;           /* NULL once the connection has gone */
-    hp_alloc_counter_t *scope; /* its chain's allocations: the route's account */
-    hp_alloc_counter_t io;     /* its allocations outside the chain, so far */
-    int depth;                 /* layer currently running; -1 = the server */
-    hp_vtask_t top;            /* the whole chain's valuetask, when pending */
-    hp_abort_cb abort_cb;      /* hp_ctx_on_abort's, while it may run */
+    hp_host_t *host;                  /* the worker it runs on */
+    hp_gen_t *gen;                    /* the configuration generation it runs under */
+    const hp_handler_slot_t *handler; /* its route's handler on this worker */
+    hp_conn_t *conn;                  /* NULL once the connection has gone */
+    hp_alloc_counter_t *scope;        /* its chain's allocations: the route's account */
+    hp_alloc_counter_t io;            /* its allocations outside the chain, so far */
+    int depth;                        /* layer currently running; -1 = the server */
+    hp_vtask_t top;                   /* the whole chain's valuetask, when pending */
+    hp_abort_cb abort_cb;             /* hp_ctx_on_abort's, while it may run */
     void *abort_arg;
     uint64_t seq; /* request number on its worker */
 
@@ -148,6 +157,37 @@ void hp_resp_buf(hp_ctx_t *ctx, hp_buf_t *buf);
 /* The client's address as text ("127.0.0.1"), or "-" when unknown. One
  * getpeername call: for the access log, not for the hot path. */
 const char *hp_ctx_peer(hp_ctx_t *ctx, char *buf, size_t len);
+
+/* --- what a layer may ask of its worker (host.c) ----------------------- */
+
+/* The worker's loop clock (uv_now), in milliseconds. */
+uint64_t hp_ctx_now_ms(const hp_ctx_t *ctx);
+
+/* The Date header's value ("Sun, 06 Nov 1994 08:49:37 GMT"), formatted by
+ * the worker's tick when the second changes; and that second, Unix time. */
+hp_str_t hp_ctx_date(const hp_ctx_t *ctx);
+int64_t hp_ctx_date_s(const hp_ctx_t *ctx);
+
+/* The request's number on its worker (from 1), the worker's number (from
+ * 0), and the server's boot id (random per process run; 0 without a
+ * server, in tests): together unique per run. */
+uint64_t hp_ctx_seq(const hp_ctx_t *ctx);
+unsigned hp_ctx_worker_index(const hp_ctx_t *ctx);
+uint32_t hp_ctx_boot_id(const hp_ctx_t *ctx);
+
+/* The configuration the request runs under (borrowed for its life), and
+ * the mode the worker starts new requests in now (a reload may have
+ * changed it since this one began). */
+const hp_config_t *hp_ctx_config(const hp_ctx_t *ctx);
+hp_mode_t hp_ctx_worker_mode(const hp_ctx_t *ctx);
+
+/* The worker's routes (router.h), for answers about them (the index, 405's
+ * Allow, OPTIONS). */
+const hp_router_t *hp_ctx_router(const hp_ctx_t *ctx);
+
+/* This request's route and mode figures on its worker (metrics.h), which
+ * the worker alone writes: the metrics middleware counts answers here. */
+hp_route_stats_t *hp_ctx_route_stats(const hp_ctx_t *ctx);
 
 /* --- the pool (worker and connection only) ----------------------------- */
 

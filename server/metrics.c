@@ -3,31 +3,28 @@
  */
 #include "metrics.h"
 
-#include "chain.h"
 #include "runtime/counter.h"
 
 #include <string.h>
 
 static const uint64_t lat_bounds_us[HP_LAT_BUCKETS - 1] = HP_LAT_BOUNDS_US;
 
-static void add_layer(hp_metrics_t *m, const char *name)
+static void add_layer(hp_metrics_t *m, const char *name, const char *kind)
 {
     if (hp_metrics_layer_index(m, name) >= 0 || m->nlayers == HP_LAYERS_MAX) return;
+    m->layer_kinds[m->nlayers] = kind;
     m->layer_names[m->nlayers++] = name;
 }
 
-void hp_metrics_init(hp_metrics_t *m)
+void hp_metrics_init(hp_metrics_t *m, const hp_app_t *app, const hp_router_t *router)
 {
-    if (m->nlayers) return;
-    const hp_middleware_t *mw;
-    for (size_t i = 0; (mw = hp_middleware_at(i)) != NULL; i++)
-        add_layer(m, mw->name);
-    size_t n;
-    const hp_route_t *routes = hp_route_table(&n);
-    for (size_t i = 0; i < n; i++)
-        add_layer(m, routes[i].handler->name);
-    add_layer(m, "cache.get");
-    add_layer(m, "upstream.request");
+    for (size_t i = 0; i < app->nmiddleware; i++)
+        add_layer(m, app->middleware[i]->name, "middleware");
+    for (size_t i = 0; i < router->n; i++)
+        add_layer(m, router->routes[i].handler->name, "handler");
+    for (size_t i = 0; i < app->nservices; i++)
+        for (const hp_service_layer_t *l = app->services[i]->layers; l && l->name; l++)
+            add_layer(m, l->name, l->kind);
 }
 
 int hp_metrics_layer_index(const hp_metrics_t *m, const char *name)
@@ -43,10 +40,8 @@ hp_layer_stats_t *hp_metrics_layer(hp_metrics_t *m, const char *name, hp_mode_t 
     return i < 0 ? NULL : &m->layers[i][mode];
 }
 
-void hp_metrics_request(hp_metrics_t *m, unsigned route, hp_mode_t mode, unsigned status,
-                        uint64_t latency_ns)
+void hp_metrics_answer(hp_route_stats_t *rs, unsigned status, uint64_t latency_ns)
 {
-    hp_route_stats_t *rs = &m->routes[route][mode];
     unsigned cls = status / 100;
     hp_counter_add(&rs->status[cls < 6 ? cls : 0], 1);
     uint64_t us = latency_ns / 1000;
@@ -88,6 +83,7 @@ void hp_metrics_sum(hp_metrics_t *const *blocks, size_t n, hp_metrics_t *out)
     if (n) {
         out->nlayers = blocks[0]->nlayers;
         memcpy(out->layer_names, blocks[0]->layer_names, sizeof(out->layer_names));
+        memcpy(out->layer_kinds, blocks[0]->layer_kinds, sizeof(out->layer_kinds));
         out->window_ms = hp_counter_get(&blocks[0]->window_ms);
     }
 }

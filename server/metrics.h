@@ -15,17 +15,21 @@
 #ifndef HP_METRICS_H
 #define HP_METRICS_H
 
+#include "http.h"
+#include "layers.h"
+#include "router.h"
+
 #include "runtime/alloc.h"
 #include "runtime/counter.h"
-#include "http.h"
 #include "runtime/task.h"
 #include "runtime/vtask.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define HP_ROUTES_MAX 16
 #define HP_LAYERS_MAX 32
+/* Statistics blocks a worker's services may publish (service.h). */
+#define HP_BLOCKS_MAX 8
 
 /* Latency histogram upper bounds, in microseconds; the last bucket is +Inf.
  * Chosen to straddle loopback latencies (tens of µs) up to timeouts. */
@@ -36,7 +40,7 @@
     }
 #define HP_LAT_BUCKETS 16
 
-typedef struct {
+typedef struct hp_route_stats {
     uint64_t requests;
     uint64_t status[6]; /* by status / 100 */
     uint64_t latency_ns_sum;
@@ -59,13 +63,13 @@ struct hp_layer_stats {
 };
 typedef struct hp_layer_stats hp_layer_stats_t;
 
-typedef struct {
+typedef struct hp_metrics {
     /* Counters only, all uint64_t, up to `nlayers`: hp_metrics_sum adds
      * them as one array. */
-    hp_route_stats_t routes[HP_ROUTES_MAX][2]; /* [route id][mode] */
-    hp_layer_stats_t layers[HP_LAYERS_MAX][2]; /* [layer][mode] */
-    hp_layer_stats_t window[HP_LAYERS_MAX][2]; /* the last complete window */
-    hp_alloc_counter_t conn_alloc;             /* allocations of no request (conn.c) */
+    hp_route_stats_t routes[HP_ROUTES_MAX][HP_MODES]; /* [route id][mode] */
+    hp_layer_stats_t layers[HP_LAYERS_MAX][HP_MODES]; /* [layer][mode] */
+    hp_layer_stats_t window[HP_LAYERS_MAX][HP_MODES]; /* the last complete window */
+    hp_alloc_counter_t conn_alloc;                    /* allocations of no request (conn.c) */
     uint64_t conns_accepted;
     uint64_t conns_refused; /* over limits.max_connections */
     uint64_t conns_open;    /* gauge */
@@ -84,18 +88,20 @@ typedef struct {
     /* Not summed across workers: */
     size_t nlayers;
     const char *layer_names[HP_LAYERS_MAX]; /* set once at start-up, static */
+    const char *layer_kinds[HP_LAYERS_MAX]; /* "middleware", "handler", or a service's */
     uint64_t window_ms;                     /* length of `window`; 0 = none yet */
 } hp_metrics_t;
 
 /* The worker's private state for rolling windows. */
 typedef struct {
-    hp_layer_stats_t base[HP_LAYERS_MAX][2];
+    hp_layer_stats_t base[HP_LAYERS_MAX][HP_MODES];
     uint64_t start_ms;
 } hp_metrics_window_t;
 
 /* Name the layers every worker reports, in a fixed order (the same on all
- * workers, so they can be summed index by index). Idempotent. */
-void hp_metrics_init(hp_metrics_t *m);
+ * workers, so they can be summed index by index): app's middleware, the
+ * router's handlers, then the layers app's services declare. */
+void hp_metrics_init(hp_metrics_t *m, const hp_app_t *app, const hp_router_t *router);
 
 /* The layer slot for a name, or NULL when unknown. */
 hp_layer_stats_t *hp_metrics_layer(hp_metrics_t *m, const char *name, hp_mode_t mode);
@@ -115,9 +121,9 @@ static inline void hp_layer_record(hp_layer_stats_t *s, const hp_vtask_t *vt)
     }
 }
 
-/* A finished request. Owner thread only. */
-void hp_metrics_request(hp_metrics_t *m, unsigned route, hp_mode_t mode, unsigned status,
-                        uint64_t latency_ns);
+/* An answer of status after latency_ns in the chain, counted in rs (a
+ * route and mode's figures: hp_ctx_route_stats). Owner thread only. */
+void hp_metrics_answer(hp_route_stats_t *rs, unsigned status, uint64_t latency_ns);
 
 /* Close the current window when window_ms have passed since it began:
  * m->window becomes the layers' growth over it. Owner thread only. */

@@ -22,12 +22,13 @@
  * returns HPE_PAUSED once it has, so llhttp runs no further callback on it
  * (conn.c explains what stays valid until the stack unwinds).
  */
-#include "runtime/alloc.h"
 #include "chain.h"
 #include "conn.h"
-#include "runtime/counter.h"
 #include "ctx.h"
-#include "worker.h"
+#include "router.h"
+
+#include "runtime/alloc.h"
+#include "runtime/counter.h"
 
 #include <string.h>
 
@@ -161,7 +162,7 @@ static int chunk_line_next(hp_ctx_t *ctx)
 
 static enum llhttp_errno feed(hp_conn_t *c, const char *at, size_t len)
 {
-    c->w->parse_end = at + len;
+    c->host->parse_end = at + len;
     return llhttp_execute(&c->parser, at, len);
 }
 
@@ -266,7 +267,7 @@ static int on_message_begin(llhttp_t *p)
     hp_conn_t *c = conn_of(p);
     hp_ctx_t *ctx = hp_conn_begin(c);
     c->state = HP_CONN_HEAD;
-    hp_conn_set_timer(c, HP_LIST_HEAD, uv_now(&c->w->loop) + ctx->gen->limits.header_timeout_ms);
+    hp_conn_set_timer(c, HP_LIST_HEAD, uv_now(c->host->loop) + ctx->gen->limits.header_timeout_ms);
     return 0;
 }
 
@@ -418,7 +419,7 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     if (ctx->value_piece && !ctx->value_piece_at_end) return refuse(c, HP_REJECT_BAD_HEADER);
     bool first_piece = !ctx->value_piece;
     ctx->value_piece = true;
-    ctx->value_piece_at_end = at + len == c->w->parse_end;
+    ctx->value_piece_at_end = at + len == c->host->parse_end;
     if (ctx->hdr == H_TE) {
         te_codings(ctx, at, len);
         return 0;
@@ -580,7 +581,8 @@ static int on_headers_complete(llhttp_t *p)
     size_t plen = q ? (size_t)(q - req->target.ptr) : req->target.len;
     req->path = (hp_str_t){req->target.ptr, plen};
     req->query = q ? (hp_str_t){q + 1, req->target.len - plen - 1} : (hp_str_t){"", 0};
-    ctx->route = hp_route_find(req->path, req->method);
+    ctx->route = hp_router_find(&c->host->router, req->path, req->method);
+    ctx->handler = &c->host->handlers[ctx->route->id];
     if (ctx->route->match == HP_ROUTE_PREFIX) {
         size_t n = ctx->route->path_len;
         req->param = (hp_str_t){req->path.ptr + n, req->path.len - n};
@@ -592,7 +594,7 @@ static int on_headers_complete(llhttp_t *p)
     }
     bool has_body = req->chunked || req->content_length > 0;
     if (has_body) {
-        uint64_t now = uv_now(&c->w->loop);
+        uint64_t now = uv_now(c->host->loop);
         c->state = HP_CONN_BODY;
         hp_conn_set_timer(c, HP_LIST_BODY, now + lim->body_grace_ms);
         /* HTTP/1.0 clients do not know 100 (RFC 9110 10.1.1: ignore it).

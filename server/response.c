@@ -9,7 +9,35 @@
  */
 #include "response.h"
 
+#include "runtime/alloc.h"
+#include "runtime/fmt.h"
+
 #include <string.h>
+
+/* 128 KiB: a full read batch of pipelined /plaintext answers. */
+#define WBUF_INITIAL (128 * 1024)
+/* Output beyond this is returned to the allocator after a big answer. */
+#define WBUF_KEEP (256 * 1024)
+
+char *hp_wbuf_reserve(hp_wbuf_t *b, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : WBUF_INITIAL;
+        while (cap < b->len + n)
+            cap *= 2;
+        b->data = hp_realloc(b->data, cap);
+        b->cap = cap;
+    }
+    return b->data + b->len;
+}
+
+void hp_wbuf_trim(hp_wbuf_t *b)
+{
+    if (b->len == 0 && b->cap > WBUF_KEEP) {
+        b->data = hp_realloc(b->data, WBUF_INITIAL);
+        b->cap = WBUF_INITIAL;
+    }
+}
 
 static inline char *put(char *p, const char *s, size_t n)
 {
@@ -18,32 +46,6 @@ static inline char *put(char *p, const char *s, size_t n)
 }
 
 #define PUT(p, lit) put((p), (lit), sizeof(lit) - 1)
-
-char *hp_fmt_u64(char *p, uint64_t n)
-{
-    char tmp[20];
-    int i = 0;
-    do {
-        tmp[i++] = (char)('0' + n % 10);
-        n /= 10;
-    } while (n);
-    while (i)
-        *p++ = tmp[--i];
-    return p;
-}
-
-char *hp_fmt_hex(char *p, uint64_t n)
-{
-    char tmp[16];
-    int i = 0;
-    do {
-        tmp[i++] = "0123456789abcdef"[n & 15];
-        n >>= 4;
-    } while (n);
-    while (i)
-        *p++ = tmp[--i];
-    return p;
-}
 
 static char *status_line(char *p, unsigned status)
 {

@@ -19,6 +19,7 @@
  * was), and that the server exits 0 (under the sanitizer build a leak or a
  * use-after-free is a non-zero exit).
  */
+#include "server/layers.h"
 #include "tests/support/faults.h"
 #include "tests/support/fixture.h"
 
@@ -222,10 +223,9 @@ static void write_failing_while_parsing_the_carry(void **state)
 
 /* --- deadlines while answers back up ------------------------------------ */
 
-/* The server's timeout granularity (TICK_MS in server/worker.c), and the
- * slack on top of a timeout plus a tick before a late close is a failure
- * (a loaded 2-core machine, the sanitizer build). */
-#define TICK_MS   250
+/* The slack on top of a timeout plus a tick (HP_TICK_MS, the server's
+ * timeout granularity) before a late close is a failure (a loaded 2-core
+ * machine, the sanitizer build). */
 #define MARGIN_MS 1000
 
 /* The request each batch carries: a 32 KB /echo, whose answer stays under
@@ -380,7 +380,7 @@ static void half_head_behind_backed_up_answers(void **state)
     hp_it_resp_free(&r);
     hp_it_client_close(&c);
     assert_within("head deadline after the drain", answered, HEAD_MS - 10,
-                  HEAD_MS + TICK_MS + MARGIN_MS);
+                  HEAD_MS + HP_TICK_MS + MARGIN_MS);
 
     /* 2. The peer reads nothing more: closed at the same deadline. */
     open_slow_reader(&c, port);
@@ -392,7 +392,7 @@ static void half_head_behind_backed_up_answers(void **state)
     hp_it_client_close(&c);
     assert_true(closed >= 0);
     assert_within("head deadline while blocked", closed, HEAD_MS - 10,
-                  HEAD_MS + TICK_MS + MARGIN_MS);
+                  HEAD_MS + HP_TICK_MS + MARGIN_MS);
 
     assert_int_equal(hp_it_stat(port, "rejections|HEADER_TIMEOUT"), 2);
     assert_int_equal(hp_it_stat(port, "connections|write_timeouts"), 0);
@@ -423,7 +423,7 @@ static void half_body_behind_backed_up_answers(void **state)
     hp_it_resp_free(&r);
     hp_it_client_close(&c);
     assert_within("body deadline after the drain", answered, deadline - 10,
-                  deadline + TICK_MS + MARGIN_MS);
+                  deadline + HP_TICK_MS + MARGIN_MS);
 
     open_slow_reader(&c, port);
     fill_until_blocked(port, &c, &fl);
@@ -434,7 +434,7 @@ static void half_body_behind_backed_up_answers(void **state)
     hp_it_client_close(&c);
     assert_true(closed >= 0);
     assert_within("body deadline while blocked", closed, deadline - 10,
-                  deadline + TICK_MS + MARGIN_MS);
+                  deadline + HP_TICK_MS + MARGIN_MS);
 
     assert_int_equal(hp_it_stat(port, "rejections|BODY_TIMEOUT"), 2);
     assert_int_equal(hp_it_stat(port, "connections|write_timeouts"), 0);
@@ -460,7 +460,7 @@ static void write_and_idle_deadlines(void **state)
            IDLE_MS, closed);
     hp_it_client_close(&c);
     assert_true(closed >= 0);
-    assert_within("write deadline", closed, IDLE_MS - 10, IDLE_MS + TICK_MS + MARGIN_MS);
+    assert_within("write deadline", closed, IDLE_MS - 10, IDLE_MS + HP_TICK_MS + MARGIN_MS);
 
     /* Between requests, read once drained: idle from the drain on. */
     fill_t idle = {.tail = "", .finish = ""};
@@ -472,7 +472,7 @@ static void write_and_idle_deadlines(void **state)
     long long read_from = hp_it_now_ms();
     read_answers(&c, idle.answers);
     long long read_to = hp_it_now_ms();
-    assert_true(hp_it_client_wait_eof(&c, IDLE_MS + TICK_MS + MARGIN_MS + 1000));
+    assert_true(hp_it_client_wait_eof(&c, IDLE_MS + HP_TICK_MS + MARGIN_MS + 1000));
     long long closed_at = hp_it_now_ms();
     printf("it_conn: idle after %d backed-up answers drained (read in %lld ms): closed %lld ms "
            "after the reading began (idle_timeout_ms %d)\n",
@@ -480,7 +480,7 @@ static void write_and_idle_deadlines(void **state)
     hp_it_client_close(&c);
     /* Not counted while blocked (that would close it IDLE_MS / 2 sooner). */
     assert_true(closed_at - read_from >= IDLE_MS - 10);
-    assert_true(closed_at - read_to <= IDLE_MS + TICK_MS + MARGIN_MS);
+    assert_true(closed_at - read_to <= IDLE_MS + HP_TICK_MS + MARGIN_MS);
 
     assert_int_equal(hp_it_stat(port, "connections|write_timeouts"), 1);
     assert_int_equal(hp_it_stat(port, "connections|idle_closed"), 1);

@@ -14,14 +14,15 @@
  * the end: under the sanitizer build that is a leak check, under `make
  * valgrind` (the server run through loadtest/valgrind.sh) a memcheck one.
  *
- * Timing: the server checks deadlines on a 250 ms tick, so a timeout fires
- * between its value and value + 250 ms. The assertions allow that plus a
+ * Timing: the server checks deadlines on its tick (HP_TICK_MS, 250 ms), so a
+ * timeout fires between its value and value + a tick. The assertions allow that plus a
  * margin (MARGIN_MS) for a loaded 2-core CI machine and the sanitizer
  * build, and print what was measured. HOTPATH_SLOW=1 (set by `make
  * valgrind`) keeps every status, header and counter assertion but drops the
  * upper bounds on times and lengthens the upstream delays, as a server under
  * memcheck runs 20-50 times slower.
  */
+#include "server/layers.h"
 #include "tests/support/fixture.h"
 
 #include "runtime/alloc.h"
@@ -40,8 +41,6 @@
 
 #include <cmocka.h>
 
-/* The server's timeout granularity (TICK_MS in server/worker.c). */
-#define TICK_MS 250
 /* Slack on top of a timeout plus a tick before a late close is a failure. */
 #define MARGIN_MS 1000
 
@@ -124,7 +123,7 @@ static void slowloris_gets_408_at_the_header_timeout_and_others_are_served(void 
     long long slow_answer = -1, slow_closed = -1, silent_closed = -1;
     int served = 0;
     long long worst_ms = 0;
-    long long give_up = t0 + HEADER_MS + TICK_MS + MARGIN_MS + (slow ? 20000 : 2000);
+    long long give_up = t0 + HEADER_MS + HP_TICK_MS + MARGIN_MS + (slow ? 20000 : 2000);
     while ((slow_closed < 0 || silent_closed < 0) && hp_it_now_ms() < give_up) {
         struct pollfd pfd[2] = {{.fd = slow_closed < 0 ? slowc.fd : -1, .events = POLLIN},
                                 {.fd = silent_closed < 0 ? silent.fd : -1, .events = POLLIN}};
@@ -166,8 +165,10 @@ static void slowloris_gets_408_at_the_header_timeout_and_others_are_served(void 
     assert_true(slow_closed >= 0);
     assert_true(silent_closed >= 0);
     /* 10 ms under: the server's clock is in whole milliseconds. */
-    assert_within("slowloris close", slow_closed, HEADER_MS - 10, HEADER_MS + TICK_MS + MARGIN_MS);
-    assert_within("silent close", silent_closed, HEADER_MS - 10, HEADER_MS + TICK_MS + MARGIN_MS);
+    assert_within("slowloris close", slow_closed, HEADER_MS - 10,
+                  HEADER_MS + HP_TICK_MS + MARGIN_MS);
+    assert_within("silent close", silent_closed, HEADER_MS - 10,
+                  HEADER_MS + HP_TICK_MS + MARGIN_MS);
     /* At least one answer per step up to the timeout, give or take the
      * steps a loaded machine delays: half of them, at least. */
     assert_true(served >= HEADER_MS / STEP_MS / 2);
@@ -204,7 +205,7 @@ static void empty_lines_do_not_hold_a_connection_open(void **state)
     assert_int_equal(hp_it_client_open(&c, f->server.port), 0);
     long long t0 = hp_it_now_ms(), closed = -1;
     int lines = 0;
-    long long give_up = t0 + 3 * (TIMEOUT_MS + TICK_MS + MARGIN_MS) + (slow ? 20000 : 0);
+    long long give_up = t0 + 3 * (TIMEOUT_MS + HP_TICK_MS + MARGIN_MS) + (slow ? 20000 : 0);
     while (hp_it_now_ms() < give_up) {
         if (hp_it_client_send(&c, "\r\n", 2) == 0) lines++;
         struct pollfd pfd = {.fd = c.fd, .events = POLLIN};
@@ -229,7 +230,8 @@ static void empty_lines_do_not_hold_a_connection_open(void **state)
            closed >= 0 ? closed : hp_it_now_ms() - t0, TIMEOUT_MS);
     hp_it_client_close(&c);
     assert_true(closed >= 0);
-    assert_within("empty lines close", closed, TIMEOUT_MS - 10, TIMEOUT_MS + TICK_MS + MARGIN_MS);
+    assert_within("empty lines close", closed, TIMEOUT_MS - 10,
+                  TIMEOUT_MS + HP_TICK_MS + MARGIN_MS);
     hp_it_fixture_stop(f);
 }
 
@@ -256,13 +258,14 @@ static void idle_keep_alive_connection_closes_at_the_idle_timeout(void **state)
     assert_int_equal(r.status, 200);
     hp_it_resp_free(&r);
     long long t0 = hp_it_now_ms();
-    assert_true(hp_it_client_wait_eof(&c, IDLE_MS + TICK_MS + MARGIN_MS + (slow ? 20000 : 2000)));
+    assert_true(
+        hp_it_client_wait_eof(&c, IDLE_MS + HP_TICK_MS + MARGIN_MS + (slow ? 20000 : 2000)));
     long long took = hp_it_now_ms() - t0;
     printf("it_hardening: idle keep-alive connection closed %lld ms after its last answer "
            "(idle_timeout_ms %d)\n",
            took, IDLE_MS);
     assert_false(c.reset); /* a FIN: nothing was left unread */
-    assert_within("idle close", took, IDLE_MS - 10, IDLE_MS + TICK_MS + MARGIN_MS);
+    assert_within("idle close", took, IDLE_MS - 10, IDLE_MS + HP_TICK_MS + MARGIN_MS);
     hp_it_client_close(&c);
     assert_int_equal(hp_it_stat(port, "connections|idle_closed"), 1);
     hp_it_fixture_stop(f);
@@ -310,7 +313,7 @@ static void reader_that_never_reads_is_closed_at_the_idle_timeout(void **state)
     /* Never read: a close shows as a hang-up or an error (a reset, as the
      * server leaves our requests unread), whatever sits unread here. */
     long long closed = -1;
-    while (hp_it_now_ms() < sent_ms + IDLE_MS + TICK_MS + MARGIN_MS + (slow ? 20000 : 3000)) {
+    while (hp_it_now_ms() < sent_ms + IDLE_MS + HP_TICK_MS + MARGIN_MS + (slow ? 20000 : 3000)) {
         struct pollfd pfd = {.fd = c.fd, .events = POLLRDHUP};
         if (poll(&pfd, 1, 50) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
             closed = hp_it_now_ms() - sent_ms;
@@ -324,7 +327,7 @@ static void reader_that_never_reads_is_closed_at_the_idle_timeout(void **state)
     assert_true(blocked); /* the server stopped taking requests */
     assert_true(closed >= 0);
     /* The stall began before the last send: no lower bound. */
-    assert_within("write stall close", closed, 0, IDLE_MS + TICK_MS + MARGIN_MS);
+    assert_within("write stall close", closed, 0, IDLE_MS + HP_TICK_MS + MARGIN_MS);
     cJSON *s = hp_it_stats(port);
     assert_non_null(s);
     assert_true(hp_it_json_get(s, "io|writes_queued") >= 1);
@@ -366,7 +369,7 @@ static void body_below_the_minimum_rate_gets_408(void **state)
     hp_it_client_close(&c);
     long long credit = 10 * 1000 / RATE;
     assert_within("stalled body", stalled, GRACE_MS + credit - 10,
-                  GRACE_MS + credit + TICK_MS + MARGIN_MS);
+                  GRACE_MS + credit + HP_TICK_MS + MARGIN_MS);
 
     /* 2. A trickle below the rate, 10 bytes per 100 ms (100 bytes/s): each
      * byte buys 1/RATE s, so the deadline runs 0.42 ms per ms and the
@@ -397,7 +400,7 @@ static void body_below_the_minimum_rate_gets_408(void **state)
     /* The prediction assumes the trickle keeps its pace; a client slowed
      * by a loaded machine sends less and is cut sooner, but never before
      * the grace period: that is the lower bound that holds. */
-    assert_within("trickled body", trickled, GRACE_MS - 10, cut + TICK_MS + MARGIN_MS);
+    assert_within("trickled body", trickled, GRACE_MS - 10, cut + HP_TICK_MS + MARGIN_MS);
 
     /* 3. A decent rate, 1000 bytes per 100 ms, outlasting the grace period:
      * the whole body is echoed. */
@@ -852,7 +855,7 @@ static void sighup_lowering_timeouts_applies_to_new_connections(void **state)
     /* Wait long enough to see when they close even if they wait for the
      * old connections' deadlines, to say so. */
     long long head_ms = -1, idle_ms = -1;
-    long long give_up = t0 + OLD_MS + TICK_MS + MARGIN_MS + (slow ? 20000 : 0);
+    long long give_up = t0 + OLD_MS + HP_TICK_MS + MARGIN_MS + (slow ? 20000 : 0);
     while ((head_ms < 0 || idle_ms < 0) && hp_it_now_ms() < give_up) {
         struct pollfd pfd[2] = {{.fd = head_ms < 0 ? new_head.fd : -1, .events = POLLIN},
                                 {.fd = idle_ms < 0 ? new_idle.fd : -1, .events = POLLIN}};
@@ -873,9 +876,9 @@ static void sighup_lowering_timeouts_applies_to_new_connections(void **state)
            OLD_MS, NEW_MS, head_ms, idle_ms);
     assert_true(head_ms >= 0 && idle_ms >= 0);
     assert_within("header timeout after the reload", head_ms, NEW_MS - 10,
-                  NEW_MS + TICK_MS + MARGIN_MS);
+                  NEW_MS + HP_TICK_MS + MARGIN_MS);
     assert_within("idle timeout after the reload", idle_ms, NEW_MS - 10,
-                  NEW_MS + TICK_MS + MARGIN_MS);
+                  NEW_MS + HP_TICK_MS + MARGIN_MS);
     hp_it_client_close(&old_head);
     hp_it_client_close(&old_idle);
     hp_it_client_close(&new_head);
@@ -935,8 +938,8 @@ static void sigterm_drains_refuses_new_finishes_running_closes_idle(void **state
            idle_ms, rc != 0 ? "refused at connect" : "closed unanswered", running_ms, delay_ms, st,
            exit_ms);
     assert_int_equal(st, 0);
-    assert_within("idle close on SIGTERM", idle_ms, 0, TICK_MS + MARGIN_MS);
-    assert_within("exit after SIGTERM", exit_ms, 0, delay_ms + TICK_MS + MARGIN_MS);
+    assert_within("idle close on SIGTERM", idle_ms, 0, HP_TICK_MS + MARGIN_MS);
+    assert_within("exit after SIGTERM", exit_ms, 0, delay_ms + HP_TICK_MS + MARGIN_MS);
     f->stub_up = false;
     assert_int_equal(hp_it_upstream_stop(&f->stub), 0);
 }

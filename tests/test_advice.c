@@ -2,10 +2,13 @@
  * test_advice.c - the decision advisor: the tree as a pure function (a
  * table of figures -> recommendation), then /advice on a scripted sequence
  * of requests through an in-memory worker whose cache fills are completed
- * by hand, so every per-layer figure is exact. Last, valuetask misuse made
+ * by hand, so every per-layer figure is exact: this binary is linked with
+ * -Wl,--wrap=hp_upstream_request (cmocka's way to mock a function), so the
+ * fill the origin starts is a task the test completes. Last, valuetask misuse made
  * on purpose is refused, counted, and shown in /stats and /metrics.
  */
 #include "cache/cache.h"
+#include "upstream/client.h"
 #include "handlers/advice.h"
 #include "runtime/alloc.h"
 #include "runtime/buf.h"
@@ -64,12 +67,20 @@ typedef struct {
     int fills;
 } fill_state_t;
 
-static hp_task_t *manual_fill(void *arg, const char *key, size_t len)
+static fill_state_t *manual; /* while set, upstream requests are these */
+
+hp_task_t *__real_hp_upstream_request(hp_upstream_t *u, const char *method, const char *path,
+                                      size_t path_len);
+hp_task_t *__wrap_hp_upstream_request(hp_upstream_t *u, const char *method, const char *path,
+                                      size_t path_len);
+
+hp_task_t *__wrap_hp_upstream_request(hp_upstream_t *u, const char *method, const char *path,
+                                      size_t path_len)
 {
-    fill_state_t *st = arg;
-    st->fills++;
+    if (manual == NULL) return __real_hp_upstream_request(u, method, path, path_len);
+    manual->fills++;
     hp_task_t *t = hp_task_new();
-    st->pending = hp_task_ref(t);
+    manual->pending = hp_task_ref(t);
     return t;
 }
 
@@ -120,9 +131,7 @@ static void scripted_sequence(void **state)
      * do not depend on how fast this machine runs the test. */
     hp_memserver_open(&m, "{\"advice\":{\"hot_rate\":1,\"sync_share_pct\":90}}");
     fill_state_t st = {0};
-    hp_cache_opts_t opts = {.max_bytes = 1 << 20, .ttl_ms = 60000, .policy = HP_CACHE_SIEVE};
-    hp_cache_free(m.w.cache);
-    m.w.cache = hp_cache_new(&opts, manual_fill, &st);
+    manual = &st;
 
     /* 10 synchronous requests. */
     hp_capture_t cap;
@@ -201,6 +210,7 @@ static void scripted_sequence(void **state)
     assert_non_null(strstr(cap.data, "cache.get"));
     assert_non_null(strstr(cap.data, "plaintext: valuetask - "));
     free(cap.data);
+    manual = NULL;
     hp_memserver_close(&m);
 }
 

@@ -73,7 +73,7 @@ typedef struct {
 /* Splice the misbehaving layer in at position at of the chain. */
 static void insert_layer(fixture_t *f, unsigned at)
 {
-    hp_gen_t *g = f->m.w.gen;
+    hp_gen_t *g = f->m.w.host.gen;
     assert_true(g->nmw < HP_CHAIN_MAX && at <= g->nmw);
     memmove(&g->mw[at + 1], &g->mw[at], (g->nmw - at) * sizeof(g->mw[0]));
     memset(&g->mw[at], 0, sizeof(g->mw[0]));
@@ -84,7 +84,7 @@ static void insert_layer(fixture_t *f, unsigned at)
 
 static void remove_layer(fixture_t *f, unsigned at)
 {
-    hp_gen_t *g = f->m.w.gen;
+    hp_gen_t *g = f->m.w.host.gen;
     memmove(&g->mw[at], &g->mw[at + 1], (g->nmw - at - 1) * sizeof(g->mw[0]));
     g->nmw--;
 }
@@ -117,8 +117,8 @@ static int teardown(void **state)
 
 static uint64_t misuses(fixture_t *f)
 {
-    return hp_counter_get(&f->m.w.runtime.misuse_consumed) +
-           hp_counter_get(&f->m.w.runtime.misuse_stale);
+    return hp_counter_get(&f->m.w.host.runtime.misuse_consumed) +
+           hp_counter_get(&f->m.w.host.runtime.misuse_stale);
 }
 
 /* With the misbehaving layer at position at: a request is answered 500 at
@@ -135,15 +135,15 @@ static void misuse_is_a_500(fixture_t *f, misuse_t how, unsigned at)
 
     f->how = how;
     insert_layer(f, at);
-    uint64_t live0 = hp_alloc_stats_live(&f->m.w.alloc), misuse0 = misuses(f);
-    hp_route_stats_t *rs = &f->m.w.metrics.routes[0][f->m.w.gen->mode]; /* /plaintext */
+    uint64_t live0 = hp_alloc_stats_live(&f->m.w.host.alloc), misuse0 = misuses(f);
+    hp_route_stats_t *rs = &f->m.w.host.metrics.routes[0][f->m.w.host.gen->mode]; /* /plaintext */
     uint64_t requests0 = hp_counter_get(&rs->requests);
     hp_conn_t *c = hp_memconn_new(&f->m, &cap);
     hp_conn_feed(c, req, sizeof(req) - 1);
     uv_run(&f->m.w.loop, UV_RUN_NOWAIT);
     if (hp_capture_status(cap.data) != 500)
         fail_msg("%s at %u in %s mode: expected a 500, got %s", how == STALE ? "stale" : "awaited",
-                 at, hp_mode_name(f->m.w.gen->mode), cap.data ? cap.data : "(no answer)");
+                 at, hp_mode_name(f->m.w.host.gen->mode), cap.data ? cap.data : "(no answer)");
     assert_non_null(strstr(cap.data, "internal error"));
     assert_false(cap.closed);
     assert_int_equal(misuses(f), misuse0 + 1);
@@ -158,7 +158,7 @@ static void misuse_is_a_500(fixture_t *f, misuse_t how, unsigned at)
     hp_conn_close(c);
     uv_run(&f->m.w.loop, UV_RUN_NOWAIT);
     free(cap.data);
-    assert_int_equal(hp_alloc_stats_live(&f->m.w.alloc), live0);
+    assert_int_equal(hp_alloc_stats_live(&f->m.w.host.alloc), live0);
 }
 
 /* conn.c: the connection awaits what the chain's top returns. */
@@ -198,8 +198,8 @@ static void read_downstream(void *arg)
 static void layer_await_turns_a_refusal_into_a_fault(void **state)
 {
     fixture_t *f = *state;
-    hp_ctx_t *ctx = hp_ctx_acquire(&f->m.w.ctx_pool);
-    ctx->mode = f->m.w.gen->mode;
+    hp_ctx_t *ctx = hp_ctx_acquire(&f->m.w.host.ctx_pool);
+    ctx->mode = f->m.w.host.gen->mode;
     ctx->depth = 0;
     hp_layer_t *layer = hp_layer_current(ctx);
     hp_vtsource_t src;
@@ -221,7 +221,7 @@ static void layer_await_turns_a_refusal_into_a_fault(void **state)
     hp_vtsource_complete(&src, hp_value_int(5));
     assert_ptr_equal(seen, layer);
     assert_int_equal(seen_rc, 0);
-    hp_ctx_release(&f->m.w.ctx_pool, ctx);
+    hp_ctx_release(&f->m.w.host.ctx_pool, ctx);
     (void)never_runs;
 }
 
@@ -260,7 +260,7 @@ static void answer_the_wait(void)
 
 static void insert_waiter(fixture_t *f)
 {
-    hp_gen_t *g = f->m.w.gen;
+    hp_gen_t *g = f->m.w.host.gen;
     memmove(&g->mw[1], &g->mw[0], g->nmw * sizeof(g->mw[0]));
     memset(&g->mw[0], 0, sizeof(g->mw[0]));
     g->mw[0].desc = &waiter;
@@ -287,10 +287,10 @@ static void abort_hook_runs_once_when_the_client_goes(void **state)
     hp_memconn_exchange(&f->m, sync_then_req, sizeof(sync_then_req) - 1, false, &cap);
     free(cap.data);
     insert_waiter(f);
-    uint64_t live0 = hp_alloc_stats_live(&f->m.w.alloc);
-    uint64_t idle0 = f->m.w.ctx_pool.idle;
-    uint64_t aborted0 = hp_counter_get(&f->m.w.metrics.requests_aborted);
-#define ABORTED() (hp_counter_get(&f->m.w.metrics.requests_aborted) - aborted0)
+    uint64_t live0 = hp_alloc_stats_live(&f->m.w.host.alloc);
+    uint64_t idle0 = f->m.w.host.ctx_pool.idle;
+    uint64_t aborted0 = hp_counter_get(&f->m.w.host.metrics.requests_aborted);
+#define ABORTED() (hp_counter_get(&f->m.w.host.metrics.requests_aborted) - aborted0)
 
     aborts = 0;
     hp_conn_t *c = hp_memconn_new(&f->m, &cap);
@@ -302,8 +302,8 @@ static void abort_hook_runs_once_when_the_client_goes(void **state)
     assert_true(cap.closed);
     assert_null(cap.data);
     assert_int_equal(ABORTED(), 1);
-    assert_int_equal(f->m.w.ctx_pool.idle, idle0);
-    assert_int_equal(hp_alloc_stats_live(&f->m.w.alloc), live0);
+    assert_int_equal(f->m.w.host.ctx_pool.idle, idle0);
+    assert_int_equal(hp_alloc_stats_live(&f->m.w.host.alloc), live0);
 
     /* A FIN while it pends: the same - closed at once, the hook run, the
      * request ended quietly, counted, nothing leaked. */
@@ -316,8 +316,8 @@ static void abort_hook_runs_once_when_the_client_goes(void **state)
     uv_run(&f->m.w.loop, UV_RUN_NOWAIT);
     assert_null(cap.data);
     assert_int_equal(ABORTED(), 2);
-    assert_int_equal(f->m.w.ctx_pool.idle, idle0);
-    assert_int_equal(hp_alloc_stats_live(&f->m.w.alloc), live0);
+    assert_int_equal(f->m.w.host.ctx_pool.idle, idle0);
+    assert_int_equal(hp_alloc_stats_live(&f->m.w.host.alloc), live0);
 
     /* A FIN after the request completed, before the check phase wrote its
      * answer: the answer comes, then the close; no hook. */
@@ -368,8 +368,8 @@ static void abort_hook_runs_once_when_the_client_goes(void **state)
     free(cap.data);
 #undef ABORTED
     remove_layer(f, 0);
-    assert_int_equal(f->m.w.ctx_pool.idle, idle0);
-    assert_int_equal(hp_alloc_stats_live(&f->m.w.alloc), live0);
+    assert_int_equal(f->m.w.host.ctx_pool.idle, idle0);
+    assert_int_equal(hp_alloc_stats_live(&f->m.w.host.alloc), live0);
 }
 
 #define BOTH(fn)                                                                                   \

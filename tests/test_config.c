@@ -6,6 +6,7 @@
 #include "runtime/alloc.h"
 #include "server/config.h"
 #include "runtime/errors.h"
+#include "app/app.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,7 +21,7 @@ static hp_config_t *parse_ok(const char *json, const hp_config_overrides_t *ov)
 {
     hp_config_t *c = NULL;
     char err[256] = "";
-    if (hp_config_parse(json, strlen(json), "test", ov, &c, err, sizeof(err)) != 0)
+    if (hp_config_parse(&hp_app, json, strlen(json), "test", ov, &c, err, sizeof(err)) != 0)
         fail_msg("%s: refused: %s", json, err);
     return c;
 }
@@ -47,7 +48,7 @@ static void defaults(void **state)
     assert_int_equal(c->n_middleware, 4);
     const char *names[] = {"server_headers", "request_id", "metrics", "access_log"};
     for (int i = 0; i < 4; i++) {
-        assert_string_equal(c->middleware[i].name, names[i]);
+        assert_string_equal(c->middleware[i].desc->name, names[i]);
         assert_int_equal(c->middleware[i].enabled, i < 3);
     }
     hp_config_unref(c);
@@ -62,7 +63,7 @@ static void shipped_file_is_the_defaults(void **state)
     snprintf(path, sizeof(path), "%s/config/hotpath.json", root ? root : ".");
     hp_config_t *file = NULL;
     char err[256] = "";
-    if (hp_config_load(path, NULL, &file, err, sizeof(err)) != 0) fail_msg("%s", err);
+    if (hp_config_load(&hp_app, path, NULL, &file, err, sizeof(err)) != 0) fail_msg("%s", err);
     hp_config_t *def = parse_ok("{}", NULL);
     assert_string_equal(file->host, def->host);
     assert_int_equal(file->port, def->port);
@@ -122,8 +123,8 @@ static void bad_documents_name_the_key(void **state)
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         hp_config_t *c = NULL;
         char err[256] = "";
-        int rc = hp_config_parse(rows[i].json, strlen(rows[i].json), "f.json", NULL, &c, err,
-                                 sizeof(err));
+        int rc = hp_config_parse(&hp_app, rows[i].json, strlen(rows[i].json), "f.json", NULL, &c,
+                                 err, sizeof(err));
         if (rc != HP_ECONFIG || c != NULL || strstr(err, rows[i].names) == NULL ||
             strncmp(err, "f.json: ", 8) != 0)
             fail_msg("%s: expected a refusal naming \"%s\", got rc %d: %s", rows[i].json,
@@ -135,7 +136,8 @@ static void missing_file_is_an_error(void **state)
 {
     hp_config_t *c = NULL;
     char err[256] = "";
-    assert_true(hp_config_load("/nonexistent/hotpath.json", NULL, &c, err, sizeof(err)) < 0);
+    assert_true(hp_config_load(&hp_app, "/nonexistent/hotpath.json", NULL, &c, err, sizeof(err)) <
+                0);
     assert_null(c);
     assert_non_null(strstr(err, "/nonexistent/hotpath.json: cannot open"));
 }

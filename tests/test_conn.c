@@ -263,10 +263,10 @@ static void limits(void **state)
     free(cap.data);
 
     /* every rejection above was counted */
-    assert_int_equal(hp_counter_get(&f->w.metrics.rejects[HP_REJECT_URI_TOO_LONG]), 1);
-    assert_int_equal(hp_counter_get(&f->w.metrics.rejects[HP_REJECT_HEADERS_TOO_LARGE]), 1);
-    assert_int_equal(hp_counter_get(&f->w.metrics.rejects[HP_REJECT_TOO_MANY_HEADERS]), 1);
-    assert_int_equal(hp_counter_get(&f->w.metrics.rejects[HP_REJECT_BODY_TOO_LARGE]), 1);
+    assert_int_equal(hp_counter_get(&f->w.host.metrics.rejects[HP_REJECT_URI_TOO_LONG]), 1);
+    assert_int_equal(hp_counter_get(&f->w.host.metrics.rejects[HP_REJECT_HEADERS_TOO_LARGE]), 1);
+    assert_int_equal(hp_counter_get(&f->w.host.metrics.rejects[HP_REJECT_TOO_MANY_HEADERS]), 1);
+    assert_int_equal(hp_counter_get(&f->w.host.metrics.rejects[HP_REJECT_BODY_TOO_LARGE]), 1);
 }
 
 /* Pipelined requests are answered in order, and in one output batch. */
@@ -378,7 +378,7 @@ static void valuetask_mode_allocates_nothing(void **state)
 /* Blocks allocated and not freed by the worker's thread. */
 static uint64_t live(fixture_t *f)
 {
-    return hp_alloc_stats_live(&f->w.alloc);
+    return hp_alloc_stats_live(&f->w.host.alloc);
 }
 
 /* Run the loop until cap says closed (bounded: 5 s). */
@@ -501,7 +501,7 @@ static void other_writes_fail(void **state)
     c = hp_memconn_new(f, &cap);
     cap.fail_write = 1;
     hp_conn_feed(c, "GET /plaintext HTTP/1.1\r\nHo", 27);
-    hp_conn_sweep(&f->w, uv_now(&f->w.loop) + 3600 * 1000);
+    hp_conn_sweep(&f->w.host, uv_now(&f->w.loop) + 3600 * 1000);
     run_until_closed(f, &cap);
     assert_null(cap.data);
     assert_int_equal(live(f), live0);
@@ -572,7 +572,7 @@ static void head_deadline_survives_backed_up_answers(void **state)
     assert_int_equal(c->rtimer.deadline, head);
     assert_int_equal(hp_count(cap.data, "HTTP/1.1 200"), 1);
 
-    hp_conn_sweep(&f->w, head);
+    hp_conn_sweep(&f->w.host, head);
     assert_true(cap.closed);
     assert_int_equal(hp_capture_status(strstr(cap.data, "HTTP/1.1 408")), 408);
     uv_run(&f->w.loop, UV_RUN_NOWAIT);
@@ -585,17 +585,17 @@ static void head_deadline_survives_backed_up_answers(void **state)
 static void expiry_while_backed_up_closes(void **state)
 {
     fixture_t *f = *state;
-    uint64_t head_timeouts = hp_counter_get(&f->w.metrics.rejects[HP_REJECT_HEADER_TIMEOUT]);
+    uint64_t head_timeouts = hp_counter_get(&f->w.host.metrics.rejects[HP_REJECT_HEADER_TIMEOUT]);
     capture_t cap;
     hp_conn_t *c = hp_memconn_new(f, &cap);
     cap.stalled = true;
     static const char in[] = "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\nGET /json HTTP/1.1\r\nHo";
     hp_conn_feed(c, in, sizeof(in) - 1);
     ASSERT_TIMERS(c, HP_LIST_HEAD, HP_LIST_WRITE);
-    hp_conn_sweep(&f->w, c->rtimer.deadline);
+    hp_conn_sweep(&f->w.host, c->rtimer.deadline);
     assert_true(cap.closed);
     assert_null(cap.data);
-    assert_int_equal(hp_counter_get(&f->w.metrics.rejects[HP_REJECT_HEADER_TIMEOUT]),
+    assert_int_equal(hp_counter_get(&f->w.host.metrics.rejects[HP_REJECT_HEADER_TIMEOUT]),
                      head_timeouts + 1);
     uv_run(&f->w.loop, UV_RUN_NOWAIT);
 
@@ -605,9 +605,9 @@ static void expiry_while_backed_up_closes(void **state)
     cap.stalled = true;
     hp_conn_feed(c, "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n", 37);
     ASSERT_TIMERS(c, HP_LIST_NONE, HP_LIST_WRITE);
-    hp_conn_sweep(&f->w, c->wtimer.deadline);
+    hp_conn_sweep(&f->w.host, c->wtimer.deadline);
     assert_true(cap.closed);
-    assert_int_equal(hp_counter_get(&f->w.metrics.write_timeouts), 1);
+    assert_int_equal(hp_counter_get(&f->w.host.metrics.write_timeouts), 1);
     uv_run(&f->w.loop, UV_RUN_NOWAIT);
 }
 
@@ -666,12 +666,12 @@ static void busy_connection_keeps_its_write_deadline(void **state)
 /* Bytes the worker allocated while c was fed in, whole or bytewise. */
 static uint64_t bytes_for(fixture_t *f, const char *in, size_t len, bool bytewise, int *status)
 {
-    uint64_t b0 = hp_alloc_stats_sum(&f->w.alloc).bytes;
+    uint64_t b0 = hp_alloc_stats_sum(&f->w.host.alloc).bytes;
     capture_t cap;
     hp_memconn_exchange(f, in, len, bytewise, &cap);
     *status = hp_capture_status(cap.data);
     free(cap.data);
-    return hp_alloc_stats_sum(&f->w.alloc).bytes - b0;
+    return hp_alloc_stats_sum(&f->w.host.alloc).bytes - b0;
 }
 
 /* Bug: each piece of a target (or a kept header value) copied the whole
@@ -729,7 +729,7 @@ static void chunk_extensions_are_bounded(void **state)
         {"40 chunks of 100 bytes", 0, 40, 0, 200},    {"45 chunks of 100 bytes", 0, 45, 0, 400},
         {"4000 leading zeros", 0, 0, 4000, 200},      {"5000 leading zeros", 0, 0, 5000, 400},
     };
-    uint64_t refused = hp_counter_get(&f->w.metrics.rejects[HP_REJECT_CHUNK_EXT_TOO_LONG]);
+    uint64_t refused = hp_counter_get(&f->w.host.metrics.rejects[HP_REJECT_CHUNK_EXT_TOO_LONG]);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         size_t n = 0;
         n += (size_t)sprintf(in + n, "%s", head);
@@ -764,7 +764,7 @@ static void chunk_extensions_are_bounded(void **state)
             free(cap.data);
         }
     }
-    assert_int_equal(hp_counter_get(&f->w.metrics.rejects[HP_REJECT_CHUNK_EXT_TOO_LONG]),
+    assert_int_equal(hp_counter_get(&f->w.host.metrics.rejects[HP_REJECT_CHUNK_EXT_TOO_LONG]),
                      refused + 6);
     free(in);
 }

@@ -27,12 +27,13 @@
  * look at happens before a connection could be made.
  */
 #include "cache/cache.h"
+#include "handlers/handlers.h"
+#include "handlers/origin.h"
 #include "handlers/target.h"
 #include "runtime/alloc.h"
 #include "server/conn.h"
 #include "runtime/counter.h"
 #include "runtime/vtask.h"
-#include "server/worker.h"
 #include "tests/support/memserver.h"
 #include "upstream/client.h"
 
@@ -206,8 +207,13 @@ static int teardown(void **state)
     return 0;
 }
 
-#define UP(f, name)    hp_counter_get(&hp_upstream_stats((f)->w.upstream)->name)
-#define CACHE(f, name) hp_counter_get(&hp_cache_stats((f)->w.cache)->name)
+static hp_origin_t *origin(fixture_t *f)
+{
+    return hp_memserver_service(f, &hp_service_origin);
+}
+
+#define UP(f, name)    hp_counter_get(&hp_upstream_stats(origin(f)->upstream)->name)
+#define CACHE(f, name) hp_counter_get(&hp_cache_stats(origin(f)->cache)->name)
 
 static hp_conn_t *send_get(fixture_t *f, const char *target, hp_capture_t *cap)
 {
@@ -282,7 +288,7 @@ static void abort_detaches_a_cache_waiter(void **state)
 static void assert_refused_500(fixture_t *f, const hp_capture_t *cap, uint64_t misuse_before)
 {
     assert_int_equal(hp_capture_status(cap->data), 500);
-    assert_int_equal(f->w.runtime.misuse_consumed, misuse_before + 1);
+    assert_int_equal(f->w.host.runtime.misuse_consumed, misuse_before + 1);
     assert_int_equal(refuse_next, 0); /* the handler's await was the one refused */
 }
 
@@ -291,7 +297,7 @@ static void assert_refused_500(fixture_t *f, const hp_capture_t *cap, uint64_t m
 static void refused_await_in_upstream_answers_500(void **state)
 {
     fixture_t *f = *state;
-    uint64_t misuse = f->w.runtime.misuse_consumed;
+    uint64_t misuse = f->w.host.runtime.misuse_consumed;
     hp_capture_t cap;
     refuse_next = 1;
     hp_conn_t *c = send_get(f, "/upstream/x", &cap);
@@ -311,7 +317,7 @@ static void refused_await_in_upstream_answers_500(void **state)
 static void refused_await_in_cache_answers_500(void **state)
 {
     fixture_t *f = *state;
-    uint64_t misuse = f->w.runtime.misuse_consumed;
+    uint64_t misuse = f->w.host.runtime.misuse_consumed;
     hp_capture_t cap;
     refuse_next = 1;
     hp_conn_t *c = send_get(f, "/cache/k", &cap);
@@ -332,14 +338,14 @@ static void refused_await_in_cache_answers_500(void **state)
 static void unreadable_miss_answers_500(void **state)
 {
     fixture_t *f = *state;
-    uint64_t misuse = f->w.runtime.misuse_consumed;
+    uint64_t misuse = f->w.host.runtime.misuse_consumed;
     hp_capture_t cap;
     spoil_next = 1;
     hp_conn_t *c = send_get(f, "/cache/k", &cap);
     assert_int_equal(spoil_next, 0);
     assert_int_equal(CACHE(f, misses), 1);
     assert_int_equal(hp_capture_status(cap.data), 500);
-    assert_int_equal(f->w.runtime.misuse_consumed, misuse + 1);
+    assert_int_equal(f->w.host.runtime.misuse_consumed, misuse + 1);
     assert_int_equal(CACHE(f, waiters_left), 1);
     assert_int_equal(UP(f, cancelled), 1);
     settle(f);
@@ -355,14 +361,14 @@ static void unreadable_hit_answers_500(void **state)
     fixture_t *f = *state;
     hp_buf_t *v = hp_buf_new(200, "text/plain", 10, 6);
     memcpy(v->body, "cached", 6);
-    assert_int_equal(hp_cache_put(f->w.cache, "h", 1, v, uv_now(&f->w.loop)), 0);
-    uint64_t misuse = f->w.runtime.misuse_consumed;
+    assert_int_equal(hp_cache_put(origin(f)->cache, "h", 1, v, uv_now(&f->w.loop)), 0);
+    uint64_t misuse = f->w.host.runtime.misuse_consumed;
     hp_capture_t cap;
     spoil_next = 1;
     hp_conn_t *c = send_get(f, "/cache/h", &cap);
     assert_int_equal(CACHE(f, hits), 1);
     assert_int_equal(hp_capture_status(cap.data), 500);
-    assert_int_equal(f->w.runtime.misuse_consumed, misuse + 1);
+    assert_int_equal(f->w.host.runtime.misuse_consumed, misuse + 1);
     assert_int_equal(v->refs, 2); /* the test's and the cache's */
     assert_int_equal(CACHE(f, waiters_left), 0);
     static const char again[] = "GET /cache/h HTTP/1.1\r\nHost: x\r\n\r\n";

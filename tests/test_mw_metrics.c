@@ -7,6 +7,7 @@
  */
 #include "runtime/alloc.h"
 #include "runtime/errors.h"
+#include "app/app.h"
 #include "server/config.h"
 #include "tests/support/memserver.h"
 
@@ -89,8 +90,9 @@ static void it_takes_no_options(void **state)
     static const char json[] = "{\"middleware\": [{\"name\": \"metrics\", \"buckets\": 4}]}";
     hp_config_t *cfg = NULL;
     char err[256] = "";
-    assert_int_equal(hp_config_parse(json, strlen(json), "t", NULL, &cfg, err, sizeof(err)),
-                     HP_ECONFIG);
+    assert_int_equal(
+        hp_config_parse(&hp_app, json, strlen(json), "t", NULL, &cfg, err, sizeof(err)),
+        HP_ECONFIG);
     assert_non_null(strstr(err, "middleware[0].buckets: unknown key"));
 }
 

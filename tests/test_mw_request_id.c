@@ -7,6 +7,7 @@
  */
 #include "runtime/alloc.h"
 #include "runtime/errors.h"
+#include "app/app.h"
 #include "server/config.h"
 #include "tests/support/memserver.h"
 
@@ -109,9 +110,9 @@ static void bad_options_are_refused_by_name(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         hp_config_t *cfg = NULL;
         char err[256] = "";
-        assert_int_equal(
-            hp_config_parse(bad[i].json, strlen(bad[i].json), "t", NULL, &cfg, err, sizeof(err)),
-            HP_ECONFIG);
+        assert_int_equal(hp_config_parse(&hp_app, bad[i].json, strlen(bad[i].json), "t", NULL, &cfg,
+                                         err, sizeof(err)),
+                         HP_ECONFIG);
         if (strstr(err, bad[i].msg) == NULL) fail_msg("\"%s\" lacks \"%s\"", err, bad[i].msg);
     }
 }

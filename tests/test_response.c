@@ -125,30 +125,12 @@ static void a_rejection_has_its_fixed_shape(void **state)
     hp_free(out.data);
 }
 
-static void numbers(void **state)
-{
-    char buf[32];
-    *hp_fmt_u64(buf, 0) = '\0';
-    assert_string_equal(buf, "0");
-    *hp_fmt_u64(buf, 1234567890) = '\0';
-    assert_string_equal(buf, "1234567890");
-    *hp_fmt_u64(buf, UINT64_MAX) = '\0';
-    assert_string_equal(buf, "18446744073709551615");
-    *hp_fmt_hex(buf, 0) = '\0';
-    assert_string_equal(buf, "0");
-    *hp_fmt_hex(buf, 0xbeef) = '\0';
-    assert_string_equal(buf, "beef");
-    *hp_fmt_hex(buf, UINT64_MAX) = '\0';
-    assert_string_equal(buf, "ffffffffffffffff");
-}
-
 int main(void)
 {
     hp_alloc_install();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(answers_byte_for_byte),
         cmocka_unit_test(a_rejection_has_its_fixed_shape),
-        cmocka_unit_test(numbers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -90,6 +90,8 @@
 #define TAIL_MAX      128   /* " HTTP/1.1\r\nHost: [v6]:port\r\nConnection: ...\r\n\r\n" */
 #define INDEX_MIN     64    /* the task index's first size: a pool's worth of requests */
 
+const hp_stats_table_t hp_upstream_stats_table = {"upstream", sizeof(hp_upstream_stats_t)};
+
 const uint64_t hp_upstream_latency_bounds_us[HP_UPSTREAM_LATENCY_BUCKETS] = {
     100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000, 250000, 1000000, UINT64_MAX,
 };

@@ -30,6 +30,7 @@
 #ifndef HP_UPSTREAM_CLIENT_H
 #define HP_UPSTREAM_CLIENT_H
 
+#include "runtime/stats.h"
 #include "runtime/task.h"
 
 #include <stdbool.h>
@@ -87,6 +88,10 @@ typedef struct {
     uint64_t latency_us_sum;
     uint64_t latency_hist[HP_UPSTREAM_LATENCY_BUCKETS];
 } hp_upstream_stats_t;
+
+/* The table of hp_upstream_stats_t (runtime/stats.h): its name is
+ * "upstream". */
+extern const hp_stats_table_t hp_upstream_stats_table;
 
 /* Create a client on loop (borrowed; must outlive the client). Copies opts.
  * Returns 0 and *out (owned: release with hp_upstream_close), or HP_ECONFIG

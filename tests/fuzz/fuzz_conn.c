@@ -36,6 +36,7 @@
  *    Connection: close when it closed on its own;
  *  - the allocation scope is where it was before each call into the server.
  */
+#include "app/app.h"
 #include "runtime/alloc.h"
 #include "server/conn.h"
 #include "server/worker.h"
@@ -205,20 +206,20 @@ static const char config_json[] =
     "\"middleware\":[{\"name\":\"server_headers\"},{\"name\":\"request_id\"},"
     "{\"name\":\"metrics\"},{\"name\":\"access_log\",\"path\":\"/dev/null\"}]}";
 
-static hp_worker_t workers[2];
+static hp_worker_t workers[HP_MODES];
 
 static void open_workers(void)
 {
     hp_alloc_install();
-    for (int mode = 0; mode < 2; mode++) {
+    for (int mode = 0; mode < HP_MODES; mode++) {
         char err[256];
         hp_config_overrides_t ov = HP_CONFIG_NO_OVERRIDES;
         ov.mode = mode;
         hp_config_t *cfg = NULL;
-        if (hp_config_parse(config_json, sizeof(config_json) - 1, "fuzz", &ov, &cfg, err,
+        if (hp_config_parse(&hp_app, config_json, sizeof(config_json) - 1, "fuzz", &ov, &cfg, err,
                             sizeof(err)) ||
-            hp_worker_init(&workers[mode], NULL, 0, cfg, 0, err, sizeof(err)) ||
-            hp_worker_open(&workers[mode], false)) {
+            hp_worker_init(&workers[mode], &hp_app, 0, cfg, 0, err, sizeof(err)) ||
+            hp_worker_open(&workers[mode], false, err, sizeof(err))) {
             fprintf(stderr, "fuzz: cannot set up: %s\n", err);
             abort();
         }
@@ -229,9 +230,9 @@ static void open_workers(void)
 /* Drain both workers at exit so LeakSanitizer sees only real leaks. */
 static void close_workers(void)
 {
-    for (int mode = 0; mode < 2; mode++) {
-        hp_alloc_bind_thread(&workers[mode].alloc);
-        hp_runtime_bind_thread(&workers[mode].runtime);
+    for (int mode = 0; mode < HP_MODES; mode++) {
+        hp_alloc_bind_thread(&workers[mode].host.alloc);
+        hp_runtime_bind_thread(&workers[mode].host.runtime);
         hp_worker_stop_now(&workers[mode]);
         hp_worker_run(&workers[mode]);
         hp_worker_close(&workers[mode]);
@@ -288,10 +289,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     data += nsplit, size -= nsplit;
 
     hp_worker_t *w = &workers[mode];
-    hp_alloc_bind_thread(&w->alloc);
-    hp_runtime_bind_thread(&w->runtime);
+    hp_alloc_bind_thread(&w->host.alloc);
+    hp_runtime_bind_thread(&w->host.runtime);
     sink_state_t st = {.transport = transport};
-    hp_conn_t *c = hp_conn_new_memory(w, sink, &st);
+    hp_conn_t *c = hp_conn_new_memory(&w->host, sink, &st);
     size_t at = 0;
     for (size_t i = 0; i <= nsplit && !st.closed; i++) {
         size_t end = i < nsplit ? at + (size - at) * cuts[i] / 256 : size;
@@ -311,7 +312,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         settle(w, c, &st);
     }
     if (!st.closed && transport == T_DEADLINES) {
-        hp_conn_sweep(w, uv_now(&w->loop) + 3600 * 1000);
+        hp_conn_sweep(&w->host, uv_now(&w->loop) + 3600 * 1000);
         check_scope(&st);
         settle(w, c, &st);
     }

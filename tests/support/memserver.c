@@ -36,13 +36,13 @@ void hp_memserver_open(hp_memserver_t *m, const char *json)
     char err[256];
     if (json == NULL) json = "{}";
     memset(m, 0, sizeof(*m));
-    if (hp_config_parse(json, strlen(json), "test", NULL, &m->cfg, err, sizeof(err)) != 0)
+    if (hp_config_parse(&hp_app, json, strlen(json), "test", NULL, &m->cfg, err, sizeof(err)) != 0)
         fail_msg("config: %s", err);
-    if (hp_worker_init(&m->w, NULL, 0, m->cfg, 0, err, sizeof(err)) != 0)
+    if (hp_worker_init(&m->w, &hp_app, 0, m->cfg, 0, err, sizeof(err)) != 0)
         fail_msg("worker: %s", err);
-    assert_int_equal(hp_worker_open(&m->w, false), 0);
-    hp_alloc_bind_thread(&m->w.alloc);
-    hp_runtime_bind_thread(&m->w.runtime);
+    if (hp_worker_open(&m->w, false, err, sizeof(err)) != 0) fail_msg("worker: %s", err);
+    hp_alloc_bind_thread(&m->w.host.alloc);
+    hp_runtime_bind_thread(&m->w.host.runtime);
 }
 
 void hp_memserver_close(hp_memserver_t *m)
@@ -55,10 +55,18 @@ void hp_memserver_close(hp_memserver_t *m)
     hp_config_unref(m->cfg);
 }
 
+void *hp_memserver_service(hp_memserver_t *m, const hp_service_t *service)
+{
+    for (size_t i = 0; i < hp_app.nservices; i++)
+        if (hp_app.services[i] == service && m->w.host.services[i]) return m->w.host.services[i];
+    fail_msg("no %s service on this worker", service->name);
+    return NULL;
+}
+
 hp_conn_t *hp_memconn_new(hp_memserver_t *m, hp_capture_t *cap)
 {
     memset(cap, 0, sizeof(*cap));
-    return hp_conn_new_memory(&m->w, sink, cap);
+    return hp_conn_new_memory(&m->w.host, sink, cap);
 }
 
 void hp_memconn_exchange(hp_memserver_t *m, const char *in, size_t len, bool bytewise,

@@ -1,13 +1,14 @@
 /*
  * memserver.h - a worker without a thread or a socket, for unit tests: the
- * real parser, chain, handlers, cache and counters, fed through in-memory
- * connections whose output is captured (conn.h's memory connections).
- * The calling thread's allocation and runtime counters are bound to the
- * worker's, as a worker thread's are.
+ * real app (app/app.c) - parser, chain, handlers, services, counters - fed
+ * through in-memory connections whose output is captured (conn.h's memory
+ * connections). The calling thread's allocation and runtime counters are
+ * bound to the worker's, as a worker thread's are.
  */
 #ifndef HP_TEST_MEMSERVER_H
 #define HP_TEST_MEMSERVER_H
 
+#include "app/app.h"
 #include "server/config.h"
 #include "server/conn.h"
 #include "server/worker.h"
@@ -34,6 +35,11 @@ typedef struct {
 void hp_memserver_open(hp_memserver_t *m, const char *json);
 /* Drain, run the loop until every handle closed, free. */
 void hp_memserver_close(hp_memserver_t *m);
+
+/* The worker's instance of one of the app's services (layers.h), to look
+ * into (the origin's cache and upstream client); fails the test when the
+ * app has no such service. */
+void *hp_memserver_service(hp_memserver_t *m, const hp_service_t *service);
 
 /* A connection whose output lands in cap (zeroed here; set fail_write or
  * stalled afterwards to act as a reset peer or one that stopped reading;

@@ -2,14 +2,17 @@
  * main.c - the hotpath binary: flags, configuration, signals.
  *
  * A thin client of the server library (as h2o's binary is of libh2o): it
- * parses the command line, loads the configuration, starts the workers and
- * then sits in a small control loop that turns SIGHUP into a reload and
+ * parses the command line, loads the configuration, starts the workers on
+ * the app (app.c: the routes, middleware and services it wires) and then
+ * sits in a small control loop that turns SIGHUP into a reload and
  * SIGINT/SIGTERM into a graceful stop.
  */
+#include "app.h"
+
 #include "runtime/alloc.h"
-#include "config.h"
 #include "runtime/errors.h"
-#include "server.h"
+#include "server/config.h"
+#include "server/server.h"
 
 #include <llhttp.h>
 #include <signal.h>
@@ -41,7 +44,7 @@ static void usage(FILE *f)
                "SIGINT/SIGTERM stop accepting, finish running requests, and exit 0.\n"
                "\n"
                "Configuration options (key, default, why):\n");
-    hp_config_print_options(f);
+    hp_config_print_options(&hp_app, f);
 }
 
 static int parse_int(const char *flag, const char *v, int lo, int hi, int *out)
@@ -84,6 +87,29 @@ static void on_stop(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&ctl->hup, NULL);
     uv_close((uv_handle_t *)&ctl->intr, NULL);
     uv_close((uv_handle_t *)&ctl->term, NULL);
+}
+
+/* SIGHUP, SIGINT and SIGTERM on loop, or none: a handle that opened before
+ * one failed is closed again (the caller runs the loop for its callback). */
+static int open_signals(uv_loop_t *loop, control_t *ctl)
+{
+    uv_signal_t *const handles[] = {&ctl->hup, &ctl->intr, &ctl->term};
+    const int signums[] = {SIGHUP, SIGINT, SIGTERM};
+    const uv_signal_cb cbs[] = {on_hup, on_stop, on_stop};
+    int rc = 0;
+    size_t i = 0;
+    for (; i < 3; i++) {
+        if ((rc = uv_signal_init(loop, handles[i]))) break;
+        handles[i]->data = ctl;
+        if ((rc = uv_signal_start(handles[i], cbs[i], signums[i]))) {
+            i++; /* initialized: it is closed below too */
+            break;
+        }
+    }
+    if (rc)
+        while (i--)
+            uv_close((uv_handle_t *)handles[i], NULL);
+    return rc;
 }
 
 /* 5,000 idle connections need 5,000 descriptors: take what the hard limit
@@ -142,8 +168,8 @@ int main(int argc, char **argv)
 
     char err[512];
     hp_config_t *cfg = NULL;
-    int rc = path ? hp_config_load(path, &ov, &cfg, err, sizeof(err))
-                  : hp_config_parse("{}", 2, "(defaults)", &ov, &cfg, err, sizeof(err));
+    int rc = path ? hp_config_load(&hp_app, path, &ov, &cfg, err, sizeof(err))
+                  : hp_config_parse(&hp_app, "{}", 2, "(defaults)", &ov, &cfg, err, sizeof(err));
     if (rc) {
         fprintf(stderr, "hotpath: %s\n", err);
         return 1;
@@ -152,22 +178,26 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
     hp_server_t *server = NULL;
-    rc = hp_server_start(cfg, path, &ov, &server, err, sizeof(err));
+    rc = hp_server_start(&hp_app, cfg, path, &ov, &server, err, sizeof(err));
     hp_config_unref(cfg);
     if (rc) {
         fprintf(stderr, "hotpath: %s\n", err);
         return 1;
     }
     uv_loop_t loop;
-    uv_loop_init(&loop);
     control_t ctl = {.server = server};
-    uv_signal_init(&loop, &ctl.hup);
-    uv_signal_init(&loop, &ctl.intr);
-    uv_signal_init(&loop, &ctl.term);
-    ctl.hup.data = ctl.intr.data = ctl.term.data = &ctl;
-    uv_signal_start(&ctl.hup, on_hup, SIGHUP);
-    uv_signal_start(&ctl.intr, on_stop, SIGINT);
-    uv_signal_start(&ctl.term, on_stop, SIGTERM);
+    rc = uv_loop_init(&loop);
+    if (rc == 0 && (rc = open_signals(&loop, &ctl)) != 0) {
+        uv_run(&loop, UV_RUN_DEFAULT); /* the close callbacks of those that opened */
+        uv_loop_close(&loop);
+    }
+    if (rc) {
+        /* Without signals there is no way to stop it: stop it now. */
+        fprintf(stderr, "hotpath: cannot handle signals: %s\n", uv_strerror(rc));
+        hp_server_stop(server);
+        hp_server_join(server);
+        return 1;
+    }
     /* Announce only now: whoever waits for this line may signal at once. */
     printf("hotpath listening on http://%s:%d (%u workers, mode %s, config %s)\n",
            server->config->host, server->port, server->nworkers, hp_mode_name(server->config->mode),
