@@ -99,7 +99,16 @@ enum { FRESH, STALE, DEAD };
 
 static void fill_done_cb(void *arg);
 
-const hp_stats_table_t hp_cache_stats_table = {"cache", sizeof(hp_cache_stats_t)};
+#define ROW(name, kind, help) HP_STAT_ROW(hp_cache_stats_t, name, kind, help)
+static const hp_stat_t stat_rows[] = {HP_CACHE_STATS(ROW)};
+#undef ROW
+
+const hp_stats_table_t hp_cache_stats_table = {
+    .name = "cache",
+    .size = sizeof(hp_cache_stats_t),
+    .rows = stat_rows,
+    .nrows = sizeof(stat_rows) / sizeof(stat_rows[0]),
+};
 
 const char *hp_cache_outcome_name(hp_cache_outcome_t outcome)
 {
@@ -303,7 +312,7 @@ static int store(hp_cache_t *c, entry_t *e, hp_buf_t *value)
     if (e->value) value_drop(c, e);
     size_t need = hp_cache_entry_cost(e->key_len, value);
     if (need > c->opts.max_bytes) {
-        hp_counter_add(&c->stats.rejected, 1);
+        hp_counter_add(&c->stats.rejected_too_big, 1);
         entry_remove(c, e);
         return UV_E2BIG;
     }
@@ -327,7 +336,7 @@ static void fill_start(hp_cache_t *c, entry_t *e, hp_task_t **waiter)
     hp_task_t *t = c->fill(c->fill_arg, e->key, e->key_len);
     e->fill = t;
     hp_counter_add(&c->stats.fills, 1);
-    hp_counter_add(&c->stats.pending, 1);
+    hp_counter_add(&c->stats.pending_fills, 1);
     if (waiter) *waiter = hp_task_ref(t);
     hp_task_await(t, fill_done_cb, e);
 }
@@ -346,7 +355,7 @@ static void fill_done_cb(void *arg)
         hp_task_unref(t);
         return;
     }
-    gauge_sub(&c->stats.pending, 1);
+    gauge_sub(&c->stats.pending_fills, 1);
     /* A value is fresh for ttl_ms from when it arrived, not from the last
      * request: a fill that took longer than the TTL would otherwise store
      * a value born expired. */
@@ -534,7 +543,7 @@ int hp_cache_put(hp_cache_t *c, const char *key, size_t key_len, hp_buf_t *value
     entry_t *e = find(c, key, key_len, h);
     if (e == NULL) {
         if (hp_cache_entry_cost(key_len, value) > c->opts.max_bytes) {
-            hp_counter_add(&c->stats.rejected, 1);
+            hp_counter_add(&c->stats.rejected_too_big, 1);
             return UV_E2BIG;
         }
         e = entry_add(c, key, key_len, h);

@@ -22,7 +22,7 @@
  *   + hp_buf_footprint(value) (buf header + content type + body).
  * Not counted: the bucket array (8 bytes a bucket, at most 2 buckets an
  * entry), the hp_cache_t itself, and the entries of fills still pending
- * (they hold a key but no value; their number is stats.pending).
+ * (they hold a key but no value; their number is stats.pending_fills).
  */
 #ifndef HP_CACHE_H
 #define HP_CACHE_H
@@ -71,27 +71,31 @@ typedef enum {
 /* "hit", "miss", "coalesced", "stale". Static; never NULL. */
 const char *hp_cache_outcome_name(hp_cache_outcome_t outcome);
 
-/* Single-writer counters (runtime/counter.h): the owning worker writes, any
+/* The statistics, declared once (runtime/stats.h): XX(name, kind, help).
+ * Single-writer counters (runtime/counter.h): the owning worker writes, any
  * thread reads them with hp_counter_get. */
+#define HP_CACHE_STATS(XX)                                                                         \
+    XX(hits, counter, "gets and lookups answered with a fresh value")                              \
+    XX(misses, counter, "gets and lookups that found no value (a get then starts a fill)")         \
+    XX(coalesced, counter, "gets that joined a running fill")                                      \
+    XX(stale, counter, "gets and lookups answered with a stale value")                             \
+    XX(evictions, counter, "live entries dropped to fit max_bytes")                                \
+    XX(expirations, counter, "entries dropped past their stale window")                            \
+    XX(fills, counter, "fill calls: misses' fills and refreshes")                                  \
+    XX(fill_failures, counter, "fills that faulted (or succeeded with NULL)")                      \
+    XX(refreshes, counter, "fills started to revalidate a stale entry")                            \
+    XX(waiters_left, counter, "waiters gone before their fill completed")                          \
+    XX(pending_fills, gauge, "fills in flight")                                                    \
+    XX(rejected_too_big, counter, "values not stored: one entry would exceed max_bytes")           \
+    XX(entries, gauge, "resident entries (with a value)")                                          \
+    XX(bytes, gauge, "their cost, always <= max_bytes")                                            \
+    XX(max_bytes, gauge, "the bound in force")
+
 typedef struct {
-    uint64_t hits;          /* gets and lookups answered with a fresh value */
-    uint64_t misses;        /* ...that found no value (a get then starts a fill) */
-    uint64_t coalesced;     /* gets that joined a running fill */
-    uint64_t stale;         /* gets and lookups answered with a stale value */
-    uint64_t evictions;     /* live entries dropped to fit max_bytes */
-    uint64_t expirations;   /* entries dropped past their stale window */
-    uint64_t fills;         /* fill_fn calls: misses' fills and refreshes */
-    uint64_t fill_failures; /* fills that faulted (or succeeded with NULL) */
-    uint64_t refreshes;     /* fills started to revalidate a stale entry */
-    uint64_t rejected;      /* values not stored: one entry would exceed max_bytes */
-    uint64_t waiters_left;  /* waiters gone before their fill completed (hp_cache_leave) */
-    uint64_t pending;       /* gauge: fills in flight */
-    uint64_t entries;       /* gauge: resident entries (with a value) */
-    uint64_t bytes;         /* gauge: their cost, always <= max_bytes */
-    uint64_t max_bytes;     /* gauge: the bound in force */
+    HP_CACHE_STATS(HP_STAT_FIELD)
 } hp_cache_stats_t;
 
-/* The table of hp_cache_stats_t (runtime/stats.h): its name is "cache". */
+/* The table of hp_cache_stats_t: its name is "cache". */
 extern const hp_stats_table_t hp_cache_stats_table;
 
 /* Returns owned: an empty cache; free with hp_cache_free. opts is borrowed

@@ -960,6 +960,17 @@ int hp_l2_set(hp_l2_t *l2, const char *key, size_t key_len, const hp_buf_t *valu
     return 0;
 }
 
+#define ROW(name, kind, help) HP_STAT_ROW(hp_l2_stats_t, name, kind, help)
+static const hp_stat_t stat_rows[] = {HP_L2_STATS(ROW)};
+#undef ROW
+
+const hp_stats_table_t hp_l2_stats_table = {
+    .name = "l2",
+    .size = sizeof(hp_l2_stats_t),
+    .rows = stat_rows,
+    .nrows = sizeof(stat_rows) / sizeof(stat_rows[0]),
+};
+
 const hp_l2_stats_t *hp_l2_stats(const hp_l2_t *l2)
 {
     return &l2->stats;

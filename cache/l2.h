@@ -27,6 +27,7 @@
 #define HP_CACHE_L2_H
 
 #include "runtime/buf.h"
+#include "runtime/stats.h"
 #include "runtime/task.h"
 
 #include <stddef.h>
@@ -49,9 +50,9 @@ typedef struct {
     unsigned backoff_max_ms;     /* ... doubling per failure up to this */
 } hp_l2_opts_t;
 
-/* The statistics, declared once: XX(name, kind, help), kind being the
- * Prometheus type (counter: only grows; gauge), so /stats and /metrics can
- * both be generated from this table. Single-writer (runtime/counter.h): the
+/* The statistics, declared once (runtime/stats.h): XX(name, kind, help),
+ * kind being the Prometheus type (counter: only grows; gauge), from which
+ * /stats and /metrics are both generated. Single-writer (runtime/counter.h): the
  * owning worker writes, any thread reads with hp_counter_get. Every field
  * is a uint64_t, so the blocks of all workers sum word by word. Every GET
  * and SET ends in exactly one outcome, so at any moment
@@ -87,10 +88,11 @@ typedef struct {
     XX(reader_buf_changes, counter, "reads that grew or replaced hiredis's read buffer")
 
 typedef struct {
-#define XX(name, kind, help) uint64_t name;
-    HP_L2_STATS(XX)
-#undef XX
+    HP_L2_STATS(HP_STAT_FIELD)
 } hp_l2_stats_t;
+
+/* The table of hp_l2_stats_t (runtime/stats.h): its name is "l2". */
+extern const hp_stats_table_t hp_l2_stats_table;
 
 /* Check opts without creating anything (the config reload validates before
  * any worker sees a new file). Returns 0, or HP_ECONFIG with a message naming

@@ -86,13 +86,14 @@ static hp_advice_in_t figures(const hp_layer_stats_t (*arr)[HP_MODES], size_t i)
     for (int mode = 0; mode < HP_MODES; mode++) {
         const hp_layer_stats_t *l = &arr[i][mode];
         in.calls += l->calls;
-        in.sync += l->sync;
+        in.sync += l->completed_synchronously;
         /* A task-backed result is a new task, except when it is a shared one
          * another caller already waits on (a coalesced fill). */
-        in.allocated += l->task_vt - (l->waiters < l->task_vt ? l->waiters : l->task_vt);
-        in.avoided += l->inline_vt;
+        in.allocated += l->task_valuetasks -
+                        (l->waiters < l->task_valuetasks ? l->waiters : l->task_valuetasks);
+        in.avoided += l->inline_valuetasks;
         in.waiters += l->waiters;
-        in.pooled += l->source_vt;
+        in.pooled += l->source_valuetasks;
         in.as_task += l->as_task;
     }
     return in;

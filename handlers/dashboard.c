@@ -134,8 +134,8 @@ static hp_vtask_t data(void *self, hp_ctx_t *ctx)
     const hp_cache_stats_t *c = cache_figures(&s);
     const hp_upstream_stats_t *u = upstream_figures(&s);
     /* The requests a latency was recorded for, as /stats counts them. */
-    uint64_t errors =
-        u->err_connect + u->err_timeout + u->err_protocol + u->err_reset + u->err_too_big;
+    uint64_t errors = u->errors_connect + u->errors_timeout + u->errors_protocol + u->errors_reset +
+                      u->errors_too_big;
     uint64_t rejected = 0;
     for (int r = 1; r < HP_REJECT_COUNT; r++)
         rejected += s.m.rejects[r];
@@ -150,8 +150,8 @@ static hp_vtask_t data(void *self, hp_ctx_t *ctx)
                    (unsigned long long)u->requests, (unsigned long long)(u->responses + errors),
                    (unsigned long long)errors, (unsigned long long)u->latency_us_sum,
                    (unsigned long long)s.runtime.misuse_consumed,
-                   (unsigned long long)s.runtime.misuse_stale, (unsigned long long)s.m.conns_open,
-                   (unsigned long long)s.m.conns_refused, (unsigned long long)rejected);
+                   (unsigned long long)s.runtime.misuse_stale, (unsigned long long)s.m.conns.open,
+                   (unsigned long long)s.m.conns.refused, (unsigned long long)rejected);
     size_t len;
     char *text = hp_sbuf_take(&b, &len);
     hp_resp_header(ctx, "Cache-Control", HP_STR("no-store"));

@@ -25,6 +25,20 @@
 #include <stdlib.h>
 #include <uv.h>
 
+#define ROW(name, kind, help) HP_STAT_ROW(hp_runtime_stats_t, name, kind, help)
+static const hp_stat_t stat_rows[] = {HP_RUNTIME_STATS(ROW)};
+#undef ROW
+static const hp_stat_group_t stat_groups[] = {{"misuse", "kind"}};
+
+const hp_stats_table_t hp_runtime_stats_table = {
+    .name = "runtime",
+    .size = sizeof(hp_runtime_stats_t),
+    .rows = stat_rows,
+    .nrows = sizeof(stat_rows) / sizeof(stat_rows[0]),
+    .groups = stat_groups,
+    .ngroups = sizeof(stat_groups) / sizeof(stat_groups[0]),
+};
+
 enum { PENDING = 0, COMPLETED = 1, FAULTED = 2 };
 
 typedef struct {
@@ -87,7 +101,7 @@ hp_task_t *hp_task_new(void)
 hp_task_t *hp_task_from_result(hp_value_t v)
 {
     if (v.i >= CACHE_MIN && v.i <= CACHE_MAX) {
-        hp_counter_add(&hp_runtime_thread_stats()->tasks_cached, 1);
+        hp_counter_add(&hp_runtime_thread_stats()->tasks_from_cache, 1);
         return &cached[v.i - CACHE_MIN];
     }
     hp_task_t *t = alloc_task();
@@ -207,7 +221,7 @@ void hp_task_await(hp_task_t *t, hp_cont_cb cb, void *arg)
     if (t->nmore == t->capmore) {
         t->capmore = t->capmore ? 2 * t->capmore : 2;
         t->more = hp_realloc(t->more, t->capmore * sizeof(*t->more));
-        hp_counter_add(&rt->task_waiter_allocs, 1);
+        hp_counter_add(&rt->task_waiter_allocations, 1);
     }
     t->more[t->nmore++] = (cont_t){cb, arg};
 }

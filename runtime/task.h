@@ -24,6 +24,8 @@
 #ifndef HP_TASK_H
 #define HP_TASK_H
 
+#include "stats.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,19 +55,26 @@ typedef void (*hp_cont_cb)(void *arg);
 
 /* Runtime figures of one thread, single-writer (see counter.h). The decision
  * advisor and /stats read them; tests assert them exactly. */
+#define HP_RUNTIME_STATS(XX)                                                                       \
+    XX(tasks_allocated, counter, "heap tasks created (pending or completed)")                      \
+    XX(tasks_from_cache, counter, "hp_task_from_result answered by a singleton")                   \
+    XX(task_waiters, counter, "continuations registered on heap tasks")                            \
+    XX(task_waiter_allocations, counter, "waiter-array growths (2nd waiter onwards)")              \
+    XX(valuetasks_inline, counter, "valuetasks completed inline: a task avoided")                  \
+    XX(valuetasks_source, counter, "valuetasks backed by a pooled source")                         \
+    XX(valuetasks_task, counter, "valuetasks wrapping a heap task")                                \
+    XX(as_task_calls, counter, "hp_vtask_as_task calls")                                           \
+    XX(as_task_allocations, counter, "allocations those calls made")                               \
+    XX(misuse_consumed, counter, "second consumption or second await, refused")                    \
+    XX(misuse_stale, counter, "token of a reused source, refused")
+
 typedef struct {
-    uint64_t tasks_allocated;    /* heap tasks created (pending or completed) */
-    uint64_t tasks_cached;       /* hp_task_from_result answered by a singleton */
-    uint64_t task_waiters;       /* continuations registered on heap tasks */
-    uint64_t task_waiter_allocs; /* waiter-array growths (2nd waiter onwards) */
-    uint64_t vtasks_inline;      /* valuetasks completed inline: a task avoided */
-    uint64_t vtasks_source;      /* valuetasks backed by a pooled source */
-    uint64_t vtasks_task;        /* valuetasks wrapping a heap task */
-    uint64_t as_task_calls;      /* hp_vtask_as_task calls */
-    uint64_t as_task_allocs;     /* ...and the allocations they made */
-    uint64_t misuse_consumed;    /* second consumption / second await, refused */
-    uint64_t misuse_stale;       /* token of a reused source, refused */
+    HP_RUNTIME_STATS(HP_STAT_FIELD)
 } hp_runtime_stats_t;
+
+/* The table of hp_runtime_stats_t: its name is "runtime"; the misuses are
+ * one family by kind. */
+extern const hp_stats_table_t hp_runtime_stats_table;
 
 /* Point the calling thread's runtime figures at stats (borrowed). Threads
  * that never bind count into a private thread-local block. */
@@ -80,7 +89,7 @@ hp_task_t *hp_task_new(void);
 /* Returns owned: a completed task, Task.FromResult. Values whose bit pattern
  * is an integer from -1 to 8 (this includes NULL) come from immortal
  * singletons, as .NET caches Task<bool> and small Task<int>; those calls are
- * counted in tasks_cached and allocate nothing. Others allocate. */
+ * counted in tasks_from_cache and allocate nothing. Others allocate. */
 hp_task_t *hp_task_from_result(hp_value_t v);
 
 /* Returns owned: a faulted task. msg is borrowed and must be static (a string

@@ -143,7 +143,7 @@ void hp_vtsource_reset(hp_vtsource_t *s)
 
 hp_vtask_t hp_vtsource_vtask(hp_vtsource_t *s)
 {
-    hp_counter_add(&rt()->vtasks_source, 1);
+    hp_counter_add(&rt()->valuetasks_source, 1);
     return (hp_vtask_t){.kind = HP_VT_SOURCE, .token = s->version, .u.source = s};
 }
 
@@ -176,13 +176,13 @@ int hp_vtsource_fail(hp_vtsource_t *s, int err, const char *msg)
 
 hp_vtask_t hp_vtask_from_result(hp_value_t v)
 {
-    hp_counter_add(&rt()->vtasks_inline, 1);
+    hp_counter_add(&rt()->valuetasks_inline, 1);
     return (hp_vtask_t){.kind = HP_VT_INLINE, .u.value = v};
 }
 
 hp_vtask_t hp_vtask_from_task(hp_task_t *t)
 {
-    hp_counter_add(&rt()->vtasks_task, 1);
+    hp_counter_add(&rt()->valuetasks_task, 1);
     uint32_t i = slot_take();
     return (hp_vtask_t){.kind = HP_VT_TASK, .slot = i, .token = slot_at(i)->version, .u.task = t};
 }
@@ -338,6 +338,7 @@ hp_task_t *hp_vtask_as_task(hp_vtask_t *vt)
         t = rc == 0 ? hp_task_from_result(v) : hp_task_from_error(rc, msg);
     }
     /* Count what was allocated (the bridge and its task are two). */
-    hp_counter_add(&st->as_task_allocs, hp_alloc_stats_sum(hp_alloc_thread_stats()).count - before);
+    hp_counter_add(&st->as_task_allocations,
+                   hp_alloc_stats_sum(hp_alloc_thread_stats()).count - before);
     return t;
 }

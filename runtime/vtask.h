@@ -87,7 +87,7 @@ void hp_vtsource_init(hp_vtsource_t *s);
  * valuetask handed out before (their tokens go stale). */
 void hp_vtsource_reset(hp_vtsource_t *s);
 
-/* A valuetask for the source's current version. Counted in vtasks_source. */
+/* A valuetask for the source's current version. Counted in valuetasks_source. */
 hp_vtask_t hp_vtsource_vtask(hp_vtsource_t *s);
 
 /* Complete or fault the current version and run its continuation, if one
@@ -97,10 +97,10 @@ int hp_vtsource_fail(hp_vtsource_t *s, int err, const char *msg);
 
 /* --- valuetasks ------------------------------------------------------- */
 
-/* Inline and completed. Counted in vtasks_inline (an allocation avoided). */
+/* Inline and completed. Counted in valuetasks_inline (an allocation avoided). */
 hp_vtask_t hp_vtask_from_result(hp_value_t v);
 
-/* Takes t's reference. Counted in vtasks_task. */
+/* Takes t's reference. Counted in valuetasks_task. */
 hp_vtask_t hp_vtask_from_task(hp_task_t *t);
 
 /* The mode switch: inline in HP_MODE_VALUETASK, a heap task from
@@ -150,7 +150,7 @@ void hp_vtask_drop(hp_vtask_t *vt);
  * goes through hp_task_from_result (and its singletons); a pending source
  * gets a new task and the bridge that completes it (two allocations). A
  * consumed or stale vt gives a faulted task carrying that error. Counted in
- * as_task_calls, and every allocation it made in as_task_allocs. */
+ * as_task_calls, and every allocation it made in as_task_allocations. */
 hp_task_t *hp_vtask_as_task(hp_vtask_t *vt);
 
 /* Free the calling thread's slot table beyond its built-in part (a worker

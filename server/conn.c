@@ -198,8 +198,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     hp_conn_t *c = s->data;
     if (nread > 0) {
-        hp_counter_add(&c->host->metrics.reads, 1);
-        hp_counter_add(&c->host->metrics.bytes_in, (uint64_t)nread);
+        hp_counter_add(&c->host->metrics.io.reads, 1);
+        hp_counter_add(&c->host->metrics.io.bytes_in, (uint64_t)nread);
         hp_conn_feed(c, buf->base, (size_t)nread);
     } else if (nread < 0) {
         hp_conn_eof(c, (int)nread);
@@ -252,10 +252,10 @@ static hp_conn_t *conn_new(hp_host_t *h)
     if (h->all) h->all->all_prev = c;
     h->all = c;
     h->nconns++;
-    hp_counter_add(&h->metrics.conns_accepted, 1);
-    hp_counter_set(&h->metrics.conns_open, h->nconns);
-    if (h->nconns > hp_counter_get(&h->metrics.conns_peak))
-        hp_counter_set(&h->metrics.conns_peak, h->nconns);
+    hp_counter_add(&h->metrics.conns.accepted, 1);
+    hp_counter_set(&h->metrics.conns.open, h->nconns);
+    if (h->nconns > hp_counter_get(&h->metrics.conns.peak))
+        hp_counter_set(&h->metrics.conns.peak, h->nconns);
     return c;
 }
 
@@ -271,7 +271,7 @@ void hp_conn_accept(uv_stream_t *listener, int status)
         uv_tcp_init(h->loop, t);
         uv_accept(listener, (uv_stream_t *)t);
         uv_close((uv_handle_t *)t, on_refused_close);
-        hp_counter_add(&h->metrics.conns_refused, 1);
+        hp_counter_add(&h->metrics.conns.refused, 1);
         hp_alloc_scope_set(prev);
         return;
     }
@@ -369,7 +369,7 @@ static void drop_request(hp_conn_t *c)
              * (request_awaited sees no connection). Its handler, if it
              * asked, hears now that nobody waits for it. */
             ctx->conn = NULL;
-            hp_counter_add(&c->host->metrics.requests_aborted, 1);
+            hp_counter_add(&c->host->metrics.conns.requests_aborted, 1);
             hp_abort_cb cb = ctx->abort_cb;
             ctx->abort_cb = NULL;
             if (cb) cb(ctx, ctx->abort_arg); /* may end the request: ctx is gone */
@@ -429,7 +429,7 @@ void hp_conn_close(hp_conn_t *c)
         h->all = c->all_next;
     if (c->all_next) c->all_next->all_prev = c->all_prev;
     h->nconns--;
-    hp_counter_set(&h->metrics.conns_open, h->nconns);
+    hp_counter_set(&h->metrics.conns.open, h->nconns);
     if (c->flags & HP_CF_MEMORY) c->mem->sink(c->mem->arg, NULL, 0);
     if (c->hold == 0) teardown(c);
 }
@@ -482,7 +482,7 @@ void hp_conn_eof(hp_conn_t *c, int err)
  * now. The connection is not idle meanwhile: the write deadline covers it. */
 static void blocked(hp_conn_t *c)
 {
-    hp_counter_add(&c->host->metrics.write_queued, 1);
+    hp_counter_add(&c->host->metrics.io.writes_queued, 1);
     c->flags |= HP_CF_WBLOCK;
     stop_reading(c);
     /* A peer that stops reading is held to the idle timeout, as one that
@@ -559,7 +559,7 @@ static void flush(hp_conn_t *c)
     if (out->len == 0) return;
     size_t len = out->len;
     out->len = 0;
-    hp_counter_add(&c->host->metrics.bytes_out, len);
+    hp_counter_add(&c->host->metrics.io.bytes_out, len);
     if (c->flags & HP_CF_CLOSED) return;
     if (c->flags & HP_CF_WBLOCK) {
         queue_write(c, out->data, len); /* behind what waits already */
@@ -571,7 +571,7 @@ static void flush(hp_conn_t *c)
     } else {
         uv_buf_t b = uv_buf_init(out->data, (unsigned)len);
         n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-        hp_counter_add(&c->host->metrics.writes, 1);
+        hp_counter_add(&c->host->metrics.io.writes, 1);
         if (n == UV_EAGAIN) n = 0;
     }
     if (n == (long)len) return;
@@ -601,7 +601,7 @@ hp_ctx_t *hp_conn_begin(hp_conn_t *c)
     hp_ctx_t *ctx = hp_ctx_acquire(&h->ctx_pool);
     ctx->io = grown;
     hp_alloc_scope_set(&ctx->io);
-    hp_counter_set(&h->metrics.ctx_pool_size, h->ctx_pool.size);
+    hp_counter_set(&h->metrics.conns.request_contexts, h->ctx_pool.size);
     ctx->conn = c;
     ctx->host = h;
     ctx->gen = hp_gen_ref(h->gen);
@@ -972,11 +972,11 @@ static void expire(hp_conn_t *c, uint8_t list)
         break;
     case HP_LIST_BODY: timed_out(c, HP_REJECT_BODY_TIMEOUT); break;
     case HP_LIST_IDLE:
-        hp_counter_add(&h->metrics.idle_closed, 1);
+        hp_counter_add(&h->metrics.conns.idle_closed, 1);
         hp_conn_close(c);
         break;
     case HP_LIST_WRITE:
-        hp_counter_add(&h->metrics.write_timeouts, 1);
+        hp_counter_add(&h->metrics.conns.write_timeouts, 1);
         hp_conn_close(c);
         break;
     default: hp_conn_close(c); break; /* lingering */

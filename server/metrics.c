@@ -9,6 +9,25 @@
 
 static const uint64_t lat_bounds_us[HP_LAT_BUCKETS - 1] = HP_LAT_BOUNDS_US;
 
+#define ROW(name, kind, help) HP_STAT_ROW(hp_layer_stats_t, name, kind, help)
+static const hp_stat_t layer_rows[] = {HP_LAYER_STATS(ROW)};
+#undef ROW
+#define ROW(name, kind, help) HP_STAT_ROW(hp_connection_stats_t, name, kind, help)
+static const hp_stat_t connection_rows[] = {HP_CONNECTION_STATS(ROW)};
+#undef ROW
+#define ROW(name, kind, help) HP_STAT_ROW(hp_io_stats_t, name, kind, help)
+static const hp_stat_t io_rows[] = {HP_IO_STATS(ROW)};
+#undef ROW
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+const hp_stats_table_t hp_layer_stats_table = {
+    "layer", sizeof(hp_layer_stats_t), layer_rows, COUNT(layer_rows), NULL, 0};
+const hp_stats_table_t hp_connection_stats_table = {
+    "connections", sizeof(hp_connection_stats_t), connection_rows, COUNT(connection_rows), NULL, 0};
+const hp_stats_table_t hp_io_stats_table = {
+    "io", sizeof(hp_io_stats_t), io_rows, COUNT(io_rows), NULL, 0};
+
 static void add_layer(hp_metrics_t *m, const char *name, const char *kind)
 {
     if (hp_metrics_layer_index(m, name) >= 0 || m->nlayers == HP_LAYERS_MAX) return;

@@ -21,6 +21,7 @@
 
 #include "runtime/alloc.h"
 #include "runtime/counter.h"
+#include "runtime/stats.h"
 #include "runtime/task.h"
 #include "runtime/vtask.h"
 
@@ -50,18 +51,53 @@ typedef struct hp_route_stats {
 } hp_route_stats_t;
 
 /* One chain layer (a middleware, a handler, the cache get, the upstream
- * call): what its valuetasks looked like. The decision advisor reads these. */
+ * call): what its valuetasks looked like, per mode. The decision advisor
+ * reads these; /stats and /metrics report the table's rows per layer and
+ * mode (runtime/stats.h). */
+#define HP_LAYER_STATS(XX)                                                                         \
+    XX(calls, counter, "calls of the layer")                                                       \
+    XX(completed_synchronously, counter, "calls that completed before returning")                  \
+    XX(inline_valuetasks, counter, "results returned inline: one allocation avoided each")         \
+    XX(task_valuetasks, counter, "results returned as heap tasks")                                 \
+    XX(source_valuetasks, counter, "pending results backed by a pooled source (no allocation)")
+
 struct hp_layer_stats {
-    uint64_t calls;
-    uint64_t sync;      /* completed before returning */
-    uint64_t inline_vt; /* inline valuetasks: one allocation avoided each */
-    uint64_t task_vt;   /* task-backed valuetasks (a heap task each) */
-    uint64_t source_vt; /* pending on a pooled source (no allocation) */
+    HP_LAYER_STATS(HP_STAT_FIELD)
+    /* Beyond the table: the advisor's. */
     uint64_t faults;
     uint64_t waiters; /* waiters beyond the first on shared tasks */
     uint64_t as_task; /* callers that needed a task conversion */
 };
 typedef struct hp_layer_stats hp_layer_stats_t;
+extern const hp_stats_table_t hp_layer_stats_table;
+
+/* A worker's connections, and its socket I/O. */
+#define HP_CONNECTION_STATS(XX)                                                                    \
+    XX(accepted, counter, "connections accepted")                                                  \
+    XX(refused, counter, "connections closed at once: over limits.max_connections")                \
+    XX(open, gauge, "connections open now")                                                        \
+    XX(peak, gauge, "most connections open at once")                                               \
+    XX(idle_closed, counter, "keep-alive connections closed by the idle timeout")                  \
+    XX(write_timeouts, counter, "peers that did not take our output in time")                      \
+    XX(requests_aborted, counter, "requests whose connection went while they pended")              \
+    XX(request_contexts, gauge, "request contexts ever made (the pool's size)")
+
+#define HP_IO_STATS(XX)                                                                            \
+    XX(reads, counter, "read callbacks with data")                                                 \
+    XX(writes, counter, "write system calls")                                                      \
+    XX(writes_queued, counter, "writes the kernel did not take whole at once")                     \
+    XX(bytes_in, counter, "bytes read")                                                            \
+    XX(bytes_out, counter, "bytes written")
+
+typedef struct {
+    HP_CONNECTION_STATS(HP_STAT_FIELD)
+} hp_connection_stats_t;
+extern const hp_stats_table_t hp_connection_stats_table; /* "connections" */
+
+typedef struct {
+    HP_IO_STATS(HP_STAT_FIELD)
+} hp_io_stats_t;
+extern const hp_stats_table_t hp_io_stats_table; /* "io" */
 
 typedef struct hp_metrics {
     /* Counters only, all uint64_t, up to `nlayers`: hp_metrics_sum adds
@@ -70,20 +106,10 @@ typedef struct hp_metrics {
     hp_layer_stats_t layers[HP_LAYERS_MAX][HP_MODES]; /* [layer][mode] */
     hp_layer_stats_t window[HP_LAYERS_MAX][HP_MODES]; /* the last complete window */
     hp_alloc_counter_t conn_alloc;                    /* allocations of no request (conn.c) */
-    uint64_t conns_accepted;
-    uint64_t conns_refused; /* over limits.max_connections */
-    uint64_t conns_open;    /* gauge */
-    uint64_t conns_peak;    /* gauge */
-    uint64_t rejects[HP_REJECT_COUNT];
-    uint64_t idle_closed;      /* keep-alive idle timeouts */
-    uint64_t write_timeouts;   /* peers that did not take our output in time */
-    uint64_t requests_aborted; /* requests whose connection went while they pended */
-    uint64_t reads;
-    uint64_t writes;       /* write syscalls */
-    uint64_t write_queued; /* output the kernel did not take at once */
-    uint64_t bytes_in, bytes_out;
+    hp_connection_stats_t conns;
+    hp_io_stats_t io;
+    uint64_t rejects[HP_REJECT_COUNT]; /* by reason: named by http.h's table */
     uint64_t reloads;
-    uint64_t ctx_pool_size; /* gauge: request contexts ever made */
 
     /* Not summed across workers: */
     size_t nlayers;
@@ -112,11 +138,11 @@ static inline void hp_layer_record(hp_layer_stats_t *s, const hp_vtask_t *vt)
 {
     if (s == NULL) return;
     hp_counter_add(&s->calls, 1);
-    if (hp_vtask_is_completed(vt)) hp_counter_add(&s->sync, 1);
+    if (hp_vtask_is_completed(vt)) hp_counter_add(&s->completed_synchronously, 1);
     switch (vt->kind) {
-    case HP_VT_INLINE: hp_counter_add(&s->inline_vt, 1); break;
-    case HP_VT_TASK: hp_counter_add(&s->task_vt, 1); break;
-    case HP_VT_SOURCE: hp_counter_add(&s->source_vt, 1); break;
+    case HP_VT_INLINE: hp_counter_add(&s->inline_valuetasks, 1); break;
+    case HP_VT_TASK: hp_counter_add(&s->task_valuetasks, 1); break;
+    case HP_VT_SOURCE: hp_counter_add(&s->source_valuetasks, 1); break;
     default: break;
     }
 }

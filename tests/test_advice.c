@@ -273,8 +273,8 @@ static void misuse_is_refused_counted_and_reported(void **state)
     free(cap.data);
 
     get(&m, "/metrics", &cap);
-    assert_non_null(strstr(cap.data, "hotpath_valuetask_misuse_total{kind=\"consumed\"} 1\n"));
-    assert_non_null(strstr(cap.data, "hotpath_valuetask_misuse_total{kind=\"stale\"} 1\n"));
+    assert_non_null(strstr(cap.data, "hotpath_runtime_misuse_total{kind=\"consumed\"} 1\n"));
+    assert_non_null(strstr(cap.data, "hotpath_runtime_misuse_total{kind=\"stale\"} 1\n"));
     free(cap.data);
     hp_memserver_close(&m);
 }

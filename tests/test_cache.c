@@ -165,7 +165,7 @@ static void test_miss_then_hit(void **state)
     assert_int_equal(f.calls, 1);
     assert_string_equal(f.last_key, "a");
     assert_int_equal(k.done, 0);
-    assert_int_equal(hp_cache_stats(c)->pending, 1);
+    assert_int_equal(hp_cache_stats(c)->pending_fills, 1);
 
     fill_complete(&f, 0, v);
     assert_int_equal(k.done, 1);
@@ -173,7 +173,7 @@ static void test_miss_then_hit(void **state)
     assert_ptr_equal(k.buf, v);
     consumer_done(&k);
     assert_int_equal(hp_cache_stats(c)->entries, 1);
-    assert_int_equal(hp_cache_stats(c)->pending, 0);
+    assert_int_equal(hp_cache_stats(c)->pending_fills, 0);
     assert_int_equal(hp_cache_stats(c)->bytes, one_entry("a", v));
 
     hp_cache_outcome_t out;
@@ -322,7 +322,7 @@ static void test_sync_fill(void **state)
     }
     assert_int_equal(f.calls, 2);
     assert_int_equal(hp_cache_stats(c)->entries, 2);
-    assert_int_equal(hp_cache_stats(c)->pending, 0);
+    assert_int_equal(hp_cache_stats(c)->pending_fills, 0);
 
     /* A fill that fails synchronously: the fault reaches the caller, and
      * nothing is cached. */
@@ -341,7 +341,7 @@ static void test_sync_fill(void **state)
     }
     assert_int_equal(hp_cache_stats(c)->fill_failures, 2);
     assert_int_equal(hp_cache_stats(c)->entries, 2);
-    assert_int_equal(hp_cache_stats(c)->pending, 0);
+    assert_int_equal(hp_cache_stats(c)->pending_fills, 0);
     hp_cache_free(c);
     assert_int_equal(v->refs, 1);
     hp_buf_unref(v);
@@ -420,7 +420,7 @@ static void test_failed_fill_reaches_every_waiter(void **state)
     const hp_cache_stats_t *s = hp_cache_stats(c);
     assert_int_equal(s->fill_failures, 1);
     assert_int_equal(s->entries, 0);
-    assert_int_equal(s->pending, 0);
+    assert_int_equal(s->pending_fills, 0);
 
     /* Not cached: the next get starts a new fill. */
     hp_buf_t *v = make_buf("second try");
@@ -607,7 +607,7 @@ static void test_expired_during_refresh_joins_it(void **state)
     assert_int_equal(old->refs, 1);
     assert_int_equal(hp_cache_stats(c)->entries, 0);
     assert_int_equal(hp_cache_stats(c)->bytes, 0);
-    assert_int_equal(hp_cache_stats(c)->pending, 1);
+    assert_int_equal(hp_cache_stats(c)->pending_fills, 1);
     fill_complete(&f, 0, fresh);
     assert_ptr_equal(k.buf, fresh);
     consumer_done(&k);
@@ -647,7 +647,7 @@ static void test_waiters_leave(void **state)
         assert_int_equal(k[i].done, 1);
         assert_int_equal(k[i].rc, UV_ECANCELED);
     }
-    assert_int_equal(s->pending, 0);
+    assert_int_equal(s->pending_fills, 0);
     assert_int_equal(s->fill_failures, 1);
     assert_int_equal(hp_cache_leave(c, "k", 1, fill), 0); /* no fill now */
 
@@ -741,7 +741,7 @@ static void test_value_larger_than_bound(void **state)
         hp_buf_unref(b);
     }
     const hp_cache_stats_t *s = hp_cache_stats(c);
-    assert_int_equal(s->rejected, 3);
+    assert_int_equal(s->rejected_too_big, 3);
     assert_int_equal(s->entries, 0);
     assert_int_equal(s->bytes, 0);
     hp_cache_free(c);
@@ -768,7 +768,7 @@ static void test_evicted_while_refreshing(void **state)
     assert_int_equal(hp_cache_put(c, "C", 1, v, 150), 0); /* A, the LRU tail, goes */
     assert_int_equal(s->evictions, 1);
     assert_int_equal(s->entries, 2);
-    assert_int_equal(s->pending, 1);
+    assert_int_equal(s->pending_fills, 1);
 
     consumer_t k;
     consumer_get(&k, c, HP_MODE_VALUETASK, "A", 160);

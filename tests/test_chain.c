@@ -289,8 +289,8 @@ static void abort_hook_runs_once_when_the_client_goes(void **state)
     insert_waiter(f);
     uint64_t live0 = hp_alloc_stats_live(&f->m.w.host.alloc);
     uint64_t idle0 = f->m.w.host.ctx_pool.idle;
-    uint64_t aborted0 = hp_counter_get(&f->m.w.host.metrics.requests_aborted);
-#define ABORTED() (hp_counter_get(&f->m.w.host.metrics.requests_aborted) - aborted0)
+    uint64_t aborted0 = hp_counter_get(&f->m.w.host.metrics.conns.requests_aborted);
+#define ABORTED() (hp_counter_get(&f->m.w.host.metrics.conns.requests_aborted) - aborted0)
 
     aborts = 0;
     hp_conn_t *c = hp_memconn_new(&f->m, &cap);

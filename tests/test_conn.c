@@ -607,7 +607,7 @@ static void expiry_while_backed_up_closes(void **state)
     ASSERT_TIMERS(c, HP_LIST_NONE, HP_LIST_WRITE);
     hp_conn_sweep(&f->w.host, c->wtimer.deadline);
     assert_true(cap.closed);
-    assert_int_equal(hp_counter_get(&f->w.host.metrics.write_timeouts), 1);
+    assert_int_equal(hp_counter_get(&f->w.host.metrics.conns.write_timeouts), 1);
     uv_run(&f->w.loop, UV_RUN_NOWAIT);
 }
 

@@ -229,7 +229,8 @@ static hp_conn_t *send_get(fixture_t *f, const char *target, hp_capture_t *cap)
 static void settle(fixture_t *f)
 {
     for (int i = 0; i < 1000; i++) {
-        if (UP(f, pool_busy) == 0 && UP(f, queued) == 0 && CACHE(f, pending) == 0) return;
+        if (UP(f, pool_busy) == 0 && UP(f, pool_queued) == 0 && CACHE(f, pending_fills) == 0)
+            return;
         uv_run(&f->w.loop, UV_RUN_ONCE);
     }
     fail_msg("the upstream did not settle");
@@ -249,7 +250,7 @@ static void abort_cancels_an_upstream_request(void **state)
     settle(f);
     assert_null(cap.data);
     assert_int_equal(UP(f, requests), 1);
-    assert_int_equal(UP(f, err_connect), 0);
+    assert_int_equal(UP(f, errors_connect), 0);
     free(cap.data);
 }
 
@@ -268,7 +269,7 @@ static void abort_detaches_a_cache_waiter(void **state)
     assert_int_equal(UP(f, cancelled), 0); /* b still waits */
     settle(f);                             /* the connect is refused */
     assert_int_equal(hp_capture_status(b.data), 502);
-    assert_int_equal(UP(f, err_connect), 1);
+    assert_int_equal(UP(f, errors_connect), 1);
     hp_conn_close(cb);
     free(a.data);
     free(b.data);
@@ -325,7 +326,7 @@ static void refused_await_in_cache_answers_500(void **state)
     assert_int_equal(CACHE(f, waiters_left), 1);
     assert_int_equal(UP(f, cancelled), 1);
     settle(f);
-    assert_int_equal(CACHE(f, pending), 0);
+    assert_int_equal(CACHE(f, pending_fills), 0);
     assert_int_equal(CACHE(f, entries), 0);
     hp_conn_close(c);
     free(cap.data);

@@ -97,7 +97,7 @@ static void continuations_run_once_in_registration_order(void **state)
         assert_int_equal(hp_test_frees() - f0, n > 1 ? 2 : 1);
     }
     assert_int_equal(hp_test_rt.task_waiters, 1 + 2 + 3 + 100);
-    assert_int_equal(hp_test_rt.task_waiter_allocs, 0 + 1 + 1 + 7);
+    assert_int_equal(hp_test_rt.task_waiter_allocations, 0 + 1 + 1 + 7);
     assert_int_equal(hp_test_rt.tasks_allocated, 4);
 }
 
@@ -132,7 +132,7 @@ static void await_on_completed_task_runs_before_returning(void **state)
     hp_task_await(t, count_cb, &ran);
     assert_int_equal(ran, 2);
     /* Running at once needs no waiter slot, so no array either. */
-    assert_int_equal(hp_test_rt.task_waiter_allocs, 0);
+    assert_int_equal(hp_test_rt.task_waiter_allocations, 0);
     hp_task_unref(t);
     assert_all_freed();
 }
@@ -409,7 +409,7 @@ static void from_result_small_values_come_from_the_cache(void **state)
     hp_task_result(null_task, &v);
     assert_null(v.ptr);
 
-    assert_int_equal(hp_test_rt.tasks_cached, 10 * 2 + 2);
+    assert_int_equal(hp_test_rt.tasks_from_cache, 10 * 2 + 2);
     assert_int_equal(hp_test_rt.tasks_allocated, 0);
     assert_int_equal(hp_test_allocs(), 0);
     assert_int_equal(hp_test_frees(), 0);
@@ -434,7 +434,7 @@ static void from_result_other_values_allocate_once(void **state)
         hp_task_unref(u);
     }
     assert_int_equal(hp_test_rt.tasks_allocated, 2 * n);
-    assert_int_equal(hp_test_rt.tasks_cached, 0);
+    assert_int_equal(hp_test_rt.tasks_from_cache, 0);
     assert_all_freed();
 }
 

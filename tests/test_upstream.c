@@ -412,7 +412,7 @@ static void test_get_item(void **state)
 
     assert_int_equal(STAT(f, requests), 4);
     assert_int_equal(STAT(f, responses), 4);
-    assert_int_equal(STAT(f, conns_opened), 1);
+    assert_int_equal(STAT(f, pool_connections_opened), 1);
     assert_int_equal(STAT(f, pool_busy), 0);
     assert_int_equal(STAT(f, pool_idle), 1);
     assert_int_equal(STAT(f, pool_open), 1);
@@ -443,7 +443,7 @@ static void test_pool_reuse(void **state)
     print_message("allocations per upstream request, warm pool: %.2f (%.0f bytes; libuv %.2f)\n",
                   warm_allocs_per_request, (double)(after.bytes - before.bytes) / N,
                   (double)(as->by_source[HP_ALLOC_UV].count - uv_before) / N);
-    assert_int_equal(STAT(f, conns_opened), 1);
+    assert_int_equal(STAT(f, pool_connections_opened), 1);
     assert_int_equal(stub_stat(&f->stub, "connections"), 1);
     assert_int_equal(stub_stat(&f->stub, "open_connections"), 1);
     assert_int_equal(stub_stat(&f->stub, "items"), N + 2);
@@ -467,7 +467,7 @@ static void test_pool_bound_and_queue(void **state)
         t[i] = hp_upstream_request(f->u, "GET", path, strlen(path));
         w[i] = watch(f, t[i]);
     }
-    assert_int_equal(STAT(f, queued), N - 2);
+    assert_int_equal(STAT(f, pool_queued), N - 2);
     assert_int_equal(STAT(f, pool_busy), 2);
     run_until(f, &w[N - 1]->done, WAIT_MS);
     double ms = (double)(uv_hrtime() - t0) / 1e6;
@@ -481,9 +481,9 @@ static void test_pool_bound_and_queue(void **state)
     }
     print_message("10 requests, 100 ms each, pool of 2: %.0f ms\n", ms);
     assert_true(ms >= 450);
-    assert_int_equal(STAT(f, conns_opened), 2);
-    assert_int_equal(STAT(f, queued), 0);
-    assert_int_equal(STAT(f, queued_max), N - 2);
+    assert_int_equal(STAT(f, pool_connections_opened), 2);
+    assert_int_equal(STAT(f, pool_queued), 0);
+    assert_int_equal(STAT(f, pool_queued_max), N - 2);
     assert_int_equal(STAT(f, pool_busy), 0);
     assert_int_equal(STAT(f, pool_idle), 2);
     assert_int_equal(stub_stat(&f->stub, "connections"), 2);
@@ -512,7 +512,7 @@ static void test_chunked_and_large(void **state)
     assert_int_equal(ok_buf(t)->len, 0);
     hp_task_unref(t);
     expect_ok(f, "/chunked/again");
-    assert_int_equal(STAT(f, conns_opened), 1);
+    assert_int_equal(STAT(f, pool_connections_opened), 1);
     assert_int_equal(stub_stat(&f->stub, "connections"), 1);
 }
 
@@ -543,7 +543,7 @@ static void test_refused(void **state)
     refused_ms = ms;
     print_message("connection refused -> EUPSTREAM_CONNECT in %.3f ms\n", ms);
     assert_true(ms < 100);
-    assert_int_equal(STAT(f, err_connect), 1);
+    assert_int_equal(STAT(f, errors_connect), 1);
     assert_int_equal(STAT(f, retries), 0);
     assert_int_equal(STAT(f, pool_open), 0);
     assert_int_equal(hp_upstream_reconfigure(f->u, &f->opts), 0);
@@ -608,7 +608,7 @@ static void test_response_timeout(void **state)
     assert_int_equal(STAT(f, pool_open), 0);
     stub_control(&f->stub, "delay_ms=0");
     expect_ok(f, "/items/fast");
-    assert_int_equal(STAT(f, err_timeout), 1);
+    assert_int_equal(STAT(f, errors_timeout), 1);
     assert_int_equal(STAT(f, pool_busy), 0);
 }
 
@@ -649,9 +649,9 @@ static void test_fault_modes(void **state)
         expect_ok(f, "/items/after");
         assert_int_equal(STAT(f, pool_busy), 0);
     }
-    assert_int_equal(STAT(f, err_timeout), 2);
-    assert_int_equal(STAT(f, err_protocol), 1);
-    assert_int_equal(STAT(f, err_reset), 4);
+    assert_int_equal(STAT(f, errors_timeout), 2);
+    assert_int_equal(STAT(f, errors_protocol), 1);
+    assert_int_equal(STAT(f, errors_reset), 4);
     /* drop on a reused connection was resent once, and dropped again */
     assert_int_equal(STAT(f, retries), 1);
     assert_int_equal(stub_stat(&f->stub, "faults"), 9);
@@ -695,7 +695,7 @@ static void test_interim_responses(void **state)
         assert_int_equal(STAT(f, pool_open), 0); /* that connection is closed */
         expect_ok(f, "/items/after");
     }
-    assert_int_equal(STAT(f, err_protocol), 2);
+    assert_int_equal(STAT(f, errors_protocol), 2);
 }
 
 /* Bytes nobody asked for never answer a request. The stub answers A, then
@@ -723,7 +723,7 @@ static void test_unsolicited_bytes_never_answer(void **state)
     expect_body(ok_buf(t), "GET /b\n");
     hp_task_unref(t);
     assert_int_equal(STAT(f, unsolicited), 1);
-    assert_int_equal(STAT(f, conns_opened), 2);
+    assert_int_equal(STAT(f, pool_connections_opened), 2);
 
     expect_ok(f, "/c?fault=extra");
     for (int i = 0; i < 500 && STAT(f, unsolicited) < 2; i++)
@@ -733,7 +733,7 @@ static void test_unsolicited_bytes_never_answer(void **state)
     t = fetch(f, "GET", "/d");
     expect_body(ok_buf(t), "GET /d\n");
     hp_task_unref(t);
-    assert_int_equal(STAT(f, conns_opened), 3);
+    assert_int_equal(STAT(f, pool_connections_opened), 3);
     assert_int_equal(STAT(f, responses), 4);
 }
 
@@ -757,7 +757,7 @@ static void test_queued_request_has_a_deadline(void **state)
     uint64_t t0 = uv_hrtime();
     hp_task_t *b = hp_upstream_request(f->u, "GET", "/b", 2);
     wait_t *wb = watch(f, b);
-    assert_int_equal(STAT(f, queued), 1);
+    assert_int_equal(STAT(f, pool_queued), 1);
     run_until(f, &wb->done, WAIT_MS);
     double ms = (double)(wb->t1 - t0) / 1e6;
     print_message("queued behind a stalled request, 100 + 300 ms budget: failed after %.0f ms\n",
@@ -767,9 +767,9 @@ static void test_queued_request_has_a_deadline(void **state)
                         "upstream request timed out waiting for a connection");
     assert_true(ms >= 390 && ms < 1000);
     assert_false(wa->done);
-    assert_int_equal(STAT(f, queued), 0);
+    assert_int_equal(STAT(f, pool_queued), 0);
     assert_int_equal(STAT(f, queue_timeouts), 1);
-    assert_int_equal(STAT(f, err_timeout), 1);
+    assert_int_equal(STAT(f, errors_timeout), 1);
     hp_task_unref(b);
     run_until(f, &wa->done, WAIT_MS);
     expect_fault(a, HP_EUPSTREAM_TIMEOUT);
@@ -807,7 +807,7 @@ static void test_queue_time_counts_against_the_response(void **state)
     hp_task_unref(a);
     hp_task_unref(b);
     assert_int_equal(STAT(f, queue_timeouts), 0);
-    assert_int_equal(STAT(f, err_timeout), 2);
+    assert_int_equal(STAT(f, errors_timeout), 2);
 }
 
 /* Cancelling a queued request: it leaves the queue, faults with
@@ -821,10 +821,10 @@ static void test_cancel_queued(void **state)
     hp_task_t *a = hp_upstream_request(f->u, "GET", "/a?delay_ms=200", 15);
     hp_task_t *b = hp_upstream_request(f->u, "GET", "/b", 2);
     wait_t *wb = watch(f, b);
-    assert_int_equal(STAT(f, queued), 1);
+    assert_int_equal(STAT(f, pool_queued), 1);
     assert_int_equal(hp_upstream_cancel(f->u, b, false), 0);
     assert_false(wb->done); /* continuations run from the idle phase */
-    assert_int_equal(STAT(f, queued), 0);
+    assert_int_equal(STAT(f, pool_queued), 0);
     assert_int_equal(hp_upstream_cancel(f->u, b, true), UV_ENOENT);
     run_until(f, &wb->done, WAIT_MS);
     expect_fault(b, UV_ECANCELED);
@@ -864,7 +864,7 @@ static void test_cancel_sent_closes_its_connection(void **state)
     expect_body(ok_buf(b), "GET /b?delay_ms=200\n");
     hp_task_unref(a);
     hp_task_unref(b);
-    assert_int_equal(STAT(f, conns_opened), 2);
+    assert_int_equal(STAT(f, pool_connections_opened), 2);
     assert_int_equal(STAT(f, cancelled), 1);
     assert_int_equal(STAT(f, unsolicited), 0);
     /* The stub saw the cancelled request's connection close. */
@@ -887,7 +887,7 @@ static void test_cancel_while_connecting_keeps_the_connection(void **state)
         run_for(f, 10);
     assert_int_equal(STAT(f, pool_idle), 1);
     expect_ok(f, "/b");
-    assert_int_equal(STAT(f, conns_opened), 1);
+    assert_int_equal(STAT(f, pool_connections_opened), 1);
     assert_int_equal(stub_stat(&f->stub, "requests"), 1);
 }
 
@@ -900,8 +900,8 @@ static void test_retry_keepalive_race(void **state)
     stub_control(&f->stub, "drop_next=1");
     expect_ok(f, "/items/b");
     assert_int_equal(STAT(f, retries), 1);
-    assert_int_equal(STAT(f, err_reset), 0);
-    assert_int_equal(STAT(f, conns_opened), 2);
+    assert_int_equal(STAT(f, errors_reset), 0);
+    assert_int_equal(STAT(f, pool_connections_opened), 2);
     assert_int_equal(STAT(f, pool_open), 1);
     assert_int_equal(stub_stat(&f->stub, "connections"), 2);
     assert_int_equal(stub_stat(&f->stub, "faults"), 1);
@@ -948,7 +948,7 @@ static void test_too_big(void **state)
     expect_fault(t, HP_EUPSTREAM_TOO_BIG);
     hp_task_unref(t);
     expect_ok(f, "/items/x");
-    assert_int_equal(STAT(f, err_too_big), 2);
+    assert_int_equal(STAT(f, errors_too_big), 2);
     assert_int_equal(STAT(f, pool_busy), 0);
 }
 
@@ -977,10 +977,10 @@ static void test_idle_timeout(void **state)
     assert_int_equal(STAT(f, pool_idle), 1);
     run_for(f, 300);
     assert_int_equal(STAT(f, pool_open), 0);
-    assert_int_equal(STAT(f, conns_closed), 1);
+    assert_int_equal(STAT(f, pool_connections_closed), 1);
     assert_int_equal(stub_stat(&f->stub, "open_connections"), 0);
     expect_ok(f, "/items/y");
-    assert_int_equal(STAT(f, conns_opened), 2);
+    assert_int_equal(STAT(f, pool_connections_opened), 2);
 }
 
 static void reenter_cb(void *arg)
@@ -1013,7 +1013,7 @@ static void test_close_in_flight(void **state)
     hp_task_await(t[0], reenter_cb, f);
     run_for(f, 100); /* two sent, two queued */
     assert_int_equal(STAT(f, pool_busy), 2);
-    assert_int_equal(STAT(f, queued), 2);
+    assert_int_equal(STAT(f, pool_queued), 2);
     assert_int_equal(stub_stat(&f->stub, "open_connections"), 2);
     hp_upstream_t *u = f->u;
     f->u = NULL;
@@ -1049,7 +1049,7 @@ static void test_reconfigure(void **state)
     o.port = b.port;
     assert_int_equal(hp_upstream_reconfigure(f->u, &o), 0);
     assert_int_equal(STAT(f, pool_open), 0);
-    assert_int_equal(STAT(f, conns_closed), 1);
+    assert_int_equal(STAT(f, pool_connections_closed), 1);
     expect_ok(f, "/items/b");
     assert_int_equal(stub_stat(&b, "items"), 1);
     assert_int_equal(stub_stat(&f->stub, "items"), 1);
@@ -1103,8 +1103,8 @@ static void test_invalid(void **state)
         expect_fault(t, UV_EINVAL);
         hp_task_unref(t);
     }
-    assert_int_equal(STAT(f, err_invalid), 6);
-    assert_int_equal(STAT(f, conns_opened), 0);
+    assert_int_equal(STAT(f, errors_invalid), 6);
+    assert_int_equal(STAT(f, pool_connections_opened), 0);
     /* A path slice need not be NUL-terminated. */
     hp_task_t *t = hp_upstream_request(f->u, "GET", "/items/slice-and-more", 12);
     wait_t *w = watch(f, t);
@@ -1178,20 +1178,21 @@ static void test_soak(void **state)
     if (expired) fail_msg("soak: %d of %d finished in 30 s", finished, N);
     double ms = (double)(uv_hrtime() - t0) / 1e6;
     print_message("soak: %d requests, %d ok, %.0f ms, %llu retries, %llu connections\n", N, ok, ms,
-                  (unsigned long long)STAT(f, retries), (unsigned long long)STAT(f, conns_opened));
+                  (unsigned long long)STAT(f, retries),
+                  (unsigned long long)STAT(f, pool_connections_opened));
     const hp_upstream_stats_t *st = hp_upstream_stats(f->u);
     assert_int_equal(st->requests, N);
-    assert_int_equal(st->responses + st->err_connect + st->err_timeout + st->err_protocol +
-                         st->err_reset + st->err_too_big + st->cancelled,
+    assert_int_equal(st->responses + st->errors_connect + st->errors_timeout + st->errors_protocol +
+                         st->errors_reset + st->errors_too_big + st->cancelled,
                      N);
     assert_int_equal(st->responses, (uint64_t)ok);
     int expect_ok_n = N; /* close answers; the other faults fail */
     for (int i = 0; i < N; i += 10)
         expect_ok_n -= (i / 10) % 6 >= 2;
     assert_int_equal(ok, expect_ok_n);
-    assert_int_equal(st->err_timeout, 0);
+    assert_int_equal(st->errors_timeout, 0);
     assert_int_equal(STAT(f, pool_busy), 0);
-    assert_int_equal(STAT(f, queued), 0);
+    assert_int_equal(STAT(f, pool_queued), 0);
     assert_true(STAT(f, pool_open) <= 8);
     expect_ok(f, "/items/after");
 }

@@ -101,7 +101,7 @@ static void inline_result_makes_no_allocation(void **state)
     assert_int_equal(r.rc, 0);
     assert_ptr_equal(r.value.ptr, &payload);
     assert_int_equal(hp_test_allocs(), 0);
-    assert_int_equal(hp_test_rt.vtasks_inline, 1);
+    assert_int_equal(hp_test_rt.valuetasks_inline, 1);
     assert_misuse(0, 0);
 }
 
@@ -117,8 +117,8 @@ static void completed_mode_valuetask_never_allocates(void **state)
         assert_int_equal(v.i, values[i].i);
     }
     assert_int_equal(hp_test_allocs(), 0);
-    assert_int_equal(hp_test_rt.vtasks_inline, 5);
-    assert_int_equal(hp_test_rt.vtasks_task, 0);
+    assert_int_equal(hp_test_rt.valuetasks_inline, 5);
+    assert_int_equal(hp_test_rt.valuetasks_task, 0);
 }
 
 static const struct {
@@ -140,8 +140,8 @@ static void completed_mode_task_allocates_like_task_from_result(void **state)
         assert_int_equal(hp_vtask_result(&vt, &v, NULL), 0);
         assert_int_equal(v.i, task_mode_cases[i].value.i);
     }
-    assert_int_equal(hp_test_rt.vtasks_task, 6);
-    assert_int_equal(hp_test_rt.vtasks_inline, 0);
+    assert_int_equal(hp_test_rt.valuetasks_task, 6);
+    assert_int_equal(hp_test_rt.valuetasks_inline, 0);
     assert_int_equal(hp_test_frees(), hp_test_allocs());
 }
 
@@ -177,7 +177,7 @@ static void task_backed_pending_completes_through_continuation(void **state)
     assert_ptr_equal(r.value.ptr, &payload);
     /* The vtask held the only reference; reading it released the task. */
     assert_int_equal(hp_test_frees(), 1);
-    assert_int_equal(hp_test_rt.vtasks_task, 1);
+    assert_int_equal(hp_test_rt.valuetasks_task, 1);
 }
 
 static void task_backed_fault_reaches_continuation(void **state)
@@ -205,7 +205,7 @@ static void source_completed_before_await_runs_at_once(void **state)
     assert_int_equal(r.rc, 0);
     assert_int_equal(r.value.i, 123);
     assert_int_equal(hp_test_allocs(), 0);
-    assert_int_equal(hp_test_rt.vtasks_source, 1);
+    assert_int_equal(hp_test_rt.valuetasks_source, 1);
 }
 
 static void source_completed_after_await_runs_continuation_once(void **state)
@@ -257,7 +257,7 @@ static void source_reuse_cycle_makes_no_allocation(void **state)
         assert_int_equal(r.value.i, i);
     }
     assert_int_equal(hp_test_allocs(), 0);
-    assert_int_equal(hp_test_rt.vtasks_source, 100);
+    assert_int_equal(hp_test_rt.valuetasks_source, 100);
     assert_misuse(0, 0);
 }
 
@@ -454,7 +454,7 @@ static void as_task_of_task_backed_hands_the_task_over(void **state)
     hp_task_complete(got, hp_value_int(10));
     hp_task_unref(got);
     assert_int_equal(hp_test_rt.as_task_calls, 1);
-    assert_int_equal(hp_test_rt.as_task_allocs, 0);
+    assert_int_equal(hp_test_rt.as_task_allocations, 0);
     assert_int_equal(hp_test_frees(), hp_test_allocs());
 }
 
@@ -485,7 +485,7 @@ static void as_task_of_inline_allocates_only_outside_the_cache(void **state)
         hp_task_unref(t);
     }
     assert_int_equal(hp_test_rt.as_task_calls, n);
-    assert_int_equal(hp_test_rt.as_task_allocs, want_task_allocs);
+    assert_int_equal(hp_test_rt.as_task_allocations, want_task_allocs);
     assert_int_equal(hp_test_frees(), hp_test_allocs());
 }
 
@@ -497,7 +497,7 @@ static void as_task_of_pending_source_completes_with_the_source(void **state)
      * on a pending source, and the counters must say so. */
     assert_int_equal(hp_test_allocs(), 2);
     assert_int_equal(hp_test_rt.as_task_calls, 1);
-    assert_int_equal(hp_test_rt.as_task_allocs, 2);
+    assert_int_equal(hp_test_rt.as_task_allocations, 2);
     assert_false(hp_task_is_completed(t));
     hp_value_t v;
     assert_int_equal(hp_vtask_result(&vt, &v, NULL), HP_EVTASK_CONSUMED); /* handed over */
@@ -534,7 +534,7 @@ static void as_task_of_completed_source_reads_it_now(void **state)
     assert_int_equal(hp_task_result(t, &v), 0);
     assert_int_equal(v.i, 4);
     assert_int_equal(hp_test_allocs(), 0); /* 4 is a cached completed task */
-    assert_int_equal(hp_test_rt.as_task_allocs, 0);
+    assert_int_equal(hp_test_rt.as_task_allocations, 0);
     hp_task_unref(t);
 }
 
@@ -584,7 +584,7 @@ static void as_task_of_misused_vtask_is_faulted_with_the_refusal(void **state)
     assert_int_equal(r.value.i, 89);
 
     assert_int_equal(hp_test_rt.as_task_calls, 4);
-    assert_int_equal(hp_test_rt.as_task_allocs, 4); /* each fault is a heap task */
+    assert_int_equal(hp_test_rt.as_task_allocations, 4); /* each fault is a heap task */
     assert_int_equal(hp_test_frees(), hp_test_allocs());
 }
 

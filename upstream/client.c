@@ -90,7 +90,19 @@
 #define TAIL_MAX      128   /* " HTTP/1.1\r\nHost: [v6]:port\r\nConnection: ...\r\n\r\n" */
 #define INDEX_MIN     64    /* the task index's first size: a pool's worth of requests */
 
-const hp_stats_table_t hp_upstream_stats_table = {"upstream", sizeof(hp_upstream_stats_t)};
+#define ROW(name, kind, help) HP_STAT_ROW(hp_upstream_stats_t, name, kind, help)
+static const hp_stat_t stat_rows[] = {HP_UPSTREAM_STATS(ROW)};
+#undef ROW
+static const hp_stat_group_t stat_groups[] = {{"errors", "kind"}, {"pool", NULL}};
+
+const hp_stats_table_t hp_upstream_stats_table = {
+    .name = "upstream",
+    .size = sizeof(hp_upstream_stats_t),
+    .rows = stat_rows,
+    .nrows = sizeof(stat_rows) / sizeof(stat_rows[0]),
+    .groups = stat_groups,
+    .ngroups = sizeof(stat_groups) / sizeof(stat_groups[0]),
+};
 
 const uint64_t hp_upstream_latency_bounds_us[HP_UPSTREAM_LATENCY_BUCKETS] = {
     100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000, 250000, 1000000, UINT64_MAX,
@@ -233,9 +245,9 @@ static void publish_pool(hp_upstream_t *u)
 
 static void publish_queue(hp_upstream_t *u)
 {
-    hp_counter_set(&u->stats.queued, u->nqueued);
-    if (u->nqueued > hp_counter_get(&u->stats.queued_max))
-        hp_counter_set(&u->stats.queued_max, u->nqueued);
+    hp_counter_set(&u->stats.pool_queued, u->nqueued);
+    if (u->nqueued > hp_counter_get(&u->stats.pool_queued_max))
+        hp_counter_set(&u->stats.pool_queued_max, u->nqueued);
 }
 
 static void count_outcome(hp_upstream_t *u, const req_t *r)
@@ -244,14 +256,14 @@ static void count_outcome(hp_upstream_t *u, const req_t *r)
     uint64_t *c;
     switch (r->err) {
     case 0: c = &s->responses; break;
-    case HP_EUPSTREAM_CONNECT: c = &s->err_connect; break;
-    case HP_EUPSTREAM_TIMEOUT: c = &s->err_timeout; break;
-    case HP_EUPSTREAM_PROTOCOL: c = &s->err_protocol; break;
-    case HP_EUPSTREAM_RESET: c = &s->err_reset; break;
-    case HP_EUPSTREAM_TOO_BIG: c = &s->err_too_big; break;
+    case HP_EUPSTREAM_CONNECT: c = &s->errors_connect; break;
+    case HP_EUPSTREAM_TIMEOUT: c = &s->errors_timeout; break;
+    case HP_EUPSTREAM_PROTOCOL: c = &s->errors_protocol; break;
+    case HP_EUPSTREAM_RESET: c = &s->errors_reset; break;
+    case HP_EUPSTREAM_TOO_BIG: c = &s->errors_too_big; break;
     /* No latency for these two: they are not the upstream's doing. */
     case UV_ECANCELED: hp_counter_add(&s->cancelled, 1); return;
-    default: hp_counter_add(&s->err_shutdown, 1); return;
+    default: hp_counter_add(&s->errors_shutdown, 1); return;
     }
     hp_counter_add(c, 1);
     uint64_t us = (uv_hrtime() - r->t0) / 1000;
@@ -424,7 +436,7 @@ static void conn_close(conn_t *c)
     if (c->state == C_IDLE) hp_link_remove(&c->idle);
     hp_link_remove(&c->link);
     set_state(c, C_CLOSING);
-    hp_counter_add(&c->u->stats.conns_closed, 1);
+    hp_counter_add(&c->u->stats.pool_connections_closed, 1);
     hp_buf_unref(c->buf);
     c->buf = NULL;
     uv_close((uv_handle_t *)&c->tcp, conn_handle_closed_cb);
@@ -852,7 +864,7 @@ static void conn_open(hp_upstream_t *u, req_t *r)
     u->nconns++;
     c->tcp.data = c->timer.data = c->connect.data = c->write.data = c;
     set_state(c, C_CONNECTING);
-    hp_counter_add(&u->stats.conns_opened, 1);
+    hp_counter_add(&u->stats.pool_connections_opened, 1);
     c->req = r;
     r->conn = c;
     uv_timer_start(&c->timer, timer_cb, phase_ms(u, r, r->connect_ms), 0);
@@ -1031,12 +1043,12 @@ hp_task_t *hp_upstream_request(hp_upstream_t *u, const char *method, const char 
 {
     hp_counter_add(&u->stats.requests, 1);
     if (u->closing) {
-        hp_counter_add(&u->stats.err_shutdown, 1);
+        hp_counter_add(&u->stats.errors_shutdown, 1);
         return hp_task_from_error(HP_ESHUTDOWN, NULL);
     }
     size_t mlen = strlen(method);
     if (!valid_request(method, mlen, path, path_len)) {
-        hp_counter_add(&u->stats.err_invalid, 1);
+        hp_counter_add(&u->stats.errors_invalid, 1);
         return hp_task_from_error(UV_EINVAL, "upstream request method or path is not valid");
     }
     req_t *r = hp_malloc(sizeof(*r) + mlen + 1 + path_len + u->tail_len);

@@ -57,40 +57,45 @@ typedef struct {
 #define HP_UPSTREAM_LATENCY_BUCKETS 12
 extern const uint64_t hp_upstream_latency_bounds_us[HP_UPSTREAM_LATENCY_BUCKETS];
 
-/* Single-writer counters (runtime/counter.h): the owning worker writes, any
+/* The statistics, declared once (runtime/stats.h): XX(name, kind, help).
+ * Single-writer counters (runtime/counter.h): the owning worker writes, any
  * thread reads with hp_counter_get. At any moment
- *   requests == responses + err_* (all seven) + cancelled + requests in flight.
- * Gauges are marked; everything else only grows. Every field is a uint64_t,
- * so /stats may sum the blocks of all workers word by word. */
+ *   requests == responses + errors_* (all seven) + cancelled + requests in flight.
+ * Every field is a uint64_t, so /stats may sum the blocks of all workers
+ * word by word. */
+#define HP_UPSTREAM_STATS(XX)                                                                      \
+    XX(requests, counter, "hp_upstream_request calls")                                             \
+    XX(responses, counter, "tasks completed with a response, any status")                          \
+    XX(errors_connect, counter, "HP_EUPSTREAM_CONNECT: the connect failed")                        \
+    XX(errors_timeout, counter, "HP_EUPSTREAM_TIMEOUT, connect or response")                       \
+    XX(errors_protocol, counter, "HP_EUPSTREAM_PROTOCOL: a malformed response")                    \
+    XX(errors_reset, counter, "HP_EUPSTREAM_RESET: closed mid-response")                           \
+    XX(errors_too_big, counter, "HP_EUPSTREAM_TOO_BIG: over max_response_bytes")                   \
+    XX(errors_shutdown, counter, "HP_ESHUTDOWN: closed with the request pending")                  \
+    XX(errors_invalid, counter, "UV_EINVAL: method or path unfit to send")                         \
+    XX(cancelled, counter, "UV_ECANCELED: hp_upstream_cancel took it back")                        \
+    XX(queue_timeouts, counter, "of errors_timeout: deadline passed still queued")                 \
+    XX(unsolicited, counter, "connections closed for bytes no request asked for")                  \
+    XX(retries, counter, "requests resent after a reused connection died")                         \
+    XX(pool_open, gauge, "connections open (busy + idle)")                                         \
+    XX(pool_busy, gauge, "connections connecting or serving a request")                            \
+    XX(pool_idle, gauge, "connections pooled, waiting for a request")                              \
+    XX(pool_queued, gauge, "requests waiting for a connection")                                    \
+    XX(pool_queued_max, gauge, "high-water mark of pool_queued")                                   \
+    XX(pool_connections_opened, counter, "connect attempts")                                       \
+    XX(pool_connections_closed, counter, "connections closed, for any reason")
+
 typedef struct {
-    uint64_t requests;       /* hp_upstream_request calls */
-    uint64_t responses;      /* tasks completed with a response, any status */
-    uint64_t err_connect;    /* HP_EUPSTREAM_CONNECT */
-    uint64_t err_timeout;    /* HP_EUPSTREAM_TIMEOUT, connect or response */
-    uint64_t err_protocol;   /* HP_EUPSTREAM_PROTOCOL */
-    uint64_t err_reset;      /* HP_EUPSTREAM_RESET */
-    uint64_t err_too_big;    /* HP_EUPSTREAM_TOO_BIG */
-    uint64_t err_shutdown;   /* HP_ESHUTDOWN: closed with the request pending */
-    uint64_t err_invalid;    /* UV_EINVAL: method or path unfit to send */
-    uint64_t cancelled;      /* UV_ECANCELED: hp_upstream_cancel took it back */
-    uint64_t queue_timeouts; /* of err_timeout: deadline passed still queued */
-    uint64_t unsolicited;    /* connections closed for bytes no request asked for */
-    uint64_t retries;        /* requests resent after a reused connection died */
-    uint64_t conns_opened;   /* connect attempts */
-    uint64_t conns_closed;
-    uint64_t pool_open;  /* gauge: connections open (busy + idle) */
-    uint64_t pool_busy;  /* gauge: connecting or serving a request */
-    uint64_t pool_idle;  /* gauge: pooled, waiting for a request */
-    uint64_t queued;     /* gauge: requests waiting for a connection */
-    uint64_t queued_max; /* high-water mark of queued */
-    /* Latency from hp_upstream_request to the outcome, for responses and the
-     * upstream faults (not shutdown or invalid): sum and histogram. */
+    HP_UPSTREAM_STATS(HP_STAT_FIELD)
+    /* Beyond the table (the reports render them themselves): latency from
+     * hp_upstream_request to the outcome, for responses and the upstream
+     * faults (not shutdown or invalid): sum and histogram. */
     uint64_t latency_us_sum;
     uint64_t latency_hist[HP_UPSTREAM_LATENCY_BUCKETS];
 } hp_upstream_stats_t;
 
-/* The table of hp_upstream_stats_t (runtime/stats.h): its name is
- * "upstream". */
+/* The table of hp_upstream_stats_t: its name is "upstream"; the errors are
+ * one family by kind, the pool's figures a group of their own. */
 extern const hp_stats_table_t hp_upstream_stats_table;
 
 /* Create a client on loop (borrowed; must outlive the client). Copies opts.
