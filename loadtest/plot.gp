@@ -7,7 +7,8 @@
 # Made by loadtest/harness/report.py, which passes (gnuplot -e):
 #   data     the .dat file: n series blocks (gnuplot "index" 0..n-1), then nb
 #            bound blocks; columns: offered/core achieved/core p99_us
-#            p99_us_at_saturation (NaN elsewhere) offered
+#            p99_us_at_saturation (NaN elsewhere) offered; a point where the
+#            generator was the limit is left out (it is not the server's)
 #   n, nb    how many series and bound blocks
 #   titles, colors, dts, btitles   one word per block
 #   out, runtime, path
@@ -19,7 +20,7 @@ set xlabel "offered rate per core (offered ÷ cap, req/s)"
 set format x "%.0s%c"
 
 do for [fmt in "png svg"] {
-    if (fmt eq "png") { set terminal pngcairo size 900,560 font ",11" } else { set terminal svg size 900,560 dynamic font ",11" }
+    if (fmt eq "png") { set terminal pngcairo noenhanced size 900,560 font ",11" } else { set terminal svg noenhanced size 900,560 dynamic font ",11" }
 
     set output out . "-p99." . fmt
     set title runtime . " " . path . ": p99 vs offered rate under a CPU cap (open loop, from intended send time)"

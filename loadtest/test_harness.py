@@ -161,8 +161,9 @@ class Scaling(unittest.TestCase):
 
     def test_refine_splits_wide_brackets_only(self):
         mids = threshold.refine_rates(sweep_points(), [VT, TASK], [(VT, TASK)], 0.1)
-        # vt: 12k..16k/core -> 13.9k; task: 8k..12k -> 9.8k; parting 4k..8k -> 5.7k
-        self.assertEqual(mids, [5700, 9800, 13900])
+        # vt: 12k..16k/core -> 13.9k; task: 8k..12k -> 9.8k; parting 4k..8k -> 5.7k,
+        # each rounded to 1k per core
+        self.assertEqual(mids, [6000, 10000, 14000])
 
 
 class Cgroup(unittest.TestCase):

@@ -169,7 +169,7 @@ def plots(sweep, out):
                     f.write(f"# {lbl} at cap {c['cap']:.0%}\n")
                     for pt in c["points"]:
                         s = pt["summary"].get(lbl)
-                        if not s:
+                        if not s or s["limit"] == "generator":
                             continue
                         f.write(f"{pt['rate'] / c['cap']:.0f} {s['achieved'] / c['cap']:.0f} "
                                 f"{s['p99']:.1f} {s['p99'] if pt['rate'] == sat else 'NaN'} "
@@ -292,12 +292,16 @@ def band_paragraphs(sw):
             vb, vc, cpu, p99 = a[b], a[c], a["cpu"], a["p99"]
             past = "" if vb["held"] and vc["held"] else \
                 " (a mode did not hold this rate: past its saturation)"
+            at_cap = min(vb["cap_share"], vc["cap_share"]) >= threshold.SERVER_AT_CAP
             parts.append(
                 f"{where} ({a['rate']:,} req/s offered{past}): {c.split(' ', 1)[1]} mode "
                 f"used **{change(cpu)}** CPU per request over {b.split(' ', 1)[1]} "
                 f"({pct(vb['cap_share'])} → {pct(vc['cap_share'])} of the cap), "
                 + ("beyond the spread" if cpu and cpu["beyond"] else "within the spread")
-                + f"; p99 {change(p99)} ({n(vb['p99'])} → {n(vc['p99'])} µs), "
+                + (" — but both modes used their whole cap, so CPU per request is the cap "
+                   "÷ the rate in both and the task's extra work shows as latency and "
+                   "batching instead" if at_cap else "")
+                + f"; p99 {change(p99)} (medians {n(vb['p99'])} → {n(vc['p99'])} µs), "
                 + ("a difference beyond the spread" if p99 and p99["beyond"]
                    else "no difference beyond the spread"))
         L.append(f"**{band // 1000}k req/s per core.** " + "; ".join(parts) + ".")
@@ -320,7 +324,7 @@ def chance_text(sw):
 
 def sweep_table(c, labels):
     L = ["| offered (per core) | target | achieved | p50 µs | p99 µs (min–max) | p99.9 µs "
-         "| cap used | throttled | CPU µs/req | allocs/req | gen. lag p99 µs | limited by "
+         "| cap used | throttled | CPU µs/req | allocs/req (bytes) | gen. lag p99 µs | limited by "
          "| held | runs (+discarded) |",
          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for pt in c["points"]:
@@ -333,10 +337,16 @@ def sweep_table(c, labels):
             L.append(f"| {pt['rate']:,} ({pt['per_core'] / 1000:g}k{', band' if pt['band'] else ''}) "
                      f"| {lbl} | {n(s['achieved'])} | {n(s['p50'])} | {p99} | {n(s['p99_9'])} "
                      f"| {pct(s['cap_share'])} | {pct(s['throttled'])} "
-                     f"| {n(s['cpu_us_per_req'], 2)} | {n(s['allocs_per_req'], 2)} "
+                     f"| {n(s['cpu_us_per_req'], 2)} | {allocs(s)} "
                      f"| {n(s['lag_p99'])} | {s['limit']} | {'yes' if s['held'] else '**no**'} "
                      f"| {s['n']}+{len(pt['discarded'][lbl])} |")
     return "\n".join(L)
+
+
+def allocs(s):
+    """'4.00 (320 B)', '- (1,024 B)' for a runtime that counts bytes only."""
+    b = s.get("bytes_per_req")
+    return n(s["allocs_per_req"], 2) + (f" ({b:,.0f} B)" if b is not None else "")
 
 
 def sweep_section(res):

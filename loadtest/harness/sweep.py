@@ -55,47 +55,54 @@ class CappedSweep:
 
     # --- one run -------------------------------------------------------------
 
-    def run_one(self, t, rate, cap, bound_us, rnd, deadline):
+    def measure_once(self, t, rate, cap, rnd):
+        """One hotpath-load run against t; the server's CPU and the cgroup's
+        throttling read at the generator's window edges, the allocations
+        from /stats around the run."""
         p, srv = self.p, t.server
+        srv.use(t.mode)
+        s0 = srv.stats()
+        edge = {}
+
+        def on_phase(name):
+            edge[name] = (time.monotonic(), measure.cpu_seconds(srv.pid), self.group.stat())
+        r = measure.open_loop(self.pin, self.build, srv.port, self.path, rate, p["connections"],
+                              p["sweep_duration_s"], p["sweep_warmup_s"], p["sweep_drain_s"],
+                              p["spin"], on_phase)
+        s1 = srv.stats()
+        if "measure" not in edge or "drain" not in edge:
+            raise RuntimeError("hotpath-load announced no measured window")
+        (t0, c0, g0), (t1, c1, g1) = edge["measure"], edge["drain"]
+        cpu, window = c1 - c0, t1 - t0
+        periods = g1["periods"] - g0["periods"]
+        answered = r["achieved_rps"] * r["duration_s"]
+        c = srv.counters(s0, s1, t.mode, (self.path,))
+        n = c.get("requests")
+        per_req = {k: c[k] / n if n and c.get(k) is not None else None
+                   for k in c if k != "requests"}
+        r.update(target=t.label, round=rnd, offered=rate, window_s=window, server_cpu_s=cpu,
+                 cpu_share=cpu / window, cap_share=cpu / window / cap,
+                 throttled_share=(g1["throttled"] - g0["throttled"]) / periods if periods else 0.0,
+                 cpu_us_per_req=cpu * 1e6 / answered if answered else None,
+                 allocs_per_req=per_req.pop("allocations", None),
+                 bytes_per_req=per_req.pop("bytes", None),
+                 per_request=per_req or None)  # the runtime's other counters (GC), per request
+        return r
+
+    def run_one(self, t, rate, cap, bound_us, rnd, deadline):
+        """measure_once, classified; retried twice when the generator was the
+        limit, once when the run did not hold with neither side at its limit
+        (while the deadline allows). Returns the kept run and the discarded."""
         discarded = []
         for attempt in range(3):
-            srv.use(t.mode)
-            s0 = srv.stats()
-            snap = {}
-
-            def on_phase(name):
-                snap[name] = (time.monotonic(), measure.cpu_seconds(srv.pid), self.group.stat())
-            r = measure.open_loop(self.pin, self.build, srv.port, self.path, rate,
-                                  p["connections"], p["sweep_duration_s"], p["sweep_warmup_s"],
-                                  p["sweep_drain_s"], p["spin"], on_phase)
-            s1 = srv.stats()
-            if "measure" not in snap or "drain" not in snap:
-                raise RuntimeError("hotpath-load announced no measured window")
-            (t0, c0, g0), (t1, c1, g1) = snap["measure"], snap["drain"]
-            window = t1 - t0
-            periods = g1["periods"] - g0["periods"]
-            done = r["achieved_rps"] * r["duration_s"]
-            c = srv.counters(s0, s1, t.mode, (self.path,))
-            n = c.get("requests")
-            r.update(target=t.label, round=rnd, offered=rate, window_s=window,
-                     server_cpu_s=c1 - c0, cpu_share=(c1 - c0) / window,
-                     cap_share=(c1 - c0) / window / cap,
-                     throttled_share=(g1["throttled"] - g0["throttled"]) / periods
-                     if periods else 0.0,
-                     cpu_us_per_req=(c1 - c0) * 1e6 / done if done else None,
-                     allocs_per_req=c["allocations"] / n
-                     if n and c.get("allocations") is not None else None,
-                     bytes_per_req=c["bytes"] / n if n and c.get("bytes") is not None else None,
-                     gc={k: v for k, v in c.items()
-                         if k not in ("requests", "allocations", "bytes")} or None)
-            threshold.classify(r, bound_us, p["spin"])
+            r = threshold.classify(self.measure_once(t, rate, cap, rnd), bound_us, self.p["spin"])
             retry = time.monotonic() < deadline and (
                 (r["limit"] == "generator" and attempt < 2)
                 or (not r["held"] and r["limit"] == "-" and attempt < 1))
             if not retry:
                 return r, discarded
-            r["discarded"] = ("generator-limited" if r["limit"] == "generator" else
-                              "not held with neither side at its limit")
+            r["discarded"] = ("generator-limited: " + r["limit_why"] if r["limit"] == "generator"
+                              else "not held with neither side at its limit")
             discarded.append(r)
         return r, discarded
 

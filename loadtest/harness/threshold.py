@@ -49,10 +49,16 @@ def p99_bound_us(throttle_wait_us):
 
 def classify(run, bound_us, spin):
     """Set run["limit"] ("generator", "server" or "-") and run["held"]."""
-    lag = run["send_lag_us"]
-    gen = (lag["p99"] > GEN_LAG_P99_US or lag["p50"] > GEN_LAG_P50_US
-           or (not spin and run["generator_cpu_share"] >= GEN_CPU_FULL))
-    run["limit"] = ("generator" if gen else
+    lag, gen_cpu = run["send_lag_us"], run["generator_cpu_share"]
+    why = []
+    if lag["p99"] > GEN_LAG_P99_US or lag["p50"] > GEN_LAG_P50_US:
+        why.append(f"send lag p50 {lag['p50']:.0f} us, p99 {lag['p99']:.0f} us")
+        if spin and gen_cpu < GEN_CPU_FULL:
+            why.append(f"it had {gen_cpu:.0%} of its CPU while spinning: descheduled")
+    elif not spin and gen_cpu >= GEN_CPU_FULL:
+        why.append(f"it used {gen_cpu:.0%} of its CPU")
+    run["limit_why"] = "; ".join(why)
+    run["limit"] = ("generator" if why else
                     "server" if run.get("cap_share") is not None
                     and run["cap_share"] >= SERVER_AT_CAP else "-")
     run["lost"] = sum(run["errors"].get(k, 0) for k in LOST)
@@ -190,7 +196,7 @@ def refine_rates(points, labels, pairs, resolution):
     def mid(lo, hi):
         if lo and hi and hi / lo > 1 + resolution:
             pc = {p["rate"]: p["per_core"] for p in points}
-            mids.add(int(round(math.sqrt(pc[lo] * pc[hi]), -2)))
+            mids.add(int(round(math.sqrt(pc[lo] * pc[hi]), -3)))
     for label in labels:
         s = saturation(points, label)
         mid(s["rate"], s["next"])
