@@ -104,7 +104,7 @@ def sweep_points():
 class Saturation(unittest.TestCase):
     def test_bracket(self):
         s = threshold.saturation(sweep_points(), VT)
-        self.assertEqual((s["rate"], s["next"], s["held_above"]), (3000, 4000, []))
+        self.assertEqual((s["rate"], s["next"], s["not_held_below"]), (3000, 4000, []))
         s = threshold.saturation(sweep_points(), TASK)
         self.assertEqual((s["rate"], s["next"]), (2000, 3000))
 
@@ -114,10 +114,16 @@ class Saturation(unittest.TestCase):
                                        TASK: [dict(achieved=2000, p99=20000, lag99=9000)]}))
         self.assertEqual(threshold.saturation(pts, TASK)["next"], 3000)
 
-    def test_noise_above_the_first_failure_is_reported_not_used(self):
+    def test_the_highest_rate_held_counts_and_lower_failures_are_listed(self):
         pts = sweep_points() + [point(6000, 24000, {VT: [dict(achieved=6000, p99=700)]})]
         s = threshold.saturation(pts, VT)
-        self.assertEqual((s["rate"], s["held_above"]), (3000, [6000]))
+        self.assertEqual((s["rate"], s["next"], s["not_held_below"]), (6000, None, [4000, 5000]))
+
+    def test_failed_last(self):
+        pts = sweep_points()
+        self.assertTrue(threshold.failed_last(pts, VT, 2))       # 4000, 5000
+        self.assertFalse(threshold.failed_last(pts, VT, 3))      # 3000 held
+        self.assertFalse(threshold.failed_last(pts[:1], VT, 2))  # too few points
 
     def test_never_held(self):
         pts = [point(1000, 4000, {VT: [dict(achieved=500, p99=90000)]})]

@@ -219,6 +219,8 @@ def threshold_table(sw):
             first = (f"{rate(s['next'], c['cap'])} ({s['next_limit']})" if s["next"]
                      else f"none up to {rate(s['top'], c['cap'])}" if s["top"]
                      else "no point the generator did not limit")
+            if s["not_held_below"]:
+                first += "; not held below it: " + ", ".join(f"{r:,}" for r in s["not_held_below"])
             if part is None:
                 part_s = "(baseline)"
             elif part["until"] is None:
@@ -385,14 +387,22 @@ def sweep_section(res):
              f"{threshold.GEN_LAG_P50_US:.0f} µs (or ≥ {threshold.GEN_CPU_FULL:.0%} CPU when it "
              "sleeps); retried twice, and never used for a verdict. **server-limited** = the "
              f"server used ≥ {threshold.SERVER_AT_CAP:.0%} of its cap over the window. "
-             "**Saturation rate** = the highest rate held with every lower rate held; "
+             "**Saturation rate** = the highest rate held (noise only makes runs fail; lower "
+             "rates not held are listed); "
              "**parting rate** = the lowest rate where task's p99 is above "
              f"{threshold.PART_RATIO}× valuetask's (median of the per-round paired ratios) and "
              "stays above at every higher rate, up to the first rate neither mode holds. "
              "Brackets wider than "
              f"{p['resolution']:.0%} were split and measured again.")
     L.append("")
+    kept = sum(len(rs) for c in sw["caps"] for pt in c["points"] for rs in pt["runs"].values())
+    gone = sum(len(rs) for c in sw["caps"] for pt in c["points"]
+               for rs in pt["discarded"].values())
     L.append(threshold_table(sw))
+    L.append("")
+    L.append(f"Runs kept {kept}, retried and discarded {gone} (generator-limited, or not held "
+             "with neither side at its limit): the share discarded is a measure of how noisy "
+             "the machine was during the sweep.")
     L.append("")
     L.append("**Does it scale with the cap?** A full core's rate is the rate at a cap ÷ the "
              "cap; each cap brackets it (last rate held … first not held, ÷ cap), and a "

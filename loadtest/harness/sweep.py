@@ -5,7 +5,9 @@ Per cap: the run's cgroup gets the cap (cgroup.py), then offered rates
 from a per-core grid (offered = per-core rate x cap, so caps compare per
 core) climb until every target has failed to hold a rate, with the
 article's bands (threshold.BANDS) always on the grid and measured for more
-rounds. Each rate is measured in rounds, every target once per round in an
+rounds; the climb stops once every target failed to hold its last two
+rates (one failure is not enough: a capped event loop that fails a low
+rate can hold a higher one, batching more). Each rate is measured in rounds, every target once per round in an
 order rotated from round to round; each run is one hotpath-load (open
 loop) whose measured window is bracketed by the generator's phase lines,
 where the server's CPU and the cgroup's throttling counters are read.
@@ -167,8 +169,7 @@ class CappedSweep:
                                       f"(up to {pt['rate']:,} req/s) for every target, after "
                                       "retries")
                     break
-                if all(threshold.saturation(out["points"], lbl)["next"] is not None
-                       for lbl in labels):
+                if all(threshold.failed_last(out["points"], lbl, 2) for lbl in labels):
                     break  # every target is past its saturation
             for _ in range(p["refine"]):
                 mids = threshold.refine_rates(out["points"], labels, pairs, p["resolution"])

@@ -13,8 +13,11 @@ Per run (classify):
     5 ms of queueing.
 
 Per mode and cap:
-  * saturation rate: the highest offered rate held with every lower rate
-    held too; the next rate measured is the first not held (the bracket).
+  * saturation rate: the highest offered rate held (noise only ever makes
+    a run fail, so this is the robust figure); the next rate measured above
+    it closes its bracket. Lower rates not held are listed: a capped event
+    loop batches more the more is waiting, so it can fail a low rate and
+    hold a higher one.
   * parting rate (a runtime's compared mode vs its baseline): the lowest
     rate where the median over rounds of the paired ratio
     p99(task) / p99(valuetask) is above 1.2 and stays above at every higher
@@ -100,21 +103,31 @@ def usable(pt, label):
 
 
 def saturation(points, label):
-    """{rate, next, next_limit, held_above}: the saturation rate (None if
-    not held even at the lowest), the first rate not held (None if every
-    rate held) and that point's limit, and rates held above it (noise)."""
+    """{rate, next, next_limit, not_held_below, top}: the saturation rate -
+    the highest rate held (None if none was) - the first rate measured
+    above it (not held, by definition; None if it was the top) and what
+    limited that point, the rates below it that were not held, and the top
+    rate measured. Noise from other tenants only ever makes a run fail, so
+    the highest rate held is the robust figure; a capped event loop can
+    fail a low rate and hold a higher one (it batches more the more is
+    waiting), which not_held_below shows."""
     rows = [p for p in sorted(points, key=lambda p: p["rate"]) if usable(p, label)]
-    sat = nxt = limit = None
-    for p in rows:
-        if p["summary"][label]["held"]:
-            sat = p["rate"]
-        else:
-            nxt, limit = p["rate"], p["summary"][label]["limit"]
-            break
-    held_above = [p["rate"] for p in rows
-                  if nxt is not None and p["rate"] > nxt and p["summary"][label]["held"]]
-    return dict(rate=sat, next=nxt, next_limit=limit, held_above=held_above,
+    held = [p["rate"] for p in rows if p["summary"][label]["held"]]
+    sat = max(held) if held else None
+    above = [p for p in rows if sat is None or p["rate"] > sat]
+    nxt = above[0] if above else None
+    return dict(rate=sat, next=nxt and nxt["rate"],
+                next_limit=nxt and nxt["summary"][label]["limit"],
+                not_held_below=[p["rate"] for p in rows if sat is not None and p["rate"] < sat
+                                and not p["summary"][label]["held"]],
                 top=rows[-1]["rate"] if rows else None)
+
+
+def failed_last(points, label, k):
+    """Whether label did not hold at each of the k highest rates measured
+    (generator-limited points left out)."""
+    rows = [p for p in sorted(points, key=lambda p: p["rate"]) if usable(p, label)]
+    return len(rows) >= k and not any(p["summary"][label]["held"] for p in rows[-k:])
 
 
 def p99_ratio(pt, base, comp):
