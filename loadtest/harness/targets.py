@@ -9,18 +9,23 @@ of a comparison is a (runtime, mode) pair. The sweep, the scenarios and the
 report only ever see Runtimes and Servers, so adding a runtime is adding
 one entry to RUNTIMES.
 
-Adding the Kestrel twin (loadtest/kestrel, built into build/kestrel/): an
-entry like the one below, with the dll's name and the /stats keys checked
-against the twin as built:
+Adding the Kestrel twin (loadtest/kestrel, built into build/kestrel/): one
+entry. The twin's branch was seen running as
+`build/kestrel/hotpath-kestrel --config F --port 0 --mode task|valuetask`
+(an apphost; `dotnet build/kestrel/<dll>` works the same way): check its
+name, whether it reads hotpath's config, and its /stats keys, then:
+
+    def kestrel_bin(ctx):
+        return os.path.join(ctx.build, "kestrel", "hotpath-kestrel")
 
     KESTREL = Runtime(
         name="kestrel",
         modes=("valuetask", "task", "aspnet"),
-        argv=lambda ctx, mode, port, cfg: [
-            "dotnet", os.path.join(ctx.build, "kestrel", "Hotpath.Kestrel.dll"),
-            "--port", str(port), "--mode", mode],
+        argv=lambda ctx, mode, port, cfg: [kestrel_bin(ctx), "--config", cfg,
+                                           "--port", str(port), "--mode", mode],
+        config=hotpath_config,   # or None, and no --config
         live_modes=False,        # one process per mode: --mode is fixed at start
-        port_line=None,          # the runner picks a free port, waits for it to open
+        port_line=None,          # the runner picks a free port and waits for it
         mode_path=None,
         counters=dict(           # deltas of GET /stats, per mode
             requests=("modes", "{mode}", "requests"),
@@ -30,12 +35,16 @@ against the twin as built:
             gc_pause_ms=("modes", "{mode}", "gc_pause_ms")),
         env=dict(DOTNET_CLI_TELEMETRY_OPTOUT="1", DOTNET_NOLOGO="1"),
         start_timeout=30,
-        available=lambda ctx: None if os.path.exists(os.path.join(
-            ctx.build, "kestrel", "Hotpath.Kestrel.dll")) else "build/kestrel not built")
+        available=lambda ctx: None if os.access(kestrel_bin(ctx), os.X_OK)
+        else "build/kestrel/hotpath-kestrel not built")
     RUNTIMES["kestrel"] = KESTREL
 
-then `bench.py --runtimes hotpath,kestrel` sweeps it beside hotpath (the
-profiles' default list names it too once it exists). `hotpath-split` below
+and add "kestrel" to bench.py's --runtimes default. The sweep then runs the
+twin's modes beside hotpath's (every process in the run's cgroup, pinned
+to the server CPU, CPU read from its pid), compares its task with its
+valuetask, and the report gives it its own rows, band paragraphs and
+plot; counters other than requests/allocations/bytes (the GC ones) are
+kept per request in results.json ("per_request"). `hotpath-split` below
 runs hotpath exactly that way - one process per mode - so the path the
 twin will take is exercised today.
 """
