@@ -85,6 +85,14 @@ def cpu_ticks(pid):
     return total
 
 
+def machine_busy_s():
+    """CPU seconds every CPU of the machine has spent busy so far (all of
+    /proc/stat's "cpu" line but idle and iowait)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK  # user..steal, less idle, iowait
+
+
 def rss_bytes(pid):
     """Resident memory of pid's process tree."""
     total = 0

@@ -326,9 +326,9 @@ def chance_text(sw):
 
 def sweep_table(c, labels):
     L = ["| offered (per core) | target | achieved | p50 µs | p99 µs (min–max) | p99.9 µs "
-         "| cap used | throttled | CPU µs/req | allocs/req (bytes) | gen. lag p99 µs | limited by "
-         "| held | runs (+discarded) |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "| cap used | throttled | CPU µs/req | allocs/req (bytes) | gen. lag p99 µs | others "
+         "| limited by | held | runs (+discarded) |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for pt in c["points"]:
         for lbl in labels:
             s = pt["summary"].get(lbl)
@@ -340,7 +340,8 @@ def sweep_table(c, labels):
                      f"| {lbl} | {n(s['achieved'])} | {n(s['p50'])} | {p99} | {n(s['p99_9'])} "
                      f"| {pct(s['cap_share'])} | {pct(s['throttled'])} "
                      f"| {n(s['cpu_us_per_req'], 2)} | {allocs(s)} "
-                     f"| {n(s['lag_p99'])} | {s['limit']} | {'yes' if s['held'] else '**no**'} "
+                     f"| {n(s['lag_p99'])} | {n(s['others_cpu'], 2)} | {s['limit']} "
+                     f"| {'yes' if s['held'] else '**no**'} "
                      f"| {s['n']}+{len(pt['discarded'][lbl])} |")
     return "\n".join(L)
 
@@ -402,7 +403,9 @@ def sweep_section(res):
     L.append("")
     L.append(f"Runs kept {kept}, retried and discarded {gone} (generator-limited, or not held "
              "with neither side at its limit): the share discarded is a measure of how noisy "
-             "the machine was during the sweep.")
+             "the machine was during the sweep, as is the \"others\" column below: the CPU "
+             "(in cores) the rest of the machine - other tenants, this runner - used during "
+             "each window, from /proc/stat less the server's and the generator's.")
     L.append("")
     L.append("**Does it scale with the cap?** A full core's rate is the rate at a cap ÷ the "
              "cap; each cap brackets it (last rate held … first not held, ÷ cap), and a "

@@ -67,15 +67,19 @@ class CappedSweep:
         edge = {}
 
         def on_phase(name):
-            edge[name] = (time.monotonic(), measure.cpu_seconds(srv.pid), self.group.stat())
+            edge[name] = (time.monotonic(), measure.cpu_seconds(srv.pid), self.group.stat(),
+                          measure.machine_busy_s())
         r = measure.open_loop(self.pin, self.build, srv.port, self.path, rate, p["connections"],
                               p["sweep_duration_s"], p["sweep_warmup_s"], p["sweep_drain_s"],
                               p["spin"], on_phase)
         s1 = srv.stats()
         if "measure" not in edge or "drain" not in edge:
             raise RuntimeError("hotpath-load announced no measured window")
-        (t0, c0, g0), (t1, c1, g1) = edge["measure"], edge["drain"]
+        (t0, c0, g0, b0), (t1, c1, g1, b1) = edge["measure"], edge["drain"]
         cpu, window = c1 - c0, t1 - t0
+        # What the rest of the machine used meanwhile (other tenants, this
+        # runner): all busy CPU less the server's and the generator's.
+        others = (b1 - b0 - cpu) / window - r["generator_cpu_share"]
         periods = g1["periods"] - g0["periods"]
         answered = r["achieved_rps"] * r["duration_s"]
         c = srv.counters(s0, s1, t.mode, (self.path,))
@@ -84,6 +88,7 @@ class CappedSweep:
                    for k in c if k != "requests"}
         r.update(target=t.label, round=rnd, offered=rate, window_s=window, server_cpu_s=cpu,
                  cpu_share=cpu / window, cap_share=cpu / window / cap,
+                 others_cpu=max(0.0, others),
                  throttled_share=(g1["throttled"] - g0["throttled"]) / periods if periods else 0.0,
                  cpu_us_per_req=cpu * 1e6 / answered if answered else None,
                  allocs_per_req=per_req.pop("allocations", None),

@@ -90,6 +90,7 @@ def point_summary(runs, rate, bound_us):
         allocs_per_req=stats.median(r.get("allocs_per_req") for r in runs),
         bytes_per_req=stats.median(r.get("bytes_per_req") for r in runs),
         gen_cpu=stats.median(r["generator_cpu_share"] for r in runs),
+        others_cpu=stats.median(r.get("others_cpu") for r in runs),
         lag_p99=max(r["send_lag_us"]["p99"] for r in runs),
         limit=limit, n=len(runs),
         lost=sum(r["lost"] for r in runs),
