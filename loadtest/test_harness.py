@@ -139,6 +139,19 @@ class Parting(unittest.TestCase):
         self.assertEqual((p["rate"], p["prev"], p["until"]), (2000, 1000, 4000))
         self.assertEqual([r["parted"] for r in p["rows"]], [False, True, True, True])
 
+    def test_a_failure_of_both_below_a_rate_either_holds_does_not_end_it(self):
+        pts = sweep_points()
+        pts.append(point(3500, 14000, {VT: [dict(achieved=3500, p99=900, rnd=7)],
+                                       TASK: [dict(achieved=3500, p99=9500, rnd=7)]}))
+        pts[3] = point(4000, 16000, {VT: [dict(achieved=4000, p99=9000, rnd=3)],
+                                     TASK: [dict(achieved=4000, p99=9900, rnd=3)]})
+        pts.append(point(4500, 18000, {VT: [dict(achieved=4500, p99=2000, rnd=8)],
+                                       TASK: [dict(achieved=4500, p99=9000, rnd=8)]}))
+        # both fail at 4000 (ratio 1.1), vt holds again at 4500: considered to
+        # 5000; 4000 is not parted, so the parting rate is 4500.
+        p = threshold.parting(pts, VT, TASK)
+        self.assertEqual((p["rate"], p["until"]), (4500, 5000))
+
     def test_an_isolated_parting_is_not_a_parting_rate(self):
         pts = sweep_points()
         pts.insert(0, point(500, 2000, {VT: [dict(achieved=500, p99=300, rnd=9)],

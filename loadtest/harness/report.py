@@ -241,6 +241,8 @@ def threshold_table(sw):
 
 def per_core(br):
     lo, hi = br
+    if round(lo, -3) == round(hi, -3):
+        return f"{lo / 1000:.0f}k/core"
     return f"{lo / 1000:.0f}k–{hi / 1000:.0f}k/core"
 
 
@@ -392,7 +394,8 @@ def sweep_section(res):
              "rates not held are listed); "
              "**parting rate** = the lowest rate where task's p99 is above "
              f"{threshold.PART_RATIO}× valuetask's (median of the per-round paired ratios) and "
-             "stays above at every higher rate, up to the first rate neither mode holds. "
+             "stays above at every higher rate, up to the first rate past the last one either "
+             "mode held. "
              "Brackets wider than "
              f"{p['resolution']:.0%} were split and measured again.")
     L.append("")

@@ -194,14 +194,7 @@ class CappedSweep:
         out["points"].sort(key=lambda x: x["rate"])
         out["threads_outside"] = {t.label: self.group.threads_outside(t.server.pid)
                                   for t in self.targets}
-        out["saturation"] = {lbl: threshold.saturation(out["points"], lbl) for lbl in labels}
-        out["parting"] = {f"{b} vs {c}": dict(base=b, comp=c,
-                                              **threshold.parting(out["points"], b, c))
-                          for b, c in pairs}
-        out["bands"] = {f"{b} vs {c}": [threshold.band_answer(out["points"], b, c, band, cap)
-                                        for band in threshold.BANDS]
-                        for b, c in pairs}
-        return out
+        return analyse_cap(out, labels, pairs)
 
     def run(self, caps):
         t0 = time.monotonic()
@@ -213,16 +206,34 @@ class CappedSweep:
         self.group.unlimit()
         labels = [t.label for t in self.targets]
         pairs = pairs_of(self.targets)
-        scaling = {}
-        for lbl in labels:
-            br = [threshold.bracket_per_core(c["saturation"][lbl]["rate"],
-                                             c["saturation"][lbl]["next"], c["cap"])
-                  for c in caps_out]
-            scaling[lbl] = dict(saturation_brackets=br, saturation_full_core=threshold.agree(br))
-        for b, c in pairs:
-            key = f"{b} vs {c}"
-            br = [threshold.bracket_per_core(x["parting"][key]["prev"], x["parting"][key]["rate"],
-                                             x["cap"]) for x in caps_out]
-            scaling[key] = dict(parting_brackets=br, parting_full_core=threshold.agree(br))
-        return dict(path=self.path, caps=caps_out, scaling=scaling, labels=labels,
-                    pairs=[list(x) for x in pairs], wall_s=time.monotonic() - t0)
+        return dict(path=self.path, caps=caps_out, scaling=scaling(caps_out, labels, pairs),
+                    labels=labels, pairs=[list(x) for x in pairs], wall_s=time.monotonic() - t0)
+
+
+def analyse_cap(out, labels, pairs):
+    """A cap's verdicts from its points: saturation per target, parting and
+    band answers per runtime (threshold.py's rules)."""
+    pts, cap = out["points"], out["cap"]
+    out["saturation"] = {lbl: threshold.saturation(pts, lbl) for lbl in labels}
+    out["parting"] = {f"{b} vs {c}": dict(base=b, comp=c, **threshold.parting(pts, b, c))
+                      for b, c in pairs}
+    out["bands"] = {f"{b} vs {c}": [threshold.band_answer(pts, b, c, band, cap)
+                                    for band in threshold.BANDS] for b, c in pairs}
+    return out
+
+
+def scaling(caps_out, labels, pairs):
+    """Per target and per runtime: each cap's bracket per core and, where
+    they overlap, the full-core figure."""
+    out = {}
+    for lbl in labels:
+        br = [threshold.bracket_per_core(c["saturation"][lbl]["rate"],
+                                         c["saturation"][lbl]["next"], c["cap"])
+              for c in caps_out]
+        out[lbl] = dict(saturation_brackets=br, saturation_full_core=threshold.agree(br))
+    for b, c in pairs:
+        key = f"{b} vs {c}"
+        br = [threshold.bracket_per_core(x["parting"][key]["prev"], x["parting"][key]["rate"],
+                                         x["cap"]) for x in caps_out]
+        out[key] = dict(parting_brackets=br, parting_full_core=threshold.agree(br))
+    return out

@@ -21,8 +21,9 @@ Per mode and cap:
   * parting rate (a runtime's compared mode vs its baseline): the lowest
     rate where the median over rounds of the paired ratio
     p99(task) / p99(valuetask) is above 1.2 and stays above at every higher
-    rate, up to the first rate where both modes no longer hold (past it,
-    both queues grow for the whole run and p99 measures the run's length).
+    rate, up to the first rate past the last one either mode held (beyond
+    it both queues grow for the whole run and p99 measures the run's
+    length, not the server).
   * scaling: a full core's figure is rate / cap. Each cap brackets it (the
     last rate held and the first not, over the cap); two caps agree when
     their brackets overlap, and only then is a full-core figure given (the
@@ -146,8 +147,12 @@ def parting(points, base, comp):
     whether it parted, and the last rate considered."""
     rows = [p for p in sorted(points, key=lambda p: p["rate"])
             if usable(p, base) and usable(p, comp)]
-    until = next((p["rate"] for p in rows if not p["summary"][base]["held"]
-                  and not p["summary"][comp]["held"]), rows[-1]["rate"] if rows else None)
+    # Past the last rate either mode held, neither holds anything: the
+    # first of those rates is the last one considered.
+    either = [i for i, p in enumerate(rows)
+              if p["summary"][base]["held"] or p["summary"][comp]["held"]]
+    last = min(either[-1] + 1, len(rows) - 1) if either else 0
+    until = rows[last]["rate"] if rows else None
     table = []
     for p in rows:
         if p["rate"] > until:
