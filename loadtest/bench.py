@@ -105,6 +105,12 @@ def parse_args():
     for r in args.runtimes:
         if r not in targets.RUNTIMES:
             ap.error(f"--runtimes: unknown runtime {r} (known: {', '.join(targets.RUNTIMES)})")
+    try:
+        args.caps = [float(c) for c in args.caps.split(",")] if args.caps else None
+        for cap in args.caps or PROFILES["quick" if args.quick else "full"]["caps"]:
+            cgroup.period_for(cap)  # a cap it cannot honour is refused before anything runs
+    except (ValueError, cgroup.CgroupError) as e:
+        ap.error(f"--caps: {e}")
     if args.publish and args.quick:
         ap.error("--publish: quick runs are never published (make bench PUBLISH=1 is)")
     if args.publish and args.out:
@@ -118,7 +124,7 @@ class Bench:
         self.profile = "quick" if args.quick else "full"
         self.p = dict(PROFILES[self.profile])
         if args.caps:
-            self.p["caps"] = [float(c) for c in args.caps.split(",")]
+            self.p["caps"] = args.caps
         if args.sweep_budget_s:
             self.p["sweep_budget_s"] = args.sweep_budget_s
         if args.no_spin:
@@ -129,12 +135,10 @@ class Bench:
 
     def main(self):
         t0 = time.monotonic()
-        args, p, res = self.args, self.p, self.res
+        args, res = self.args, self.res
         commit_at_start, _ = report.git_state()
         group = None
         if "sweep" in args.parts:
-            for cap in p["caps"]:
-                cgroup.period_for(cap)  # refuses a cap it cannot honour, before anything runs
             group = cgroup.CpuGroup()
             log(f"CPU cap by {group.describe()}")
         try:

@@ -176,6 +176,11 @@ class CappedSweep:
                     break
                 if all(threshold.failed_last(out["points"], lbl, 2) for lbl in labels):
                     break  # every target is past its saturation
+            # The article's bands are answered even above where the climb stopped.
+            for pc in sorted(set(threshold.BANDS) - {q["per_core"] for q in out["points"]}):
+                if time.monotonic() < deadline:
+                    out["points"].append(self.measure_point(cap, pc, p["band_rounds"], bound,
+                                                            deadline))
             for _ in range(p["refine"]):
                 mids = threshold.refine_rates(out["points"], labels, pairs, p["resolution"])
                 if not mids or time.monotonic() > deadline:
