@@ -252,14 +252,21 @@ cluster: bench-deps
 	@$(MAKE) --no-print-directory $(BINS)
 	@python3 loadtest/cluster.py --build $(BUILD) --instances $(N)
 
-# Load tests: they measure and report, they never assert. bench-quick
-# finishes in under 3 minutes; bench is the full run.
+# Load tests: they measure and report, they never assert. Both first run
+# the runner's own unit tests (statistics, verdicts; under a second).
+# bench-quick: under 3 minutes, report in loadtest/results/<date>-quick/.
+# bench: the full run (two CPU caps), report in loadtest/results/<date>/;
+# PUBLISH=1 also replaces the committed loadtest/results/latest/, and
+# refuses a tree with uncommitted changes. The capped sweep needs root (a
+# cgroup); see loadtest/README.md.
 bench: bench-deps
 	@$(MAKE) --no-print-directory $(BINS)
-	python3 loadtest/bench.py --build $(BUILD)
+	python3 loadtest/test_harness.py
+	python3 loadtest/bench.py --build $(BUILD) $(if $(filter 1,$(PUBLISH)),--publish)
 
 bench-quick: bench-deps
 	@$(MAKE) --no-print-directory $(BINS)
+	python3 loadtest/test_harness.py
 	python3 loadtest/bench.py --build $(BUILD) --quick
 
 # Fuzz the connection (parser, chain, handlers, transport faults) for

@@ -1,44 +1,46 @@
-# plot.gp - the sweep's two plots, both modes on each, PNG and SVG.
+# plot.gp - the capped sweep's plots for one runtime, PNG and SVG:
+#   OUT-p99.{png,svg}         p99 latency vs offered rate per core (log y), one
+#                             line per mode and cap, saturation points ringed,
+#                             each cap's p99 bound dashed grey
+#   OUT-throughput.{png,svg}  achieved vs offered, per core, with y = x
 #
-#   gnuplot -e "data='sweep-plaintext.dat'; out='sweep-plaintext'; route='/plaintext'" plot.gp
-#
-# data: columns  offered  vt_achieved  vt_p99_us  task_achieved  task_p99_us
-# (NaN where a mode was not run at that rate). Writes OUT-throughput.{png,svg}
-# (achieved vs offered, with the ideal y = x) and OUT-p99.{png,svg} (p99
-# latency vs offered, log scale). Made by loadtest/bench.py.
-
-if (!exists("data")) data = 'sweep.dat'
-if (!exists("out")) out = 'sweep'
-if (!exists("route")) route = ''
+# Made by loadtest/harness/report.py, which passes (gnuplot -e):
+#   data     the .dat file: n series blocks (gnuplot "index" 0..n-1), then nb
+#            bound blocks; columns: offered/core achieved/core p99_us
+#            p99_us_at_saturation (NaN elsewhere) offered; a point where the
+#            generator was the limit is left out (it is not the server's)
+#   n, nb    how many series and bound blocks
+#   titles, colors, dts, btitles   one word per block
+#   out, runtime, path
 
 set datafile missing "NaN"
 set key top left box opaque
 set grid
-set xlabel "offered rate (req/s)"
+set xlabel "offered rate per core (offered ÷ cap, req/s)"
 set format x "%.0s%c"
-set format y "%.0s%c"
-set style line 1 lc rgb "#1f77b4" lw 2 pt 7 ps 1.0
-set style line 2 lc rgb "#d62728" lw 2 pt 5 ps 1.0
-set style line 3 lc rgb "#888888" lw 1 dt 2
 
 do for [fmt in "png svg"] {
-    if (fmt eq "png") { set terminal pngcairo size 900,560 font ",11" } else { set terminal svg size 900,560 dynamic font ",11" }
-
-    set output out . "-throughput." . fmt
-    set title "hotpath " . route . ": achieved vs offered (open loop, hotpath-load)"
-    set ylabel "achieved rate (req/s)"
-    unset logscale y
-    set format y "%.0s%c"
-    plot data using 1:1 with lines ls 3 title "offered (ideal)", \
-         data using 1:2 with linespoints ls 1 title "valuetask", \
-         data using 1:4 with linespoints ls 2 title "task"
+    if (fmt eq "png") { set terminal pngcairo noenhanced size 900,560 font ",11" } else { set terminal svg noenhanced size 900,560 dynamic font ",11" }
 
     set output out . "-p99." . fmt
-    set title "hotpath " . route . ": p99 latency vs offered rate (from intended send time)"
+    set title runtime . " " . path . ": p99 vs offered rate under a CPU cap (open loop, from intended send time)"
     set ylabel "p99 latency (µs, log scale)"
     set logscale y
     set format y "%g"
-    plot data using 1:3 with linespoints ls 1 title "valuetask", \
-         data using 1:5 with linespoints ls 2 title "task"
+    plot for [i=1:n] data index (i-1) using 1:3 with linespoints lw 2 pt 7 ps 0.8 \
+             lc rgb word(colors, i) dt int(word(dts, i)) title word(titles, i), \
+         for [i=1:n] data index (i-1) using 1:4 with points pt 6 ps 3 lw 2 \
+             lc rgb word(colors, i) notitle, \
+         for [j=1:nb] data index (n+j-1) using 1:3 with lines lw 1 lc rgb "#888888" \
+             dt int(j + 1) title word(btitles, j)
+
+    set output out . "-throughput." . fmt
+    set title runtime . " " . path . ": achieved vs offered rate per core, under a CPU cap"
+    set ylabel "achieved rate per core (req/s)"
+    unset logscale y
+    set format y "%.0s%c"
+    plot for [i=1:n] data index (i-1) using 1:1 with lines lw 1 lc rgb "#888888" dt 3 notitle, \
+         for [i=1:n] data index (i-1) using 1:2 with linespoints lw 2 pt 7 ps 0.8 \
+             lc rgb word(colors, i) dt int(word(dts, i)) title word(titles, i)
     unset output
 }

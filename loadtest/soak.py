@@ -26,9 +26,8 @@ The load, all at once, for the whole run, on 127.0.0.1 only:
      timeout 1 s) and a 2 MiB-per-worker cache, so the cold keys reach the
      eviction steady state inside the warm-up (at the default 64 MiB the
      cache's legitimate filling would read as growth for minutes);
-  2. wrk -t1 -c32 with loadtest/mixed.lua (or soak.lua if mixed.lua is
-     missing): /plaintext, /json, hot and cold /cache keys,
-     /upstream/items/x;
+  2. wrk -t1 -c32 with loadtest/mixed.lua: /plaintext, /json, hot and cold
+     /cache keys, /upstream/items/x;
   3. a fault client: /upstream/items/f{n}?fault=reset|garbage|stall|headers|
      truncate|drop in turn, five a second, each checked;
   4. a control client toggling the stub's fail modes for a few seconds at a
@@ -54,17 +53,14 @@ import os
 import re
 import select
 import shutil
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-HOST = "127.0.0.1"
+from harness import targets
+from harness.measure import http_get, parse_result
+from harness.procs import HERE, HOST, ROOT, Procs, logger, stop_signals_raise
 
 # The limits the slow clients are judged against (written into the config).
 HEADER_TIMEOUT_MS = 2000
@@ -81,79 +77,7 @@ FAULTS = (("reset", 502), ("garbage", 502), ("stall", 504), ("headers", 504),
           ("truncate", 502), ("drop", 502))
 
 
-def log(msg):
-    print(f"[soak {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-# --- processes ------------------------------------------------------------------
-
-
-class Procs:
-    """Everything started here, each in its own session, stopped on exit."""
-
-    def __init__(self):
-        self.procs = []
-        self.tmp = tempfile.mkdtemp(prefix="hotpath-soak-")
-
-    def start(self, name, cmd):
-        out = os.path.join(self.tmp, name + ".out")
-        err = os.path.join(self.tmp, name + ".err")
-        with open(out, "wb") as o, open(err, "wb") as e:
-            p = subprocess.Popen(cmd, stdout=o, stderr=e, stdin=subprocess.DEVNULL,
-                                 start_new_session=True, cwd=ROOT)
-        p.name, p.out_path, p.err_path = name, out, err
-        self.procs.append(p)
-        return p
-
-    def listening_port(self, p, prefix, timeout=15):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with open(p.out_path, errors="replace") as f:
-                text = f.read()
-            m = re.search(re.escape(prefix) + r"(?:http://)?[^ \n]*:(\d+)", text)
-            if m:
-                return int(m.group(1))
-            if p.poll() is not None:
-                raise RuntimeError(f"{p.name} exited with {p.returncode}: {self.stderr(p)}")
-            time.sleep(0.02)
-        raise RuntimeError(f"{p.name}: no '{prefix}' line in {timeout} s")
-
-    def stderr(self, p):
-        try:
-            with open(p.err_path, errors="replace") as f:
-                return f.read()[-4000:]
-        except OSError:
-            return ""
-
-    def stop(self, p, timeout=15):
-        """SIGTERM, then SIGKILL after timeout; returns the exit status."""
-        if p.poll() is None:
-            try:
-                os.kill(p.pid, signal.SIGTERM)
-                p.wait(timeout)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait()
-            return None
-        return p.returncode
-
-    def stop_all(self):
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    pass
-        shutil.rmtree(self.tmp, ignore_errors=True)
+log = logger("soak")
 
 
 def rss_kib(pid):
@@ -165,19 +89,6 @@ def rss_kib(pid):
     except OSError:
         pass
     return None
-
-
-# --- small HTTP helpers -------------------------------------------------------------
-
-
-def http_get(port, path, method="GET", timeout=10):
-    c = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        c.request(method, path, headers={"Content-Length": "0"} if method == "POST" else {})
-        r = c.getresponse()
-        return r.status, r.read()
-    finally:
-        c.close()
 
 
 def stats(port):
@@ -486,29 +397,7 @@ def slow_clients(port, stop_at, tally, every=10):
 # --- wrk --------------------------------------------------------------------------------
 
 
-def wrk_script():
-    mixed = os.path.join(HERE, "mixed.lua")
-    return mixed if os.path.exists(mixed) else os.path.join(HERE, "soak.lua")
-
-
-def parse_wrk(text):
-    m = re.search(r"^HOTPATH_RESULT (\{.*\})$", text, re.M)
-    if m:
-        return json.loads(m.group(1))
-    # A script without common.lua: wrk's own summary.
-    res = {"requests": 0, "errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0,
-                                     "status": 0}}
-    m = re.search(r"(\d+) requests in", text)
-    if m:
-        res["requests"] = int(m.group(1))
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    if m:
-        for k, v in zip(("connect", "read", "write", "timeout"), m.groups()):
-            res["errors"][k] = int(v)
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    if m:
-        res["errors"]["status"] = int(m.group(1))
-    return res
+WRK_SCRIPT = os.path.join(HERE, "mixed.lua")
 
 
 # --- the verdict on RSS ------------------------------------------------------------------
@@ -550,20 +439,16 @@ def main():
     build = os.path.join(ROOT, args.build) if not os.path.isabs(args.build) else args.build
     warmup_s = min(60.0, max(20.0, args.seconds / 5))
 
-    procs = Procs()
-
-    def on_signal(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    procs = Procs("hotpath-soak-")
+    stop_signals_raise()
     failures = []
     lines = []
     try:
         started = datetime.datetime.now()
         stub = procs.start("upstream", [os.path.join(build, "hotpath-upstream"), "--port", "0",
                                         "--delay-ms", "2", "--jitter-ms", "8"])
-        stub_port = procs.listening_port(stub, "hotpath-upstream listening on ")
+        stub_port = int(procs.wait_line(stub, r"hotpath-upstream listening on [0-9.]+:(\d+)",
+                                        15).group(1))
         with open(os.path.join(ROOT, "config", "hotpath.json")) as f:
             cfg = json.load(f)
         cfg["listen"]["port"] = 0
@@ -577,7 +462,7 @@ def main():
             json.dump(cfg, f, indent=2)
         hp = procs.start("hotpath", [os.path.join(build, "hotpath"), "--config", cfg_path,
                                      "--port", "0", "--workers", "2"])
-        port = procs.listening_port(hp, "hotpath listening on ")
+        port = int(procs.wait_line(hp, targets.HOTPATH.port_line, 15).group(1))
         log(f"hotpath pid {hp.pid} on {HOST}:{port} (2 workers), stub pid {stub.pid} on "
             f"{stub_port}; {args.seconds} s of load, warm-up {warmup_s:.0f} s")
 
@@ -590,16 +475,10 @@ def main():
         t_start = time.monotonic()
         stop_at = t_start + args.seconds
         tally = Tally()
-        wrk_out = os.path.join(procs.tmp, "wrk.out")
         nonce = f"soak{os.getpid()}{int(time.time())}"
-        with open(wrk_out, "wb") as o:
-            wrk = subprocess.Popen(["wrk", "-t1", f"-c{args.connections}", f"-d{args.seconds}s",
-                                    "--timeout", "5s", "-s", wrk_script(),
-                                    f"http://{HOST}:{port}", "--", nonce],
-                                   stdout=o, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True, cwd=ROOT)
-        wrk.name = "wrk"
-        procs.procs.append(wrk)
+        wrk = procs.start("wrk", ["wrk", "-t1", f"-c{args.connections}", f"-d{args.seconds}s",
+                                  "--timeout", "5s", "-s", WRK_SCRIPT, f"http://{HOST}:{port}",
+                                  "--", nonce])
         threads = [
             threading.Thread(target=fault_client, args=(port, stop_at, tally), daemon=True),
             threading.Thread(target=control_client, args=(stub_port, stop_at, tally),
@@ -647,9 +526,9 @@ def main():
             t.join(SLOW_BATCH_S + 60)
             if t.is_alive():
                 failures.append(f"a client thread did not stop in time ({t.name})")
-        with open(wrk_out, errors="replace") as f:
+        with open(wrk.out_path, errors="replace") as f:
             wrk_text = f.read()
-        res = parse_wrk(wrk_text)
+        res = parse_result(wrk_text)
         errs = res.get("errors", {})
 
         # After the load: the pool has nothing busy, and the server exits 0.
@@ -685,10 +564,10 @@ def main():
             f"{warmup_s:.0f} s, build {args.build}, {os.cpu_count()} CPUs",
             f"hotpath: 2 workers, valuetask; limits header/body {HEADER_TIMEOUT_MS} ms, idle "
             f"{IDLE_TIMEOUT_MS} ms, upstream timeout {UPSTREAM_TIMEOUT_MS} ms, cache 2 MiB/worker",
-            f"stub: 2 ms + 0..8 ms jitter; control phases: "
+            "stub: 2 ms + 0..8 ms jitter; control phases: "
             + ", ".join(f"{q} {s}s" for q, s in CONTROL_PHASES),
             "",
-            f"wrk ({os.path.basename(wrk_script())}, -t1 -c{args.connections}): "
+            f"wrk ({os.path.basename(WRK_SCRIPT)}, -t1 -c{args.connections}): "
             f"{res.get('requests', 0)} requests, {res.get('rps', 0):.0f} req/s, "
             f"errors connect {errs.get('connect', 0)} read {errs.get('read', 0)} write "
             f"{errs.get('write', 0)} timeout {errs.get('timeout', 0)} status>=400 "
@@ -730,7 +609,7 @@ def main():
     except Exception as e:  # noqa: BLE001 - any way out reports and cleans up
         failures.append(f"{type(e).__name__}: {e}")
     finally:
-        procs.stop_all()
+        procs.close()
 
     lines += ["", "VERDICT: " + ("PASS" if not failures else "FAIL")]
     lines += [f"  - {f}" for f in failures]

@@ -1,0 +1,12 @@
+"""The load test's parts, by job (bench.py and soak.py are their callers):
+
+  procs      start, pin, wait for and stop processes; bounded commands
+  cgroup     the CPU cap: a cgroup (v1 cpu or v2 cpu.max) made and removed per run
+  targets    the servers under test as data (Runtime) and running (Server)
+  measure    wrk, hotpath-load, CPU and memory reads, callgrind, idle memory
+  stats      medians, spreads, paired ratios, the chance of a finding by noise
+  threshold  the capped sweep's verdicts: held, limited by, saturation, parting
+  sweep      the capped sweep itself
+  scenarios  the closed-loop wrk scenarios
+  report     report.md, results.json, plots; where they go, publishing
+"""

@@ -1,0 +1,298 @@
+"""Measurement: the load generators (wrk, closed loop; hotpath-load, open
+loop), the reads of a process's CPU and memory, callgrind's instruction
+counts, and the idle-connection memory probe.
+
+CPU. cpu_seconds() sums the per-thread scheduler clocks of a process tree
+(/proc/PID/task/TID/schedstat, nanoseconds) - precise enough for a 1 s
+window at a 10% cap (100 ms of CPU), where /proc/PID/stat's clock ticks
+(10 ms) would be a 10% error. It counts live threads only; hotpath's
+threads live as long as it does. Without schedstat it falls back to the
+ticks, which include exited threads.
+"""
+
+import http.client
+import json
+import os
+import re
+import resource
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+from .procs import HOST, ROOT, process_tree, record, run
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def http_get(port, path, method="GET", timeout=5):
+    """(status, body) of one request on a fresh connection."""
+    c = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        c.request(method, path, headers={"Content-Length": "0"} if method == "POST" else {})
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def parse_result(text):
+    """The JSON of the 'HOTPATH_RESULT {...}' line that wrk's common.lua and
+    hotpath-load print."""
+    m = re.search(r"^HOTPATH_RESULT (\{.*\})$", text, re.M)
+    if not m:
+        raise RuntimeError("no HOTPATH_RESULT line in output:\n" + text[-600:])
+    return json.loads(m.group(1))
+
+
+# --- CPU and memory -------------------------------------------------------------------
+
+def cpu_seconds(pid):
+    """CPU (user + system) used so far by pid's process tree, in seconds."""
+    total, have_schedstat = 0, True
+    for p in process_tree(pid):
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{p}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except FileNotFoundError:
+                have_schedstat = False
+            except (OSError, ValueError, IndexError):
+                pass
+    if have_schedstat:
+        return total / 1e9
+    return cpu_ticks(pid) / CLK_TCK
+
+
+def cpu_ticks(pid):
+    """utime + stime of pid's process tree (all threads, exited ones too),
+    in clock ticks."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total
+
+
+def machine_busy_s():
+    """CPU seconds every CPU of the machine has spent busy so far (all of
+    /proc/stat's "cpu" line but idle and iowait)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK  # user..steal, less idle, iowait
+
+
+def rss_bytes(pid):
+    """Resident memory of pid's process tree."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * PAGE
+        except OSError:
+            pass
+    return total
+
+
+# --- load generators ------------------------------------------------------------------
+
+def wrk(pin, port, script, args, connections, duration, env=None):
+    """wrk (one thread, closed loop) with a loadtest/ script; the result
+    line's JSON: requests, rps, latency_us {p50, p90, p99, p99_9, max},
+    errors."""
+    cmd = pin.load + ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "5s",
+                      "-s", os.path.join("loadtest", script), f"http://{HOST}:{port}"]
+    if args:
+        cmd += ["--"] + list(args)
+    r = parse_result(run(cmd, duration + 30, env=env,
+                         note="HOTPATH_NONCE=<fresh>" if env and "HOTPATH_NONCE" in env else ""))
+    # wrk 4.1 corrects its histogram for coordinated omission assuming one
+    # request in flight per connection; with pipelining that goes wrong
+    # and its high percentiles come out as 0. Not a latency: no number.
+    lat = r["latency_us"]
+    for k in ("p90", "p99", "p99_9"):
+        if lat[k] == 0 and lat["p50"] > 0:
+            lat[k] = None
+            r["wrk_percentile_bug"] = True
+    return r
+
+
+def open_loop(pin, build, port, path, rate, connections, duration, warmup, drain, spin,
+              on_phase=None):
+    """One build/hotpath-load run: offered rate for warmup + duration
+    seconds, latency from each request's intended send time. on_phase(name)
+    is called as the generator announces "measure" (its window opens) and
+    "drain" (it closes), so the caller can sample the server exactly over
+    the window. Returns the result JSON."""
+    cmd = pin.load + [os.path.join(build, "hotpath-load"), "--port", str(port), "--path", path,
+                      "--rate", str(rate), "--connections", str(connections),
+                      "--duration", str(duration), "--warmup", str(warmup),
+                      "--drain", str(drain)] + (["--spin"] if spin else [])
+    record(cmd)
+    timeout = warmup + duration + drain + 30
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, start_new_session=True, cwd=ROOT)
+    deadline = time.monotonic() + timeout
+    out, buf = [], b""
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"hotpath-load ran past {timeout:.0f}s: {' '.join(cmd)}")
+            ready, _, _ = select.select([p.stdout], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(p.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                text = line.decode(errors="replace")
+                out.append(text)
+                if text.startswith("HOTPATH_PHASE ") and on_phase:
+                    on_phase(text.split()[1])
+        p.wait(max(1, deadline - time.monotonic()))
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        p.stdout.close()
+    text = "\n".join(out + [buf.decode(errors="replace")])
+    if p.returncode != 0:
+        raise RuntimeError(f"hotpath-load exited {p.returncode}: {text[-400:]}")
+    return parse_result(text)
+
+
+# --- callgrind --------------------------------------------------------------------------
+
+def callgrind(start_server, pin, counts, warmup, paths, modes, cgdir, log):
+    """Instructions per request, per path and mode, on a server started by
+    start_server(wrapper) under callgrind: after warmup requests, dump and
+    zero the counters around n1 and n2 requests (h2load, one connection);
+    Ir/request = (I(n2) - I(n1)) / (n2 - n1), which cancels what does not
+    scale with the count (the dump itself, timers, connection set-up)."""
+    h2load = shutil.which("h2load")
+    n1, n2 = counts
+    os.makedirs(cgdir, exist_ok=True)
+    wrapper = ["valgrind", "--tool=callgrind", "--dump-instr=no",
+               f"--callgrind-out-file={cgdir}/callgrind.out.%p"]
+    srv = start_server(wrapper)
+    out = {}
+    try:
+        def send(path, n):
+            if h2load:
+                o = run(pin.load + [h2load, "--h1", "-n", str(n), "-c", "1",
+                                    f"http://{HOST}:{srv.port}{path}"], 600)
+                m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", o)
+                if not m or int(m.group(2)) != n:
+                    raise RuntimeError(f"h2load did not complete {n} requests: {o[-300:]}")
+            else:
+                c = http.client.HTTPConnection(HOST, srv.port, timeout=30)
+                for _ in range(n):
+                    c.request("GET", path)
+                    c.getresponse().read()
+                c.close()
+
+        dumps = [0]
+
+        def dump():
+            """Dump and zero the counters; the Ir since the last dump."""
+            run(["callgrind_control", "-d", str(srv.pid)], 120)
+            dumps[0] += 1
+            f = os.path.join(cgdir, f"callgrind.out.{srv.pid}.{dumps[0]}")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if os.path.exists(f):
+                    with open(f) as fh:
+                        m = re.search(r"^(?:summary|totals): (\d+)", fh.read(), re.M)
+                    if m:
+                        return int(m.group(1))
+                time.sleep(0.1)
+            raise RuntimeError(f"callgrind dump {f} not written")
+
+        for mode in modes:
+            srv.use(mode, timeout=60)
+            for path in paths:
+                send(path, warmup)
+                s0 = srv.stats()
+                dump()
+                send(path, n1)
+                i1 = dump()
+                send(path, n2)
+                i2 = dump()
+                c = srv.counters(s0, srv.stats(), mode, (path,))
+                per = (i2 - i1) / (n2 - n1)
+                allocs = c["allocations"] / c["requests"] if c.get("requests") else None
+                out.setdefault(path, {})[mode] = dict(
+                    n1=n1, n2=n2, ir_n1=i1, ir_n2=i2, ir_per_request=per,
+                    ir_per_request_raw=i2 / n2, allocs_per_req=allocs)
+                log(f"  {path:<11} {mode:<9} {per:9.0f} instructions/request "
+                    f"(raw {i2 / n2:.0f}; {allocs} allocs/req)")
+    finally:
+        srv.stop()
+    return out, " ".join(wrapper) + " build/hotpath ..."
+
+
+# --- idle connections -------------------------------------------------------------------
+
+def idle_memory(port, pid, n, log, name):
+    """RSS growth of a server over n idle keep-alive connections, each of
+    which sent one GET /plaintext and read its answer."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n + 256
+    if soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(hard, max(want, soft))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        soft = new
+    n = min(n, soft - 128)
+    req = f"GET /plaintext HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
+    time.sleep(0.3)
+    before = rss_bytes(pid)
+    socks, failed = [], 0
+    t0 = time.monotonic()
+    try:
+        for _ in range(n):
+            if time.monotonic() - t0 > 60:
+                break
+            try:
+                s = socket.create_connection((HOST, port), timeout=5)
+                s.sendall(req)
+                buf = b""
+                while b"\r\n\r\n" not in buf:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        raise OSError("closed")
+                    buf += chunk
+                head, _, body = buf.partition(b"\r\n\r\n")
+                m = re.search(rb"content-length:\s*(\d+)", head, re.I)
+                while len(body) < (int(m.group(1)) if m else 0):
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        raise OSError("closed")
+                    body += chunk
+                socks.append(s)
+            except OSError:
+                failed += 1
+        time.sleep(0.5)
+        after = rss_bytes(pid)
+    finally:
+        for s in socks:
+            s.close()
+    open_n = len(socks)
+    log(f"idle memory {name}: {open_n} connections, RSS {before / 2**20:.1f} -> "
+        f"{after / 2**20:.1f} MiB = {(after - before) / max(open_n, 1):.0f} B/connection"
+        + (f" ({failed} failed)" if failed else ""))
+    return dict(connections=open_n, failed=failed, rss_before=before, rss_after=after,
+                per_connection_bytes=(after - before) / open_n if open_n else None)
