@@ -73,8 +73,11 @@ const hp_alloc_stats_t *hp_alloc_thread_stats(void);
 hp_alloc_counter_t hp_alloc_stats_sum(const hp_alloc_stats_t *stats);
 
 /* Charge the calling thread's following allocations to scope as well
- * (borrowed; NULL for none). Returns the previous scope so callers can
- * restore it: prev = hp_alloc_scope_set(x); ...; hp_alloc_scope_set(prev). */
+ * (borrowed; NULL for none), and return the scope it replaces. The server
+ * sets it at each event-loop entry (server/conn.c: enter, leave), so the
+ * account follows where the loop is and nothing is restored by hand; a
+ * module whose own callbacks charge a caller's account (the upstream
+ * client's, the L2 client's) restores what it found. */
 hp_alloc_counter_t *hp_alloc_scope_set(hp_alloc_counter_t *scope);
 hp_alloc_counter_t *hp_alloc_scope_get(void);
 

@@ -114,55 +114,25 @@ static void on_kick(uv_idle_t *idle);
 
 /* The connection a list's timer belongs to: its write side's timer on
  * HP_LIST_WRITE, its read side's on the others. */
-static hp_conn_t *conn_of_timer(hp_conn_timer_t *t, uint8_t list)
+static hp_conn_t *conn_of_timer(hp_timer_t *t, int list)
 {
     return list == HP_LIST_WRITE ? hp_container_of(t, hp_conn_t, wtimer)
                                  : hp_container_of(t, hp_conn_t, rtimer);
 }
 
-static void timer_unlink(hp_conn_t *c, hp_conn_timer_t *t)
+/* Whether one of c's timers is on list. */
+static bool on_list(const hp_conn_t *c, const hp_timer_t *t, int list)
 {
-    if (t->list == HP_LIST_NONE) return;
-    hp_conn_list_t *l = &c->host->lists[t->list];
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        l->head = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
-    else
-        l->tail = t->prev;
-    t->prev = t->next = NULL;
-    l->n--;
-    t->list = HP_LIST_NONE;
+    return t->list == &c->host->timers[list];
 }
 
 /* Put one of c's two timers on list (NONE: take it off). */
-static void timer_set(hp_conn_t *c, hp_conn_timer_t *t, uint8_t list, uint64_t deadline)
+static void timer_set(hp_conn_t *c, hp_timer_t *t, uint8_t list, uint64_t deadline)
 {
-    timer_unlink(c, t);
-    if (list == HP_LIST_NONE || (c->flags & HP_CF_CLOSED)) return;
-    hp_conn_list_t *l = &c->host->lists[list];
-    t->list = list;
-    t->deadline = deadline;
-    /* Keep the list sorted: the sweep stops at the first live deadline.
-     * With one timeout per list the new deadline is the latest and this is
-     * an append; after a reload shortens a timeout it walks back past the
-     * connections still on the old one. */
-    hp_conn_timer_t *after = l->tail;
-    while (after && after->deadline > deadline)
-        after = after->prev;
-    t->prev = after;
-    t->next = after ? after->next : l->head;
-    if (t->next)
-        t->next->prev = t;
+    if (list == HP_LIST_NONE || (c->flags & HP_CF_CLOSED))
+        hp_timer_stop(t);
     else
-        l->tail = t;
-    if (after)
-        after->next = t;
-    else
-        l->head = t;
-    l->n++;
+        hp_timer_set(t, &c->host->timers[list], deadline);
 }
 
 void hp_conn_set_timer(hp_conn_t *c, uint8_t list, uint64_t deadline)
@@ -172,8 +142,8 @@ void hp_conn_set_timer(hp_conn_t *c, uint8_t list, uint64_t deadline)
 
 static void clear_timers(hp_conn_t *c)
 {
-    timer_unlink(c, &c->rtimer);
-    timer_unlink(c, &c->wtimer);
+    hp_timer_stop(&c->rtimer);
+    hp_timer_stop(&c->wtimer);
 }
 
 static uint64_t now_ms(hp_conn_t *c)
@@ -244,13 +214,13 @@ static hp_conn_t *conn_new(hp_host_t *h)
     c->tcp.data = c;
     c->host = h;
     c->id = ++h->conn_seq;
-    c->rtimer.list = c->wtimer.list = HP_LIST_NONE;
+    hp_timer_init(&c->rtimer);
+    hp_timer_init(&c->wtimer);
+    hp_link_init(&c->ready_link);
     c->charge = &h->metrics.conn_alloc;
     llhttp_init(&c->parser, HTTP_REQUEST, &hp_parser_settings);
     c->parser.data = c;
-    c->all_next = h->all;
-    if (h->all) h->all->all_prev = c;
-    h->all = c;
+    hp_link_push_front(&h->all, &c->all_link);
     h->nconns++;
     hp_counter_add(&h->metrics.conns.accepted, 1);
     hp_counter_set(&h->metrics.conns.open, h->nconns);
@@ -262,8 +232,8 @@ static hp_conn_t *conn_new(hp_host_t *h)
 void hp_conn_accept(uv_stream_t *listener, int status)
 {
     hp_host_t *h = listener->data;
-    if (status < 0) return; /* EMFILE and friends: libuv retries */
-    hp_alloc_counter_t *prev = hp_alloc_scope_set(&h->metrics.conn_alloc);
+    if (status < 0) return;                     /* EMFILE and friends: libuv retries */
+    hp_alloc_scope_set(&h->metrics.conn_alloc); /* a loop entry: no request's yet */
     if (h->nconns >= h->gen->limits.max_connections || h->draining) {
         /* Over the limit: accept and close at once, without a response, so
          * the client fails fast instead of waiting in the backlog. */
@@ -272,13 +242,11 @@ void hp_conn_accept(uv_stream_t *listener, int status)
         uv_accept(listener, (uv_stream_t *)t);
         uv_close((uv_handle_t *)t, on_refused_close);
         hp_counter_add(&h->metrics.conns.refused, 1);
-        hp_alloc_scope_set(prev);
         return;
     }
     hp_conn_t *c = conn_new(h);
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         hp_conn_close(c);
-        hp_alloc_scope_set(prev);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
@@ -286,30 +254,23 @@ void hp_conn_accept(uv_stream_t *listener, int status)
      * client that connects and sends nothing is a slowloris of zero bytes. */
     hp_conn_set_timer(c, HP_LIST_HEAD, now_ms(c) + limits(c)->header_timeout_ms);
     start_reading(c);
-    hp_alloc_scope_set(prev);
 }
 
 hp_conn_t *hp_conn_new_memory(hp_host_t *h, hp_conn_sink_cb sink, void *arg)
 {
-    hp_alloc_counter_t *prev = hp_alloc_scope_set(&h->metrics.conn_alloc);
+    hp_alloc_scope_set(&h->metrics.conn_alloc);
     hp_conn_t *c = conn_new(h);
     c->flags |= HP_CF_MEMORY;
     c->mem = hp_calloc(1, sizeof(*c->mem));
     c->mem->sink = sink;
     c->mem->arg = arg;
-    hp_alloc_scope_set(prev);
     return c;
 }
 
 static void ready_unlink(hp_conn_t *c)
 {
     if (!(c->flags & HP_CF_READY)) return;
-    for (hp_conn_t **p = &c->host->ready; *p; p = &(*p)->ready_next) {
-        if (*p == c) {
-            *p = c->ready_next;
-            break;
-        }
-    }
+    hp_link_remove(&c->ready_link);
     c->flags &= ~HP_CF_READY;
 }
 
@@ -401,17 +362,18 @@ static void teardown(hp_conn_t *c)
 
 /* An entry from the loop into c: a read, a write's completion, a resume, a
  * deadline. It holds c (a close meanwhile is finished by the matching
- * leave) and charges what it allocates to c's account now (io_scope).
- * Returns the scope leave restores. */
-static hp_alloc_counter_t *enter(hp_conn_t *c)
+ * leave) and charges what it allocates to c's account now (io_scope); on
+ * the way out the worker's default account is set again - nothing is
+ * saved and restored: the account is a function of where the loop is. */
+static void enter(hp_conn_t *c)
 {
     c->hold++;
-    return hp_alloc_scope_set(io_scope(c));
+    hp_alloc_scope_set(io_scope(c));
 }
 
-static void leave(hp_conn_t *c, hp_alloc_counter_t *prev)
+static void leave(hp_conn_t *c)
 {
-    hp_alloc_scope_set(prev);
+    hp_alloc_scope_set(&c->host->metrics.conn_alloc);
     if (--c->hold == 0 && (c->flags & HP_CF_CLOSED)) teardown(c);
 }
 
@@ -423,11 +385,7 @@ void hp_conn_close(hp_conn_t *c)
     stop_reading(c);
     clear_timers(c);
     ready_unlink(c);
-    if (c->all_prev)
-        c->all_prev->all_next = c->all_next;
-    else
-        h->all = c->all_next;
-    if (c->all_next) c->all_next->all_prev = c->all_prev;
+    hp_link_remove(&c->all_link);
     h->nconns--;
     hp_counter_set(&h->metrics.conns.open, h->nconns);
     if (c->flags & HP_CF_MEMORY) c->mem->sink(c->mem->arg, NULL, 0);
@@ -470,9 +428,9 @@ void hp_conn_eof(hp_conn_t *c, int err)
      * what waits in carry is parsed - and proceed() closes once nothing is
      * left, or at once when a request pends (see the top: a departure). */
     c->flags |= HP_CF_EOF;
-    hp_alloc_counter_t *prev = enter(c);
+    enter(c);
     proceed(c);
-    leave(c, prev);
+    leave(c);
 }
 
 /* --- output ------------------------------------------------------------ */
@@ -487,19 +445,19 @@ static void blocked(hp_conn_t *c)
     stop_reading(c);
     /* A peer that stops reading is held to the idle timeout, as one that
      * stops writing is; more output queued behind does not extend it. */
-    if (c->wtimer.list == HP_LIST_NONE)
+    if (c->wtimer.list == NULL)
         timer_set(c, &c->wtimer, HP_LIST_WRITE, now_ms(c) + limits(c)->idle_timeout_ms);
-    if (c->rtimer.list == HP_LIST_IDLE) timer_unlink(c, &c->rtimer);
+    if (on_list(c, &c->rtimer, HP_LIST_IDLE)) hp_timer_stop(&c->rtimer);
 }
 
 /* Everything queued has gone: the write deadline ends, the rest goes on. */
 static void drained(hp_conn_t *c)
 {
     c->flags &= ~HP_CF_WBLOCK;
-    timer_unlink(c, &c->wtimer);
-    hp_alloc_counter_t *prev = enter(c);
+    hp_timer_stop(&c->wtimer);
+    enter(c);
     proceed(c);
-    leave(c, prev);
+    leave(c);
 }
 
 static void on_write(uv_write_t *req, int status)
@@ -648,11 +606,13 @@ static void request_awaited(void *arg)
     /* Closed while a frame still holds it: its teardown reads the result. */
     if (c && (c->flags & HP_CF_CLOSED)) return;
     if (c == NULL) {
-        /* The client left while its request ran: finish it quietly. */
-        hp_alloc_counter_t *prev = hp_alloc_scope_set(ctx->scope);
+        /* The client left while its request ran: finish it quietly, then
+         * back to the account of whatever completed it (a loop entry of
+         * its own: the upstream client's, the cache's). */
+        hp_alloc_counter_t *completer = hp_alloc_scope_set(ctx->scope);
         hp_chain_consume(ctx, &ctx->top);
         request_end(h, ctx);
-        hp_alloc_scope_set(prev);
+        hp_alloc_scope_set(completer);
         return;
     }
     /* Not here: this runs inside whatever completed the request (an
@@ -660,8 +620,7 @@ static void request_awaited(void *arg)
      * that same object. The check phase runs it on a clean stack. */
     if (!(c->flags & HP_CF_READY)) {
         c->flags |= HP_CF_READY;
-        c->ready_next = h->ready;
-        h->ready = c;
+        hp_link_push_back(&h->ready, &c->ready_link);
         uv_idle_start(&h->kick, on_kick);
     }
 }
@@ -676,7 +635,7 @@ int hp_conn_dispatch(hp_conn_t *c)
     if (!ctx->req.keep_alive || (c->flags & HP_CF_UPGRADE)) c->flags |= HP_CF_CLOSE;
 
     ctx->scope = &h->metrics.routes[ctx->route->id][ctx->mode].alloc;
-    hp_alloc_counter_t *prev = hp_alloc_scope_set(ctx->scope);
+    hp_alloc_scope_set(ctx->scope);
     hp_vtask_t vt = hp_chain_start(ctx);
     int status;
     if (hp_vtask_is_completed(&vt)) {
@@ -685,7 +644,7 @@ int hp_conn_dispatch(hp_conn_t *c)
         ctx->top = vt;
         status = hp_vtask_on_completed(&ctx->top, request_awaited, ctx);
         if (status == 0) {
-            hp_alloc_scope_set(prev);
+            hp_alloc_scope_set(io_scope(c)); /* parsing goes on for the request */
             return HPE_PAUSED;
         }
         /* Refused (the chain returned a valuetask already awaited: a
@@ -706,19 +665,18 @@ int hp_conn_dispatch(hp_conn_t *c)
 static void resume(hp_conn_t *c)
 {
     hp_ctx_t *ctx = c->ctx;
-    hp_alloc_counter_t *prev = enter(c);
+    enter(c);
     hp_alloc_scope_set(ctx->scope);
     finish(c, ctx, hp_chain_consume(ctx, &ctx->top));
     proceed(c);
-    leave(c, prev);
+    leave(c);
 }
 
 static void resume_ready(hp_host_t *h)
 {
-    while (h->ready) {
-        hp_conn_t *c = h->ready;
-        h->ready = c->ready_next;
-        c->flags &= ~HP_CF_READY;
+    while (!hp_link_empty(&h->ready)) {
+        hp_conn_t *c = hp_container_of(h->ready.next, hp_conn_t, ready_link);
+        ready_unlink(c);
         if (!(c->flags & HP_CF_CLOSED)) resume(c);
     }
 }
@@ -727,7 +685,7 @@ static void on_check(uv_check_t *check)
 {
     hp_host_t *h = check->data;
     resume_ready(h);
-    if (h->ready == NULL) uv_idle_stop(&h->kick);
+    if (hp_link_empty(&h->ready)) uv_idle_stop(&h->kick);
 }
 
 static void on_kick(uv_idle_t *idle)
@@ -840,7 +798,7 @@ static void parse(hp_conn_t *c, const char *data, size_t len)
          * timeout starts. A connection that already has one keeps it: llhttp
          * skips empty lines without a callback, and a client sending only
          * those must not push its deadline back forever. */
-        if (c->state == HP_CONN_IDLE && c->ctx == NULL && c->rtimer.list == HP_LIST_NONE)
+        if (c->state == HP_CONN_IDLE && c->ctx == NULL && c->rtimer.list == NULL)
             hp_conn_set_timer(c, HP_LIST_IDLE, now_ms(c) + limits(c)->idle_timeout_ms);
         return;
     }
@@ -884,13 +842,13 @@ void hp_conn_feed(hp_conn_t *c, const char *data, size_t len)
          * and dropped. */
         return;
     }
-    hp_alloc_counter_t *prev = enter(c);
+    enter(c);
     if (c->state == HP_CONN_BUSY || (c->flags & HP_CF_WBLOCK))
         append_carry(c, data, len);
     else
         parse(c, data, len);
     proceed(c);
-    leave(c, prev);
+    leave(c);
 }
 
 /* After anything happened on c: go on with pipelined input if nothing
@@ -939,7 +897,7 @@ static void proceed(hp_conn_t *c)
         return;
     }
     if (c->flags & HP_CF_WBLOCK) return;
-    if (c->state == HP_CONN_IDLE && c->rtimer.list == HP_LIST_NONE)
+    if (c->state == HP_CONN_IDLE && c->rtimer.list == NULL)
         hp_conn_set_timer(c, HP_LIST_IDLE, now_ms(c) + limits(c)->idle_timeout_ms);
     start_reading(c);
 }
@@ -986,20 +944,15 @@ static void expire(hp_conn_t *c, uint8_t list)
 unsigned hp_conn_sweep(hp_host_t *h, uint64_t now)
 {
     unsigned n = 0;
-    for (uint8_t l = 0; l < HP_LISTS; l++) {
-        hp_conn_timer_t *t = h->lists[l].head;
-        while (t) {
-            hp_conn_timer_t *next = t->next;
-            if (t->deadline <= now) {
-                hp_conn_t *c = conn_of_timer(t, l);
-                hp_alloc_counter_t *prev = enter(c);
-                expire(c, l);
-                leave(c, prev);
-                n++;
-            } else if (l != HP_LIST_BODY) {
-                break; /* sorted: the rest are later */
-            }
-            t = next;
+    for (int l = 0; l < HP_LISTS; l++) {
+        hp_timer_t *t;
+        while ((t = hp_timer_expired(&h->timers[l], now)) != NULL) {
+            hp_conn_t *c = conn_of_timer(t, l);
+            hp_timer_stop(t); /* it fired: whatever expire does, it is off */
+            enter(c);
+            expire(c, l);
+            leave(c);
+            n++;
         }
     }
     return n;
@@ -1009,19 +962,19 @@ void hp_conn_drain_all(hp_host_t *h)
 {
     /* Idle connections close now; the others answer what they are reading
      * or running with Connection: close (finish() checks host->draining). */
-    hp_conn_t *c = h->all;
-    while (c) {
-        hp_conn_t *next = c->all_next;
+    hp_link_t *next;
+    for (hp_link_t *l = h->all.next; l != &h->all; l = next) {
+        next = l->next;
+        hp_conn_t *c = hp_container_of(l, hp_conn_t, all_link);
         if (c->state == HP_CONN_IDLE && c->ctx == NULL && !(c->flags & HP_CF_WBLOCK))
             hp_conn_close(c);
-        c = next;
     }
 }
 
 void hp_conn_close_all(hp_host_t *h)
 {
-    while (h->all)
-        hp_conn_close(h->all);
+    while (!hp_link_empty(&h->all))
+        hp_conn_close(hp_container_of(h->all.next, hp_conn_t, all_link));
 }
 
 const char *hp_ctx_peer(hp_ctx_t *ctx, char *buf, size_t len)

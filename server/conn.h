@@ -45,14 +45,6 @@ enum {
  * connection closes, as a socket's does). */
 typedef long (*hp_conn_sink_cb)(void *arg, const char *data, size_t len);
 
-/* One of a connection's deadlines: a node in one of its host's timer
- * lists (host.h), or in none. */
-struct hp_conn_timer {
-    hp_conn_timer_t *prev, *next;
-    uint64_t deadline; /* uv_now() milliseconds */
-    uint8_t list;      /* HP_LIST_* or HP_LIST_NONE */
-};
-
 /* The deadlines a connection is under, by what it waits for. Two at most,
  * one per direction, each from its own state:
  *
@@ -73,7 +65,7 @@ struct hp_conn_timer {
  * or not it reads its answers meanwhile (when it does not, no answer can
  * reach it: the expiry closes without one). */
 
-/* 488 bytes on x86-64 (uv_tcp_t 248, llhttp_t 96, the rest here). An idle
+/* 496 bytes on x86-64 (uv_tcp_t 248, llhttp_t 96, the rest here). An idle
  * keep-alive connection holds only this: the request context and any
  * partial input come from the worker while a request is in flight.
  * Measured: RSS grows 472 bytes per idle keep-alive connection over 5,000
@@ -82,10 +74,10 @@ struct hp_conn {
     uv_tcp_t tcp;    /* tcp.data == this */
     llhttp_t parser; /* parser.data == this */
     hp_host_t *host;
-    hp_conn_timer_t rtimer; /* the read side's deadline */
-    hp_conn_timer_t wtimer; /* the write side's deadline */
-    hp_conn_t *all_prev, *all_next;
-    hp_conn_t *ready_next;
+    hp_timer_t rtimer;          /* the read side's deadline: on one of host->timers */
+    hp_timer_t wtimer;          /* the write side's: on host->timers[HP_LIST_WRITE] */
+    hp_link_t all_link;         /* in host->all */
+    hp_link_t ready_link;       /* in host->ready while HP_CF_READY */
     hp_ctx_t *ctx;              /* the request in progress, if any */
     hp_alloc_counter_t *charge; /* its I/O's account between requests (conn.c) */
     char *carry;                /* input after a pause point, hp_malloc'd */

@@ -45,6 +45,10 @@ int hp_host_init(hp_host_t *h, const hp_app_t *app, unsigned index, hp_config_t 
     memset(h, 0, sizeof(*h));
     h->app = app;
     h->index = index;
+    for (int i = 0; i < HP_LISTS; i++)
+        hp_timer_list_init(&h->timers[i]);
+    hp_link_init(&h->ready);
+    hp_link_init(&h->all);
     int rc = hp_router_init(&h->router, app, err, errlen);
     if (rc) return rc;
     if (app->nservices > HP_SERVICES_MAX) {

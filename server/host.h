@@ -30,8 +30,10 @@
 #include "router.h"
 
 #include "runtime/alloc.h"
+#include "runtime/list.h"
 #include "runtime/stats.h"
 #include "runtime/task.h"
+#include "runtime/timers.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -40,10 +42,9 @@
 /* Services per app (layers.h). */
 #define HP_SERVICES_MAX 4
 
-/* Connection timer lists: each holds connections waiting on one kind of
- * deadline (conn.h says which, and when two apply at once). All but BODY
- * have one timeout for every member, so appending keeps them sorted and the
- * sweep stops at the first live deadline. */
+/* Connection timer lists (runtime/timers.h): each holds connections
+ * waiting on one kind of deadline (conn.h says which, and when two apply at
+ * once). HP_LIST_NONE, as an argument, takes a deadline away. */
 enum {
     HP_LIST_IDLE = 0, /* keep-alive, between requests */
     HP_LIST_HEAD,     /* reading a request head */
@@ -53,13 +54,6 @@ enum {
     HP_LISTS,
     HP_LIST_NONE = 255
 };
-
-typedef struct hp_conn_timer hp_conn_timer_t; /* conn.h */
-
-typedef struct {
-    hp_conn_timer_t *head, *tail;
-    size_t n;
-} hp_conn_list_t;
 
 struct hp_host {
     uv_loop_t *loop; /* the worker's */
@@ -78,9 +72,9 @@ struct hp_host {
     hp_ctx_pool_t ctx_pool;
 
     /* Connections (conn.c). */
-    hp_conn_list_t lists[HP_LISTS];
-    hp_conn_t *ready; /* to resume in the check phase */
-    hp_conn_t *all;   /* every open connection (for drain and stop) */
+    hp_timer_list_t timers[HP_LISTS]; /* by HP_LIST_* */
+    hp_link_t ready;                  /* connections to resume in the check phase */
+    hp_link_t all;                    /* every open connection (for drain and stop) */
     unsigned nconns;
     uint64_t conn_seq;
     uint64_t req_seq;

@@ -633,7 +633,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     req->body_len = have; /* counted whether kept or drained */
     /* Minimum data rate as a credit: every byte buys 1/rate seconds beyond
      * the grace period, so one deadline per connection says it all. */
-    if (lim->min_body_rate && c->rtimer.list == HP_LIST_BODY) {
+    if (lim->min_body_rate && c->rtimer.list == &c->host->timers[HP_LIST_BODY]) {
         uint64_t start =
             c->rtimer.deadline - lim->body_grace_ms - (have - len) * 1000 / lim->min_body_rate;
         hp_conn_set_timer(c, HP_LIST_BODY,

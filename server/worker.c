@@ -45,7 +45,7 @@ static void on_tick(uv_timer_t *t)
     if (h->draining) {
         /* Connections that only linger (answered, shut down, waiting for
          * the peer's close) hold nothing worth waiting for at shutdown. */
-        bool only_lingering = h->nconns == h->lists[HP_LIST_LINGER].n;
+        bool only_lingering = h->nconns == h->timers[HP_LIST_LINGER].n;
         if (h->nconns && (now >= w->drain_deadline || only_lingering)) hp_conn_close_all(h);
         if (h->nconns == 0) close_handles(w);
     }

@@ -34,7 +34,8 @@
  *    transport let everything through, and at most N + 1 (a rejection of
  *    the partial one) when it closed - its last answer then saying
  *    Connection: close when it closed on its own;
- *  - the allocation scope is where it was before each call into the server.
+ *  - the allocation scope is the worker's default after each call into the
+ *    server, as it is between two loop entries of a worker thread.
  */
 #include "app/app.h"
 #include "runtime/alloc.h"
@@ -233,16 +234,23 @@ static void close_workers(void)
     for (int mode = 0; mode < HP_MODES; mode++) {
         hp_alloc_bind_thread(&workers[mode].host.alloc);
         hp_runtime_bind_thread(&workers[mode].host.runtime);
+        hp_alloc_scope_set(&workers[mode].host.metrics.conn_alloc);
         hp_worker_stop_now(&workers[mode]);
         hp_worker_run(&workers[mode]);
         hp_worker_close(&workers[mode]);
     }
+    hp_alloc_scope_set(NULL);
     hp_vtask_thread_exit();
 }
 
+/* Between loop entries the thread charges its worker's default account
+ * (a worker thread sets it once; every entry into a connection sets its
+ * own and sets this one back on the way out). */
+static hp_alloc_counter_t *default_scope;
+
 static void check_scope(sink_state_t *st)
 {
-    if (hp_alloc_scope_get() != NULL) bad(st, "allocation scope left set");
+    if (hp_alloc_scope_get() != default_scope) bad(st, "allocation scope left set");
 }
 
 /* Run the loop once; then, while the transport backs up, let the peer read
@@ -291,6 +299,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     hp_worker_t *w = &workers[mode];
     hp_alloc_bind_thread(&w->host.alloc);
     hp_runtime_bind_thread(&w->host.runtime);
+    default_scope = &w->host.metrics.conn_alloc;
+    hp_alloc_scope_set(default_scope);
     sink_state_t st = {.transport = transport};
     hp_conn_t *c = hp_conn_new_memory(&w->host, sink, &st);
     size_t at = 0;

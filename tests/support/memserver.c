@@ -43,6 +43,8 @@ void hp_memserver_open(hp_memserver_t *m, const char *json)
     if (hp_worker_open(&m->w, false, err, sizeof(err)) != 0) fail_msg("worker: %s", err);
     hp_alloc_bind_thread(&m->w.host.alloc);
     hp_runtime_bind_thread(&m->w.host.runtime);
+    /* What a worker thread charges between loop entries (worker.c). */
+    hp_alloc_scope_set(&m->w.host.metrics.conn_alloc);
 }
 
 void hp_memserver_close(hp_memserver_t *m)
@@ -50,6 +52,7 @@ void hp_memserver_close(hp_memserver_t *m)
     hp_worker_stop_now(&m->w);
     hp_worker_run(&m->w);
     hp_worker_close(&m->w);
+    hp_alloc_scope_set(NULL);
     hp_alloc_bind_thread(NULL);
     hp_runtime_bind_thread(NULL);
     hp_config_unref(m->cfg);
