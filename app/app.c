@@ -15,13 +15,19 @@
  * request_id, metrics (so its latency includes everything inside it), and
  * access_log, present but off, so turning it on is one word in the file.
  *
- * One service: origin (handlers/origin.c), the cache handler's cache and
- * upstream client, which /upstream shares so both go through one pool.
+ * Two services: origin (handlers/origin.c), the cache handler's cache and
+ * upstream client, which /upstream shares so both go through one pool; and
+ * the advisor's, which cuts each worker's layer figures into windows.
+ * The configuration sections are those of the modules the services and
+ * handlers run: the cache's, the upstream client's, the advisor's.
  */
 #include "app.h"
 
+#include "cache/cache.h"
+#include "handlers/advice.h"
 #include "handlers/handlers.h"
 #include "middleware/middleware.h"
+#include "upstream/client.h"
 
 #define GET_HEAD   (HP_METHOD_BIT(HP_GET) | HP_METHOD_BIT(HP_HEAD))
 #define ANY_METHOD (~UINT64_C(0))
@@ -93,6 +99,15 @@ static const hp_middleware_t *const middleware[] = {
 
 static const hp_service_t *const services[] = {
     &hp_service_origin,
+    &hp_service_advisor,
+};
+
+/* The configuration sections beside the server's own (listen, workers,
+ * mode, limits, middleware): each module's table of its options. */
+static const hp_options_t *const sections[] = {
+    &hp_cache_options,
+    &hp_upstream_options,
+    &hp_advice_options,
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -108,4 +123,6 @@ const hp_app_t hp_app = {
                      "{\"name\":\"metrics\"},{\"name\":\"access_log\",\"enabled\":false}]",
     .services = services,
     .nservices = COUNT(services),
+    .sections = sections,
+    .nsections = COUNT(sections),
 };

@@ -157,7 +157,7 @@ int main(int argc, char **argv)
             if (parse_int(a, v, 0, 65535, &ov.port)) return 2;
             i++;
         } else if (!strcmp(a, "--workers")) {
-            if (parse_int(a, v, 0, 256, &ov.workers)) return 2;
+            if (parse_int(a, v, 0, HP_WORKERS_MAX, &ov.workers)) return 2;
             i++;
         } else {
             fprintf(stderr, "hotpath: unknown argument \"%s\" (try --help)\n", a);

@@ -49,6 +49,7 @@
 #include "cache/cache.h"
 
 #include "runtime/alloc.h"
+#include "runtime/options.h"
 #include "runtime/counter.h"
 #include "runtime/errors.h"
 
@@ -98,6 +99,26 @@ struct hp_cache {
 enum { FRESH, STALE, DEAD };
 
 static void fill_done_cb(void *arg);
+
+static const char *const policy_names[] = {"sieve", "lru", NULL}; /* by hp_cache_policy_t */
+
+static const hp_option_t options[] = {
+    HP_OPTION_INT(hp_cache_opts_t, "max_bytes", max_bytes, 4096, INT64_C(1) << 40, 67108864,
+                  "64 MiB per worker: bounded, and large enough that hot keys never leave"),
+    HP_OPTION_INT(hp_cache_opts_t, "ttl_ms", ttl_ms, 1, 86400000, 30000,
+                  "30 s: long against request rates, short against data changes"),
+    HP_OPTION_INT(hp_cache_opts_t, "stale_ms", stale_ms, 0, 86400000, 10000,
+                  "10 s stale-while-revalidate window (RFC 5861); 0 turns it off"),
+    HP_OPTION_ENUM(hp_cache_opts_t, "policy", policy, policy_names, "sieve",
+                   "SIEVE (NSDI'24) beats LRU on skewed workloads; \"lru\" for comparison"),
+};
+
+const hp_options_t hp_cache_options = {
+    .section = "cache",
+    .options = options,
+    .n = sizeof(options) / sizeof(options[0]),
+    .size = sizeof(hp_cache_opts_t),
+};
 
 #define ROW(name, kind, help) HP_STAT_ROW(hp_cache_stats_t, name, kind, help)
 static const hp_stat_t stat_rows[] = {HP_CACHE_STATS(ROW)};

@@ -28,6 +28,7 @@
 #define HP_CACHE_H
 
 #include "runtime/buf.h"
+#include "runtime/options.h"
 #include "runtime/stats.h"
 #include "runtime/task.h"
 #include "runtime/vtask.h"
@@ -41,6 +42,11 @@ typedef enum {
     HP_CACHE_SIEVE = 0, /* Zhang et al., NSDI'24: FIFO + visited bit + moving hand */
     HP_CACHE_LRU = 1,   /* least recently used, for comparison */
 } hp_cache_policy_t;
+
+/* The options (hp_cache_opts_t), as the configuration's "cache" section
+ * reads them: their bounds and defaults, in cache.c. The cache itself
+ * takes any values (tests use bounds far below the configuration's). */
+extern const hp_options_t hp_cache_options;
 
 typedef struct {
     size_t max_bytes;         /* bound on the bytes of resident entries (see above);

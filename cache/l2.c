@@ -56,6 +56,7 @@
 #include "cache/l2.h"
 
 #include "runtime/alloc.h"
+#include "runtime/options.h"
 #include "runtime/counter.h"
 #include "runtime/errors.h"
 
@@ -68,25 +69,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-/* Defaults for zero option fields.
- * connect: as upstream.connect_timeout_ms; a loopback or LAN connect takes
- *   well under a millisecond, a second means Redis is not there.
- * command: Redis answers a GET in tens of µs; an L2 answer later than the
- *   upstream's own is worth nothing (StackExchange.Redis's 5 s suits a store
- *   of record, not a cache tier).
- * inflight: a worker's burst of concurrent distinct misses; past it Redis is
- *   not keeping up and more queueing only adds latency.
- * max value: as upstream.max_response_bytes; an L2 record is an upstream
- *   response.
- * backoff: a restarted Redis is back within a few 100 ms steps; the 5 s cap
- *   holds a worker to one attempt per 5 s against a dead one. */
-#define HP_L2_DEFAULT_CONNECT_MS  1000
-#define HP_L2_DEFAULT_COMMAND_MS  250
-#define HP_L2_DEFAULT_INFLIGHT    1024
-#define HP_L2_DEFAULT_MAX_VALUE   (8u << 20)
-#define HP_L2_DEFAULT_BACKOFF_MIN 100
-#define HP_L2_DEFAULT_BACKOFF_MAX 5000
 
 #define URL_MAX       256
 #define READ_BUF_SIZE 16384 /* hiredis's own read size (redisBufferRead) */
@@ -101,6 +83,49 @@
  * (lengths up to 20 digits), "GET" / "SET", "PX" and the TTL's digits. */
 #define GET_OVERHEAD 64
 #define SET_OVERHEAD 128
+
+/* --- options: the only home of their defaults ---------------------------- */
+
+static int conf_cross_check(const void *values, char *err, size_t errlen);
+
+/* The reasons for the defaults:
+ * connect: as upstream.connect_timeout_ms; a loopback or LAN connect takes
+ *   well under a millisecond, a second means Redis is not there.
+ * command: Redis answers a GET in tens of µs; an L2 answer later than the
+ *   upstream's own is worth nothing (StackExchange.Redis's 5 s suits a store
+ *   of record, not a cache tier).
+ * inflight: a worker's burst of concurrent distinct misses; past it Redis is
+ *   not keeping up and more queueing only adds latency.
+ * max value: as upstream.max_response_bytes; an L2 record is an upstream
+ *   response (Redis's own string limit is 512 MiB).
+ * backoff: a restarted Redis is back within a few 100 ms steps; the 5 s cap
+ *   holds a worker to one attempt per 5 s against a dead one. */
+#define OPT(k, f, lo, hi, d, w) HP_OPTION_INT(hp_l2_opts_t, k, f, lo, hi, d, w)
+static const hp_option_t options[] = {
+    HP_OPTION_STRPTR(hp_l2_opts_t, "url", url, URL_MAX, NULL,
+                     "redis://HOST[:PORT][/DB]; no default: L2 runs only when asked"),
+    OPT("connect_timeout_ms", connect_timeout_ms, 1, 600000, 1000,
+        "1 s: a connect later than that means Redis is not there"),
+    OPT("command_timeout_ms", command_timeout_ms, 1, 600000, 250,
+        "250 ms: an L2 answer later than the upstream's own is worth nothing"),
+    OPT("max_inflight", max_inflight, 1, 65536, 1024,
+        "a worker's burst of distinct misses; past it Redis is not keeping up"),
+    OPT("max_value_bytes", max_value_bytes, REC_HEAD_MAX, 512u << 20, 8388608,
+        "8 MiB, as upstream.max_response_bytes: a record is an upstream answer"),
+    OPT("backoff_min_ms", backoff_min_ms, 1, 60000, 100,
+        "100 ms: a restarted Redis is back within a few such steps"),
+    OPT("backoff_max_ms", backoff_max_ms, 1, 600000, 5000,
+        "5 s: one attempt per 5 s against a dead Redis"),
+};
+#undef OPT
+
+const hp_options_t hp_l2_options = {
+    .section = "cache.l2",
+    .options = options,
+    .n = sizeof(options) / sizeof(options[0]),
+    .size = sizeof(hp_l2_opts_t),
+    .check = conf_cross_check,
+};
 
 enum { K_GET, K_SET, K_SELECT };
 enum { C_CONNECTING, C_HANDSHAKE, C_READY, C_CLOSING };
@@ -276,12 +301,15 @@ static int url_parse(const char *url, conf_t *c, char *err, size_t errlen)
     return 0;
 }
 
-static int range(char *err, size_t errlen, const char *key, uint64_t v, uint64_t lo, uint64_t hi,
-                 const char *unit)
+/* What the table's bounds cannot say. */
+static int conf_cross_check(const void *values, char *err, size_t errlen)
 {
-    if (v >= lo && v <= hi) return 0;
-    return conf_fail(err, errlen, "cache.l2.%s: expected %llu..%llu%s, got %llu", key,
-                     (unsigned long long)lo, (unsigned long long)hi, unit, (unsigned long long)v);
+    const hp_l2_opts_t *o = values;
+    if (o->backoff_max_ms >= o->backoff_min_ms) return 0;
+    return conf_fail(err, errlen,
+                     "cache.l2.backoff_max_ms: expected %u..600000 ms (at least backoff_min_ms), "
+                     "got %u",
+                     o->backoff_min_ms, o->backoff_max_ms);
 }
 
 static int conf_check(const hp_l2_opts_t *in, conf_t *c, char *err, size_t errlen)
@@ -293,22 +321,8 @@ static int conf_check(const hp_l2_opts_t *in, conf_t *c, char *err, size_t errle
     hp_l2_opts_t *o = &c->o;
     *o = *in;
     o->url = c->url;
-    if (o->connect_timeout_ms == 0) o->connect_timeout_ms = HP_L2_DEFAULT_CONNECT_MS;
-    if (o->command_timeout_ms == 0) o->command_timeout_ms = HP_L2_DEFAULT_COMMAND_MS;
-    if (o->max_inflight == 0) o->max_inflight = HP_L2_DEFAULT_INFLIGHT;
-    if (o->max_value_bytes == 0) o->max_value_bytes = HP_L2_DEFAULT_MAX_VALUE;
-    if (o->backoff_min_ms == 0) o->backoff_min_ms = HP_L2_DEFAULT_BACKOFF_MIN;
-    if (o->backoff_max_ms == 0) o->backoff_max_ms = HP_L2_DEFAULT_BACKOFF_MAX;
-    if ((rc = range(err, errlen, "connect_timeout_ms", o->connect_timeout_ms, 1, 600000, " ms")) ||
-        (rc = range(err, errlen, "command_timeout_ms", o->command_timeout_ms, 1, 600000, " ms")) ||
-        (rc = range(err, errlen, "max_inflight", o->max_inflight, 1, 65536, "")) ||
-        (rc = range(err, errlen, "max_value_bytes", o->max_value_bytes, REC_HEAD_MAX, 512u << 20,
-                    " bytes (Redis's string limit)")) ||
-        (rc = range(err, errlen, "backoff_min_ms", o->backoff_min_ms, 1, 60000, " ms")) ||
-        (rc = range(err, errlen, "backoff_max_ms", o->backoff_max_ms, o->backoff_min_ms, 600000,
-                    " ms (at least backoff_min_ms)")))
-        return rc;
-    return 0;
+    hp_options_fill_zeros(&hp_l2_options, o);
+    return hp_options_check(&hp_l2_options, o, err, errlen);
 }
 
 static bool conf_equal(const conf_t *a, const conf_t *b)
@@ -780,7 +794,7 @@ static void conn_open(hp_l2_t *l2)
     }
     c->reader->privdata = c;
     c->reader->maxbuf = READER_KEEP;
-    uv_tcp_init(l2->loop, &c->tcp); /* cannot fail: AF_UNSPEC creates no socket yet */
+    HP_MUST(uv_tcp_init(l2->loop, &c->tcp)); /* AF_UNSPEC creates no socket yet */
     c->tcp.data = c->connect.data = c->write.data = c;
     c->state = C_CONNECTING;
     l2->conn = c;
@@ -832,7 +846,7 @@ int hp_l2_init(uv_loop_t *loop, const hp_l2_opts_t *opts, hp_l2_t **out, char *e
     hp_l2_t *l2 = hp_calloc(1, sizeof(*l2));
     l2->loop = loop;
     conf_apply(l2, &c);
-    uv_timer_init(loop, &l2->timer);
+    HP_MUST(uv_timer_init(loop, &l2->timer));
     l2->timer.data = l2;
     conn_open(l2);
     *out = l2;

@@ -27,6 +27,7 @@
 #define HP_CACHE_L2_H
 
 #include "runtime/buf.h"
+#include "runtime/options.h"
 #include "runtime/stats.h"
 #include "runtime/task.h"
 
@@ -36,8 +37,10 @@
 
 typedef struct hp_l2 hp_l2_t;
 
-/* A zero field takes the default noted in l2.c (HP_L2_DEFAULT_*). Error
- * messages name each field by its config key, cache.l2.<field>. */
+/* A zero field takes its default from hp_l2_options, the table of bounds
+ * and defaults (l2.c; the configuration's "cache.l2" section once L2 is
+ * wired). Error messages name each field by its config key,
+ * cache.l2.<field>. */
 typedef struct {
     const char *url;             /* redis://HOST[:PORT][/DB]; copied. HOST: numeric
                                     IPv4, [IPv6] or localhost (no DNS on the loop);
@@ -49,6 +52,8 @@ typedef struct {
     unsigned backoff_min_ms;     /* first reconnect delay after a failure ... */
     unsigned backoff_max_ms;     /* ... doubling per failure up to this */
 } hp_l2_opts_t;
+
+extern const hp_options_t hp_l2_options;
 
 /* The statistics, declared once (runtime/stats.h): XX(name, kind, help),
  * kind being the Prometheus type (counter: only grows; gauge), from which

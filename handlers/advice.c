@@ -17,7 +17,9 @@
 #include "handlers.h"
 #include "server/snapshot.h"
 
+#include "runtime/options.h"
 #include "runtime/sbuf.h"
+#include "server/service.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -99,11 +101,12 @@ static hp_advice_in_t figures(const hp_layer_stats_t (*arr)[HP_MODES], size_t i)
     return in;
 }
 
-size_t hp_advice_evaluate(const hp_snapshot_t *s, const hp_config_t *cfg, hp_advice_row_t *rows)
+size_t hp_advice_evaluate(const hp_snapshot_t *s, const hp_advice_opts_t *cfg,
+                          hp_advice_row_t *rows)
 {
     hp_advice_thresholds_t th = {
-        .hot_rate = cfg->advice.hot_rate,
-        .sync_share = cfg->advice.sync_share_pct / 100.0,
+        .hot_rate = cfg->hot_rate,
+        .sync_share = cfg->sync_share_pct / 100.0,
         .task_bytes = 80, /* sizeof(hp_task) on x86-64, as /stats measures */
     };
     size_t n = 0;
@@ -127,15 +130,15 @@ size_t hp_advice_evaluate(const hp_snapshot_t *s, const hp_config_t *cfg, hp_adv
     return n;
 }
 
-static char *as_json(const hp_snapshot_t *s, const hp_config_t *cfg, const hp_advice_row_t *rows,
-                     size_t n)
+static char *as_json(const hp_snapshot_t *s, const hp_advice_opts_t *cfg,
+                     const hp_advice_row_t *rows, size_t n)
 {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "mode", hp_mode_name(s->mode));
     cJSON_AddNumberToObject(root, "window_s", (double)s->m.window_ms / 1000.0);
     cJSON *th = cJSON_AddObjectToObject(root, "thresholds");
-    cJSON_AddNumberToObject(th, "hot_rate", cfg->advice.hot_rate);
-    cJSON_AddNumberToObject(th, "sync_share_pct", cfg->advice.sync_share_pct);
+    cJSON_AddNumberToObject(th, "hot_rate", cfg->hot_rate);
+    cJSON_AddNumberToObject(th, "sync_share_pct", cfg->sync_share_pct);
     cJSON *mis = cJSON_AddObjectToObject(root, "misuse");
     cJSON_AddNumberToObject(mis, "consumed", (double)s->runtime.misuse_consumed);
     cJSON_AddNumberToObject(mis, "stale", (double)s->runtime.misuse_stale);
@@ -166,14 +169,14 @@ static char *as_json(const hp_snapshot_t *s, const hp_config_t *cfg, const hp_ad
     return text;
 }
 
-static char *as_text(const hp_snapshot_t *s, const hp_config_t *cfg, const hp_advice_row_t *rows,
-                     size_t n, size_t *len)
+static char *as_text(const hp_snapshot_t *s, const hp_advice_opts_t *cfg,
+                     const hp_advice_row_t *rows, size_t n, size_t *len)
 {
     hp_sbuf_t b = {0};
     hp_sbuf_printf(&b,
                    "Task vs ValueTask, per layer (mode %s; hot >= %u calls/s, usually "
                    "synchronous >= %u%%; misuse detected: %llu consumed, %llu stale)\n\n",
-                   hp_mode_name(s->mode), cfg->advice.hot_rate, cfg->advice.sync_share_pct,
+                   hp_mode_name(s->mode), cfg->hot_rate, cfg->sync_share_pct,
                    (unsigned long long)s->runtime.misuse_consumed,
                    (unsigned long long)s->runtime.misuse_stale);
     hp_sbuf_printf(&b, "%-20s %-10s %12s %10s %6s %12s %12s %8s  %-9s\n", "layer", "kind", "calls",
@@ -197,7 +200,7 @@ static hp_vtask_t advice(void *self, hp_ctx_t *ctx)
 {
     hp_snapshot_t s;
     hp_snapshot_take(ctx, &s);
-    const hp_config_t *cfg = hp_ctx_config(ctx);
+    const hp_advice_opts_t *cfg = hp_advice_opts(hp_ctx_config(ctx));
     hp_advice_row_t rows[HP_LAYERS_MAX];
     size_t n = hp_advice_evaluate(&s, cfg, rows);
     if (ctx->req.prefers_text) {
@@ -212,3 +215,60 @@ static hp_vtask_t advice(void *self, hp_ctx_t *ctx)
 }
 
 const hp_handler_t hp_handler_advice = {.name = "advice", .invoke = advice};
+
+/* --- the options, and the window --------------------------------------- */
+
+static const hp_option_t options[] = {
+    HP_OPTION_INT(hp_advice_opts_t, "window_s", window_s, 1, 3600, 10,
+                  "10 s: the recent window the advisor's call rates are measured over"),
+    HP_OPTION_INT(hp_advice_opts_t, "hot_rate", hot_rate, 1, 100000000, 10000,
+                  "10k calls/s: where the .NET guidance starts to care about allocations per node"),
+    HP_OPTION_INT(hp_advice_opts_t, "sync_share_pct", sync_share_pct, 0, 100, 90,
+                  "90%: a method that completes synchronously this often is the ValueTask case"),
+};
+
+const hp_options_t hp_advice_options = {
+    .section = "advice",
+    .options = options,
+    .n = sizeof(options) / sizeof(options[0]),
+    .size = sizeof(hp_advice_opts_t),
+};
+
+const hp_advice_opts_t *hp_advice_opts(const hp_config_t *cfg)
+{
+    return hp_config_section(cfg, &hp_advice_options);
+}
+
+/* The advisor's per-worker part: on every tick, the worker's layer figures
+ * are cut into windows of advice.window_s (the "recent" figures above). Its
+ * self is the worker's host; it holds nothing of its own. */
+static int advisor_create(hp_host_t *host, void **self, char *err, size_t errlen)
+{
+    *self = host;
+    return 0;
+}
+
+static void advisor_close(void *self, hp_cont_cb done, void *arg)
+{
+    done(arg);
+}
+
+static int advisor_reconfigure(void *self, const hp_config_t *cfg, char *err, size_t errlen)
+{
+    return 0; /* the tick reads the window's length from the current config */
+}
+
+static void advisor_tick(void *self)
+{
+    hp_host_t *host = self;
+    const hp_advice_opts_t *a = hp_advice_opts(hp_host_config(host));
+    hp_host_roll_window(host, (uint64_t)a->window_s * 1000);
+}
+
+const hp_service_t hp_service_advisor = {
+    .name = "advisor",
+    .create = advisor_create,
+    .close = advisor_close,
+    .reconfigure = advisor_reconfigure,
+    .tick = advisor_tick,
+};

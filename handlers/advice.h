@@ -17,11 +17,30 @@
 #ifndef HP_ADVICE_H
 #define HP_ADVICE_H
 
+#include "runtime/options.h"
+#include "server/config.h"
+#include "server/layers.h"
 #include "server/snapshot.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* The configuration's "advice" section (hp_advice_options, in advice.c). */
+typedef struct {
+    unsigned window_s;       /* the "recent" window's length */
+    unsigned hot_rate;       /* calls/s from which a layer is "hot" */
+    unsigned sync_share_pct; /* % synchronous from which "usually synchronous" */
+} hp_advice_opts_t;
+
+extern const hp_options_t hp_advice_options;
+
+/* cfg's advice section (borrowed, for cfg's life). */
+const hp_advice_opts_t *hp_advice_opts(const hp_config_t *cfg);
+
+/* The service that cuts each worker's figures into windows (app.c lists
+ * it). */
+extern const hp_service_t hp_service_advisor;
 
 typedef enum { HP_ADVICE_VALUETASK = 0, HP_ADVICE_TASK, HP_ADVICE_EITHER } hp_advice_rec_t;
 
@@ -68,6 +87,7 @@ typedef struct {
 /* Walk the tree for every layer of s that has been called, on its last
  * window's figures when it was called in it, else on those since start.
  * rows holds HP_LAYERS_MAX; returns how many were filled. */
-size_t hp_advice_evaluate(const hp_snapshot_t *s, const hp_config_t *cfg, hp_advice_row_t *rows);
+size_t hp_advice_evaluate(const hp_snapshot_t *s, const hp_advice_opts_t *cfg,
+                          hp_advice_row_t *rows);
 
 #endif

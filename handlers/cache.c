@@ -43,9 +43,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Keys are path segments; 256 bytes is plenty and bounds the fill's path. */
-#define KEY_MAX 256
-
 /* What cache_abort needs of a pending get, in the request's arena. */
 typedef struct {
     hp_origin_t *origin;
@@ -102,12 +99,15 @@ static void cache_abort(hp_ctx_t *ctx, void *arg)
     leave(arg);
 }
 
+#define TEXT_(x) #x
+#define TEXT(x)  TEXT_(x) /* a macro's value as a string literal */
+
 static hp_vtask_t bad_key(hp_ctx_t *ctx, int reason)
 {
     if (reason == 0) {
-        hp_resp_set(
-            ctx, 400, "text/plain",
-            HP_STR("expected /cache/{key}: one path segment of 1..256 bytes, not . or ..\n"));
+        hp_resp_set(ctx, 400, "text/plain",
+                    HP_STR("expected /cache/{key}: one path segment of 1.." TEXT(
+                        HP_CACHE_KEY_MAX) " bytes, not . or ..\n"));
         return hp_done(ctx);
     }
     hp_resp_set(ctx, 400, "text/plain", hp_target_body(reason));
@@ -125,7 +125,7 @@ static hp_vtask_t cache_get(void *self, hp_ctx_t *ctx)
     char *key = hp_ctx_alloc(ctx, ctx->req.param.len + 1);
     int n = hp_target_normalize(ctx->req.param, ctx->req.query, key);
     if (n < 0) return bad_key(ctx, n);
-    if (n == 0 || n > KEY_MAX || memchr(key, '/', (size_t)n) || dot_segment(key, n))
+    if (n == 0 || n > HP_CACHE_KEY_MAX || memchr(key, '/', (size_t)n) || dot_segment(key, n))
         return bad_key(ctx, 0);
     hp_cache_outcome_t how;
     hp_vtask_t vt = hp_cache_get(o->cache, ctx->mode, key, (size_t)n, hp_ctx_now_ms(ctx), &how);

@@ -100,7 +100,7 @@ static void routes_json(hp_sbuf_t *b, const hp_snapshot_t *s)
     hp_sbuf_printf(b, "]");
 }
 
-static void layers_json(hp_sbuf_t *b, const hp_snapshot_t *s, const hp_config_t *cfg)
+static void layers_json(hp_sbuf_t *b, const hp_snapshot_t *s, const hp_advice_opts_t *cfg)
 {
     hp_advice_row_t rows[HP_LAYERS_MAX];
     size_t n = hp_advice_evaluate(s, cfg, rows);
@@ -129,7 +129,7 @@ static hp_vtask_t data(void *self, hp_ctx_t *ctx)
                    (unsigned long long)s.mode_since_ms, s.workers, (unsigned long long)s.m.reloads);
     routes_json(&b, &s);
     hp_sbuf_printf(&b, ",");
-    layers_json(&b, &s, hp_ctx_config(ctx));
+    layers_json(&b, &s, hp_advice_opts(hp_ctx_config(ctx)));
 
     const hp_cache_stats_t *c = cache_figures(&s);
     const hp_upstream_stats_t *u = upstream_figures(&s);

@@ -23,30 +23,19 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Keys are path segments of at most 256 bytes (the cache handler checks). */
-#define ITEM_PATH_MAX (256 + 16)
+/* "/items/" and a key (origin.h). */
+#define ITEM_PATH_MAX (HP_CACHE_KEY_MAX + 16)
 
-static hp_cache_opts_t cache_opts(const hp_config_t *cfg)
+/* The configuration's "cache" and "upstream" sections are the two modules'
+ * own option structs (their tables: cache.c, client.c). */
+static const hp_cache_opts_t *cache_opts(const hp_config_t *cfg)
 {
-    return (hp_cache_opts_t){
-        .max_bytes = cfg->cache.max_bytes,
-        .ttl_ms = cfg->cache.ttl_ms,
-        .stale_ms = cfg->cache.stale_ms,
-        .policy = strcmp(cfg->cache.policy, "lru") == 0 ? HP_CACHE_LRU : HP_CACHE_SIEVE,
-    };
+    return hp_config_section(cfg, &hp_cache_options);
 }
 
-static hp_upstream_opts_t upstream_opts(const hp_config_t *cfg)
+static const hp_upstream_opts_t *upstream_opts(const hp_config_t *cfg)
 {
-    return (hp_upstream_opts_t){
-        .host = cfg->upstream.host,
-        .port = cfg->upstream.port,
-        .pool_size = cfg->upstream.pool_size,
-        .connect_timeout_ms = cfg->upstream.connect_timeout_ms,
-        .response_timeout_ms = cfg->upstream.response_timeout_ms,
-        .idle_timeout_ms = cfg->upstream.idle_timeout_ms,
-        .max_response_bytes = cfg->upstream.max_response_bytes,
-    };
+    return hp_config_section(cfg, &hp_upstream_options);
 }
 
 hp_task_t *hp_origin_fill(void *arg, const char *key, size_t key_len)
@@ -74,15 +63,13 @@ static int create(hp_host_t *host, void **self, char *err, size_t errlen)
 {
     const hp_config_t *cfg = hp_host_config(host);
     hp_origin_t *o = hp_calloc(1, sizeof(*o));
-    hp_upstream_opts_t uo = upstream_opts(cfg);
-    int rc = hp_upstream_new(hp_host_loop(host), &uo, &o->upstream);
+    int rc = hp_upstream_new(hp_host_loop(host), upstream_opts(cfg), &o->upstream);
     if (rc) {
         snprintf(err, errlen, "upstream client: %s", hp_strerror(rc));
         hp_free(o);
         return rc;
     }
-    hp_cache_opts_t co = cache_opts(cfg);
-    o->cache = hp_cache_new(&co, hp_origin_fill, o);
+    o->cache = hp_cache_new(cache_opts(cfg), hp_origin_fill, o);
     hp_cache_set_clock(o->cache, loop_now, hp_host_loop(host));
     for (int m = 0; m < HP_MODES; m++) {
         o->cache_get[m] = hp_host_layer(host, "cache.get", (hp_mode_t)m);
@@ -121,14 +108,12 @@ static void origin_close(void *self, hp_cont_cb done, void *arg)
 static int reconfigure(void *self, const hp_config_t *cfg, char *err, size_t errlen)
 {
     hp_origin_t *o = self;
-    hp_cache_opts_t co = cache_opts(cfg);
-    hp_upstream_opts_t uo = upstream_opts(cfg);
-    int rc = hp_cache_reconfigure(o->cache, &co);
+    int rc = hp_cache_reconfigure(o->cache, cache_opts(cfg));
     if (rc) {
         snprintf(err, errlen, "cache: %s", hp_strerror(rc));
         return rc;
     }
-    rc = hp_upstream_reconfigure(o->upstream, &uo);
+    rc = hp_upstream_reconfigure(o->upstream, upstream_opts(cfg));
     if (rc) snprintf(err, errlen, "upstream: %s", hp_strerror(rc));
     return rc;
 }

@@ -17,6 +17,10 @@
 #include "server/metrics.h"
 #include "upstream/client.h"
 
+/* A cache key: one normalized path segment of 1..HP_CACHE_KEY_MAX bytes
+ * (the cache handler refuses longer ones), which bounds the fill's path. */
+#define HP_CACHE_KEY_MAX 256
+
 typedef struct {
     hp_cache_t *cache;       /* owned */
     hp_upstream_t *upstream; /* owned; NULL once closed */

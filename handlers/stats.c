@@ -35,7 +35,6 @@
 #include <string.h>
 
 static const char *const door_names[HP_ALLOC_SOURCES] = {"own", "libuv", "cjson"};
-static const char *const mode_names[HP_MODES] = {"valuetask", "task"};
 static const char *const class_names[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
 
 static double per(uint64_t a, uint64_t b)
@@ -127,7 +126,7 @@ static const void *layer_at(const void *arg, size_t i, char *labels, size_t len)
     const hp_layer_stats_t *l = &s->m.layers[i / HP_MODES][i % HP_MODES];
     if (l->calls == 0) return NULL;
     snprintf(labels, len, "layer=\"%s\",mode=\"%s\"", s->m.layer_names[i / HP_MODES],
-             mode_names[i % HP_MODES]);
+             hp_mode_names[i % HP_MODES]);
     return l;
 }
 
@@ -202,7 +201,7 @@ static cJSON *stats_json(const hp_snapshot_t *s)
             t.outside.count += s->m.routes[r][mode].outside.count;
             t.outside.bytes += s->m.routes[r][mode].outside.bytes;
         }
-        cJSON *o = cJSON_AddObjectToObject(modes, mode_names[mode]);
+        cJSON *o = cJSON_AddObjectToObject(modes, hp_mode_names[mode]);
         cJSON_AddNumberToObject(o, "requests", (double)t.requests);
         cJSON_AddNumberToObject(o, "allocations", (double)t.alloc.count);
         cJSON_AddNumberToObject(o, "allocated_bytes", (double)t.alloc.bytes);
@@ -219,7 +218,7 @@ static cJSON *stats_json(const hp_snapshot_t *s)
         const hp_route_t *route = &s->router->routes[r];
         cJSON *o = cJSON_AddObjectToObject(rj, route->path);
         for (int mode = 0; mode < HP_MODES; mode++)
-            cJSON_AddItemToObject(o, mode_names[mode],
+            cJSON_AddItemToObject(o, hp_mode_names[mode],
                                   route_mode_json(&s->m.routes[route->id][mode]));
     }
 
@@ -227,7 +226,7 @@ static cJSON *stats_json(const hp_snapshot_t *s)
     for (size_t i = 0; i < s->m.nlayers; i++) {
         cJSON *o = cJSON_AddObjectToObject(lj, s->m.layer_names[i]);
         for (int mode = 0; mode < HP_MODES; mode++)
-            block_json(cJSON_AddObjectToObject(o, mode_names[mode]), &hp_layer_stats_table,
+            block_json(cJSON_AddObjectToObject(o, hp_mode_names[mode]), &hp_layer_stats_table,
                        &s->m.layers[i][mode]);
     }
 
@@ -284,7 +283,7 @@ static void per_route(hp_sbuf_t *b, const hp_snapshot_t *s, const char *metric, 
             const hp_route_stats_t *rs = &s->m.routes[s->router->routes[r].id][mode];
             if (!rs->requests) continue;
             hp_sbuf_printf(b, "%s{route=\"%s\",mode=\"%s\"} %llu\n", metric,
-                           s->router->routes[r].path, mode_names[mode],
+                           s->router->routes[r].path, hp_mode_names[mode],
                            (unsigned long long)*(const uint64_t *)((const char *)rs + offset));
         }
 }
@@ -314,7 +313,7 @@ static void routes_prometheus(hp_sbuf_t *b, const hp_snapshot_t *s)
                     hp_sbuf_printf(b,
                                    "hotpath_responses_total{route=\"%s\",mode=\"%s\",class=\"%s\"} "
                                    "%llu\n",
-                                   s->router->routes[r].path, mode_names[mode], class_names[c],
+                                   s->router->routes[r].path, hp_mode_names[mode], class_names[c],
                                    (unsigned long long)v);
             }
 
@@ -339,14 +338,14 @@ static void routes_prometheus(hp_sbuf_t *b, const hp_snapshot_t *s)
                 hp_sbuf_printf(b,
                                "hotpath_request_duration_seconds_bucket{route=\"%s\",mode=\"%s\","
                                "le=\"%s\"} %llu\n",
-                               path, mode_names[mode], le, (unsigned long long)cum);
+                               path, hp_mode_names[mode], le, (unsigned long long)cum);
             }
             hp_sbuf_printf(b,
                            "hotpath_request_duration_seconds_sum{route=\"%s\",mode=\"%s\"} %.6f\n",
-                           path, mode_names[mode], (double)rs->latency_ns_sum / 1e9);
+                           path, hp_mode_names[mode], (double)rs->latency_ns_sum / 1e9);
             hp_sbuf_printf(
                 b, "hotpath_request_duration_seconds_count{route=\"%s\",mode=\"%s\"} %llu\n", path,
-                mode_names[mode], (unsigned long long)cum);
+                hp_mode_names[mode], (unsigned long long)cum);
         }
 }
 

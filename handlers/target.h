@@ -26,8 +26,9 @@
  *     than re-routed, and so is a result starting with "//" (an authority
  *     to any URL parser that resolves it: another host). The query is
  *     forwarded as sent.
- *   - /cache/: the key is the normalized segment, 1 to 256 bytes, with no
- *     '/' and not "." or "..": one segment under /items/, never a way out.
+ *   - /cache/: the key is the normalized segment, 1 to HP_CACHE_KEY_MAX
+ *     bytes (origin.h), with no '/' and not "." or "..": one segment under
+ *     /items/, never a way out.
  *     The query is not part of the key and is not forwarded.
  * Every refusal is a 400 naming the rule.
  */

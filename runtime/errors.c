@@ -3,6 +3,8 @@
  */
 #include "errors.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <uv.h>
 
 static const char *const messages[] = {
@@ -34,4 +36,12 @@ const char *hp_err_name(int err)
     if (err == 0) return "OK";
     if (own(err)) return names[err - HP_ERR_FIRST_ - 1];
     return uv_err_name(err);
+}
+
+void hp_must(int rc, const char *call, const char *file, int line)
+{
+    if (rc == 0) return;
+    fprintf(stderr, "hotpath: %s:%d: %s failed: %s (a call that cannot fail)\n", file, line, call,
+            hp_strerror(rc));
+    abort();
 }

@@ -45,6 +45,15 @@ static inline int hp_err_is_misuse(int err)
     return err == HP_EVTASK_CONSUMED || err == HP_EVTASK_STALE;
 }
 
+/* For calls that cannot fail by their contract - libuv's timer, idle and
+ * check inits, and a tcp init without an address family, make no system
+ * call - whose result is still checked: a failure is a broken invariant,
+ * and the process aborts with the call, the place and the code, as it does
+ * when memory runs out (alloc.h). Calls that can fail are handled where
+ * they are made. */
+#define HP_MUST(call) hp_must((call), #call, __FILE__, __LINE__)
+void hp_must(int rc, const char *call, const char *file, int line);
+
 /* Message for a hotpath code or a libuv code. Never NULL, never owned. */
 const char *hp_strerror(int err);
 

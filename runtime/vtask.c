@@ -35,9 +35,11 @@
 
 enum { S_PENDING = 0, S_COMPLETED, S_FAULTED, S_CONSUMED };
 
+const char *const hp_mode_names[HP_MODES + 1] = {"valuetask", "task", NULL};
+
 const char *hp_mode_name(hp_mode_t mode)
 {
-    return mode == HP_MODE_TASK ? "task" : "valuetask";
+    return mode == HP_MODE_TASK ? hp_mode_names[HP_MODE_TASK] : hp_mode_names[HP_MODE_VALUETASK];
 }
 
 static hp_runtime_stats_t *rt(void)

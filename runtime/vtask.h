@@ -43,6 +43,9 @@ typedef enum {
 /* How many modes there are: figures kept per mode are arrays of this. */
 #define HP_MODES 2
 
+/* The modes' names, by mode, NULL-ended: "valuetask", "task" (the
+ * configuration's, /stats' and /metrics'). */
+extern const char *const hp_mode_names[HP_MODES + 1];
 const char *hp_mode_name(hp_mode_t mode);
 
 /* ManualResetValueTaskSourceCore: embed one in a reusable object (the

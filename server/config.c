@@ -1,11 +1,15 @@
 /*
- * config.c - the option table, and the JSON walk that checks a file against
- * it (see config.h).
+ * config.c - the server's option table, and the JSON walk that checks a
+ * file against it and against the sections the app adds (see config.h).
  *
- * Redis's config.c taught the shape: one table, one row per option, so that
- * parsing, defaults, bounds, --help and the error messages all come from the
- * same place and cannot disagree. The walk goes over the *document* (not the
- * table) so that every key in the file is accounted for: known keys are
+ * Redis's config.c taught the shape: one table, one row per option
+ * (runtime/options.h), so that parsing, defaults, bounds, --help and the
+ * error messages all come from the same place and cannot disagree. The
+ * server's table lists its own options (listen, workers, mode, limits);
+ * each layer above lists its own in its module (the cache's in cache.c,
+ * the upstream client's in client.c, the advisor's in advice.c), and the
+ * app hands those tables over. The walk goes over the *document* (not the
+ * tables) so that every key in the file is accounted for: known keys are
  * checked and stored, unknown ones refused with their full path.
  *
  * The middleware list is the one structured option: an ordered array of
@@ -17,6 +21,7 @@
 
 #include "runtime/alloc.h"
 #include "runtime/errors.h"
+#include "runtime/options.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -26,35 +31,18 @@
 #include <string.h>
 #include <uv.h>
 
-typedef enum { T_INT, T_STR, T_MODE } opt_type_t;
+#define INT(k, f, lo, hi, d, w) HP_OPTION_INT(hp_config_t, k, f, lo, hi, d, w)
 
-typedef struct {
-    const char *path;
-    opt_type_t type;
-    size_t offset;
-    size_t size;      /* T_INT: width of the field; T_STR: capacity */
-    int64_t min, max; /* T_INT bounds */
-    const char *def;  /* default, as text */
-    const char *why;  /* where the default comes from */
-} opt_t;
-
-#define INT(p, f, lo, hi, d, w)                                                                    \
-    {                                                                                              \
-        p, T_INT, offsetof(hp_config_t, f), sizeof(((hp_config_t *)0)->f), lo, hi, #d, w           \
-    }
-#define STR(p, f, d, w)                                                                            \
-    {                                                                                              \
-        p, T_STR, offsetof(hp_config_t, f), sizeof(((hp_config_t *)0)->f), 0, 0, d, w              \
-    }
-
-static const opt_t options[] = {
-    STR("listen.host", host, "127.0.0.1",
-        "loopback: hotpath is a load-test target, never an internet-facing server"),
+/* The server's own options (the top level of the file). */
+static const hp_option_t server_options[] = {
+    HP_OPTION_STR(hp_config_t, "listen.host", host, "127.0.0.1",
+                  "loopback: hotpath is a load-test target, never an internet-facing server"),
     INT("listen.port", port, 0, 65535, 8080, "the usual alternative HTTP port; 0 = ephemeral"),
-    INT("workers", workers, 0, 256, 0,
+    INT("workers", workers, 0, HP_WORKERS_MAX, 0,
         "0 = one event loop per online core, as Kestrel sizes its IO queues"),
-    {"mode", T_MODE, offsetof(hp_config_t, mode), 0, 0, 0, "valuetask",
-     "valuetask: synchronous results stay inline; task: every valuetask is a heap task"},
+    HP_OPTION_ENUM(hp_config_t, "mode", mode, hp_mode_names, "valuetask",
+                   "valuetask: synchronous results stay inline; task: every valuetask is a heap "
+                   "task"),
 
     INT("limits.request_line_bytes", limits.request_line_bytes, 256, 1 << 20, 8192,
         "8 KiB, as Kestrel's MaxRequestLineSize (nginx: large_client_header_buffers 8k)"),
@@ -76,38 +64,17 @@ static const opt_t options[] = {
         "10000 per worker: nginx's worker_connections scaled for 5k-connection tests"),
     INT("limits.drain_timeout_ms", limits.drain_timeout_ms, 0, 600000, 5000,
         "5 s, as .NET's HostOptions.ShutdownTimeout before .NET 6"),
-
-    INT("cache.max_bytes", cache.max_bytes, 4096, INT64_C(1) << 40, 67108864,
-        "64 MiB per worker: bounded, and large enough that hot keys never leave"),
-    INT("cache.ttl_ms", cache.ttl_ms, 1, 86400000, 30000,
-        "30 s: long against request rates, short against data changes"),
-    INT("cache.stale_ms", cache.stale_ms, 0, 86400000, 10000,
-        "10 s stale-while-revalidate window (RFC 5861); 0 turns it off"),
-    STR("cache.policy", cache.policy, "sieve",
-        "SIEVE (NSDI'24) beats LRU on skewed workloads; \"lru\" for comparison"),
-
-    STR("upstream.host", upstream.host, "127.0.0.1", "the stub from `make run`"),
-    INT("upstream.port", upstream.port, 1, 65535, 8081, "the stub from `make run`"),
-    INT("upstream.pool_size", upstream.pool_size, 1, 4096, 64,
-        "64 keep-alive connections per worker (nginx: keepalive 32..64 is usual)"),
-    INT("upstream.connect_timeout_ms", upstream.connect_timeout_ms, 1, 600000, 1000,
-        "1 s: a loopback connect takes microseconds; a second means the upstream is down"),
-    INT("upstream.response_timeout_ms", upstream.response_timeout_ms, 1, 600000, 5000,
-        "5 s (nginx's proxy_read_timeout is 60 s; a benchmark wants failures fast)"),
-    INT("upstream.idle_timeout_ms", upstream.idle_timeout_ms, 1, 3600000, 60000,
-        "60 s, as nginx's upstream keepalive_timeout"),
-    INT("upstream.max_response_bytes", upstream.max_response_bytes, 1024, INT64_C(1) << 32, 8388608,
-        "8 MiB: responses are buffered, and cached"),
-
-    INT("advice.window_s", advice.window_s, 1, 3600, 10,
-        "10 s: the recent window the advisor's call rates are measured over"),
-    INT("advice.hot_rate", advice.hot_rate, 1, 100000000, 10000,
-        "10k calls/s: where the .NET guidance starts to care about allocations per node"),
-    INT("advice.sync_share_pct", advice.sync_share_pct, 0, 100, 90,
-        "90%: a method that completes synchronously this often is the ValueTask case"),
 };
 
-#define N_OPTIONS (sizeof(options) / sizeof(options[0]))
+static int server_check(const void *values, char *err, size_t errlen);
+
+static const hp_options_t server_table = {
+    .section = "",
+    .options = server_options,
+    .n = sizeof(server_options) / sizeof(server_options[0]),
+    .size = sizeof(hp_config_t),
+    .check = server_check,
+};
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -118,60 +85,33 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     return HP_ECONFIG;
 }
 
-static void store_int(hp_config_t *c, const opt_t *o, int64_t v)
+/* The table path belongs to, and its option there; NULL when none has it. */
+static const hp_option_t *find_option(const hp_config_t *c, const char *path,
+                                      const hp_options_t **table, void **values)
 {
-    char *p = (char *)c + o->offset;
-    switch (o->size) {
-    case 8: *(uint64_t *)p = (uint64_t)v; break;
-    case 4: *(uint32_t *)p = (uint32_t)v; break;
-    default: *(uint16_t *)p = (uint16_t)v; break;
+    const hp_option_t *o = hp_options_find(&server_table, path);
+    if (o) {
+        *table = &server_table;
+        *values = (void *)c;
+        return o;
     }
-}
-
-static int set_option(hp_config_t *c, const opt_t *o, const cJSON *v, const char *src, char *err,
-                      size_t errlen)
-{
-    switch (o->type) {
-    case T_INT: {
-        double d = cJSON_IsNumber(v) ? v->valuedouble : -1e300;
-        if (!cJSON_IsNumber(v) || d != (double)(int64_t)d || d < (double)o->min ||
-            d > (double)o->max)
-            return fail(err, errlen, "%s: %s: expected an integer from %lld to %lld", src, o->path,
-                        (long long)o->min, (long long)o->max);
-        store_int(c, o, (int64_t)d);
-        return 0;
-    }
-    case T_STR: {
-        if (!cJSON_IsString(v) || strlen(v->valuestring) >= o->size || !v->valuestring[0])
-            return fail(err, errlen, "%s: %s: expected a non-empty string of at most %zu bytes",
-                        src, o->path, o->size - 1);
-        memcpy((char *)c + o->offset, v->valuestring, strlen(v->valuestring) + 1);
-        return 0;
-    }
-    case T_MODE: {
-        hp_mode_t m;
-        if (!cJSON_IsString(v) || hp_config_mode_from_string(v->valuestring, &m))
-            return fail(err, errlen, "%s: %s: expected \"valuetask\" or \"task\"", src, o->path);
-        c->mode = m;
-        return 0;
-    }
-    }
-    return 0;
-}
-
-static const opt_t *find_option(const char *path)
-{
-    for (size_t i = 0; i < N_OPTIONS; i++)
-        if (strcmp(options[i].path, path) == 0) return &options[i];
+    for (size_t i = 0; i < c->nsections; i++)
+        if ((o = hp_options_find(c->section_tables[i], path))) {
+            *table = c->section_tables[i];
+            *values = c->sections[i];
+            return o;
+        }
     return NULL;
 }
 
 /* True when some option lives under "prefix." (so prefix is an object). */
-static bool is_section(const char *prefix)
+static bool is_section(const hp_config_t *c, const char *prefix)
 {
-    size_t n = strlen(prefix);
-    for (size_t i = 0; i < N_OPTIONS; i++)
-        if (strncmp(options[i].path, prefix, n) == 0 && options[i].path[n] == '.') return true;
+    if (hp_options_has_section(&server_table, prefix)) return true;
+    for (size_t i = 0; i < c->nsections; i++)
+        if (hp_options_has_section(c->section_tables[i], prefix) ||
+            strcmp(c->section_tables[i]->section, prefix) == 0)
+            return true;
     return false;
 }
 
@@ -232,11 +172,13 @@ static int walk(const hp_app_t *app, hp_config_t *c, const cJSON *obj, const cha
             if (rc) return rc;
             continue;
         }
-        const opt_t *o = find_option(path);
+        const hp_options_t *table;
+        void *values;
+        const hp_option_t *o = find_option(c, path, &table, &values);
         if (o) {
-            int rc = set_option(c, o, v, src, err, errlen);
+            int rc = hp_options_set(table, o, values, v, src, err, errlen);
             if (rc) return rc;
-        } else if (is_section(path)) {
+        } else if (is_section(c, path)) {
             if (!cJSON_IsObject(v))
                 return fail(err, errlen, "%s: %s: expected an object", src, path);
             int rc = walk(app, c, v, path, src, err, errlen);
@@ -256,23 +198,28 @@ static unsigned online_cores(void)
     return 1;
 }
 
-static int cross_checks(hp_config_t *c, const char *src, char *err, size_t errlen)
+/* What no single option of the server's says. */
+static int server_check(const void *values, char *err, size_t errlen)
 {
-    if (strcmp(c->cache.policy, "sieve") && strcmp(c->cache.policy, "lru"))
-        return fail(err, errlen, "%s: cache.policy: expected \"sieve\" or \"lru\"", src);
+    const hp_config_t *c = values;
     struct sockaddr_storage ss;
     if (uv_ip4_addr(c->host, 0, (struct sockaddr_in *)&ss) &&
         uv_ip6_addr(c->host, 0, (struct sockaddr_in6 *)&ss))
-        return fail(err, errlen, "%s: listen.host: expected a numeric IPv4 or IPv6 address", src);
-    if (uv_ip4_addr(c->upstream.host, 0, (struct sockaddr_in *)&ss) &&
-        uv_ip6_addr(c->upstream.host, 0, (struct sockaddr_in6 *)&ss))
-        return fail(err, errlen, "%s: upstream.host: expected a numeric IPv4 or IPv6 address", src);
+        return fail(err, errlen, "listen.host: expected a numeric IPv4 or IPv6 address");
     if (c->limits.request_line_bytes > c->limits.header_bytes)
         return fail(err, errlen,
-                    "%s: limits.request_line_bytes: must not exceed "
-                    "limits.header_bytes (%u)",
-                    src, c->limits.header_bytes);
+                    "limits.request_line_bytes: must not exceed limits.header_bytes (%u)",
+                    c->limits.header_bytes);
     return 0;
+}
+
+/* A table's own check of what was read, its message after the file's name. */
+static int cross_check(const hp_options_t *t, const void *values, const char *src, char *err,
+                       size_t errlen)
+{
+    char why[256];
+    if (t->check == NULL || t->check(values, why, sizeof(why)) == 0) return 0;
+    return fail(err, errlen, "%s: %s", src, why);
 }
 
 static void apply_overrides(hp_config_t *c, const hp_config_overrides_t *ov)
@@ -283,29 +230,28 @@ static void apply_overrides(hp_config_t *c, const hp_config_overrides_t *ov)
     if (ov->mode >= 0) c->mode = (hp_mode_t)ov->mode;
 }
 
-/* Fill every scalar from the table's defaults. Cannot fail: the defaults
- * lie inside their bounds: tests/test_config.c loads config/hotpath.json,
- * which writes each one out, and compares it with these. */
-static void set_defaults(hp_config_t *c)
-{
-    for (size_t i = 0; i < N_OPTIONS; i++) {
-        const opt_t *o = &options[i];
-        switch (o->type) {
-        case T_INT: store_int(c, o, strtoll(o->def, NULL, 10)); break;
-        case T_STR: snprintf((char *)c + o->offset, o->size, "%s", o->def); break;
-        case T_MODE: c->mode = HP_MODE_VALUETASK; break;
-        }
-    }
-}
-
 int hp_config_parse(const hp_app_t *app, const char *json, size_t len, const char *source,
                     const hp_config_overrides_t *ov, hp_config_t **out, char *err, size_t errlen)
 {
     hp_config_t *c = hp_calloc(1, sizeof(*c));
     c->refs = 1;
     snprintf(c->source, sizeof(c->source), "%s", source);
-    set_defaults(c);
     int rc;
+    if (app->nsections > HP_SECTIONS_MAX) {
+        rc = fail(err, errlen, "%zu configuration sections: at most %d", app->nsections,
+                  HP_SECTIONS_MAX);
+        goto free_config;
+    }
+    /* Every option at its default first: they lie inside their bounds
+     * (tests/test_config.c loads config/hotpath.json, which writes each one
+     * out, and compares it with these). */
+    hp_options_defaults(&server_table, c);
+    for (size_t i = 0; i < app->nsections; i++) {
+        c->section_tables[i] = app->sections[i];
+        c->sections[i] = hp_calloc(1, app->sections[i]->size);
+        hp_options_defaults(app->sections[i], c->sections[i]);
+        c->nsections++;
+    }
 
     const char *end = NULL;
     c->json = cJSON_ParseWithLengthOpts(json, len, &end, 0);
@@ -327,7 +273,9 @@ int hp_config_parse(const hp_app_t *app, const char *json, size_t len, const cha
     rc = walk(app, c, c->json, "", source, err, errlen);
     if (rc) goto free_config;
     apply_overrides(c, ov);
-    rc = cross_checks(c, source, err, errlen);
+    rc = cross_check(&server_table, c, source, err, errlen);
+    for (size_t i = 0; rc == 0 && i < c->nsections; i++)
+        rc = cross_check(c->section_tables[i], c->sections[i], source, err, errlen);
     if (rc) goto free_config;
     if (c->workers == 0) c->workers = online_cores();
     *out = c;
@@ -374,27 +322,36 @@ hp_config_t *hp_config_ref(hp_config_t *c)
 void hp_config_unref(hp_config_t *c)
 {
     if (c == NULL || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    for (size_t i = 0; i < c->nsections; i++)
+        hp_free(c->sections[i]);
     cJSON_Delete(c->json);
     hp_free(c);
 }
 
+const void *hp_config_section(const hp_config_t *c, const hp_options_t *table)
+{
+    for (size_t i = 0; i < c->nsections; i++)
+        if (c->section_tables[i] == table) return c->sections[i];
+    return NULL;
+}
+
 int hp_config_mode_from_string(const char *s, hp_mode_t *out)
 {
-    if (strcmp(s, "valuetask") == 0)
-        *out = HP_MODE_VALUETASK;
-    else if (strcmp(s, "task") == 0)
-        *out = HP_MODE_TASK;
-    else
-        return HP_ECONFIG;
-    return 0;
+    for (int m = 0; m < HP_MODES; m++)
+        if (strcmp(s, hp_mode_names[m]) == 0) {
+            *out = (hp_mode_t)m;
+            return 0;
+        }
+    return HP_ECONFIG;
 }
 
 void hp_config_print_options(const hp_app_t *app, void *file)
 {
     FILE *f = file;
     char names[256];
-    for (size_t i = 0; i < N_OPTIONS; i++)
-        fprintf(f, "  %-30s %-10s %s\n", options[i].path, options[i].def, options[i].why);
+    hp_options_print(&server_table, f);
+    for (size_t i = 0; i < app->nsections; i++)
+        hp_options_print(app->sections[i], f);
     fprintf(f, "  %-30s %-10s %s\n", "middleware", "(list)",
             "ordered [{\"name\":..., \"enabled\":...}], from: ");
     fprintf(f, "  %-30s %-10s %s\n", "", "", hp_app_middleware_names(app, names, sizeof(names)));

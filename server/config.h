@@ -18,6 +18,7 @@
 
 #include "layers.h"
 
+#include "runtime/options.h"
 #include "runtime/vtask.h"
 
 #include <stdbool.h>
@@ -27,6 +28,9 @@
 /* The middleware chain holds at most this many layers (STYLE: a fixed,
  * visible chain; nginx's phase list is fixed the same way). */
 #define HP_CHAIN_MAX 8
+
+/* Workers per server: the bound of the "workers" option and --workers. */
+#define HP_WORKERS_MAX 256
 
 typedef struct cJSON cJSON;
 
@@ -62,32 +66,20 @@ typedef struct hp_config {
 
     hp_limits_t limits;
 
-    struct {
-        uint64_t max_bytes;
-        uint32_t ttl_ms;
-        uint32_t stale_ms;
-        char policy[8]; /* "sieve" | "lru" */
-    } cache;
-
-    struct {
-        char host[64];
-        int port;
-        uint32_t pool_size;
-        uint32_t connect_timeout_ms;
-        uint32_t response_timeout_ms;
-        uint32_t idle_timeout_ms;
-        uint64_t max_response_bytes;
-    } upstream;
-
-    struct {
-        uint32_t window_s;       /* the advisor's "recent" window */
-        uint32_t hot_rate;       /* calls/s above which a layer is "hot" */
-        uint32_t sync_share_pct; /* % synchronous above which "usually sync" */
-    } advice;
+    /* The sections of the layers above (the app's: layers.h), each its
+     * module's struct, filled through its option table; read them with
+     * hp_config_section. */
+    size_t nsections;
+    const hp_options_t *section_tables[HP_SECTIONS_MAX];
+    void *sections[HP_SECTIONS_MAX]; /* owned */
 
     cJSON *json;      /* the parsed document; sections above point into it */
     char source[256]; /* the file it came from, or "(defaults)" */
 } hp_config_t;
+
+/* The values of the section table describes, or NULL when c has none
+ * (borrowed, for c's life; the module's own struct). */
+const void *hp_config_section(const hp_config_t *c, const hp_options_t *table);
 
 /* Command-line settings that override the file, re-applied on every reload
  * so SIGHUP never undoes a flag. Negative / HP_MODE_UNSET means "not set". */
@@ -119,8 +111,8 @@ void hp_config_unref(hp_config_t *c); /* NULL is a no-op */
 /* Parse "task" / "valuetask". Returns 0 or HP_ECONFIG. */
 int hp_config_mode_from_string(const char *s, hp_mode_t *out);
 
-/* Print every option with its default and the default's source, and app's
- * middleware (--help). */
+/* Print every option with its default and the default's source - the
+ * server's, then app's sections' - and app's middleware (--help). */
 void hp_config_print_options(const hp_app_t *app, void *file);
 
 #endif

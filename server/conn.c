@@ -210,7 +210,7 @@ static void on_refused_close(uv_handle_t *h)
 static hp_conn_t *conn_new(hp_host_t *h)
 {
     hp_conn_t *c = hp_calloc(1, sizeof(*c));
-    uv_tcp_init(h->loop, &c->tcp);
+    HP_MUST(uv_tcp_init(h->loop, &c->tcp)); /* no address family: no socket yet */
     c->tcp.data = c;
     c->host = h;
     c->id = ++h->conn_seq;
@@ -238,7 +238,7 @@ void hp_conn_accept(uv_stream_t *listener, int status)
         /* Over the limit: accept and close at once, without a response, so
          * the client fails fast instead of waiting in the backlog. */
         uv_tcp_t *t = hp_malloc(sizeof(*t));
-        uv_tcp_init(h->loop, t);
+        HP_MUST(uv_tcp_init(h->loop, t));
         uv_accept(listener, (uv_stream_t *)t);
         uv_close((uv_handle_t *)t, on_refused_close);
         hp_counter_add(&h->metrics.conns.refused, 1);

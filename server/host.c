@@ -158,8 +158,6 @@ int hp_host_reload(hp_host_t *h, hp_config_t *cfg, char *err, size_t errlen)
 void hp_host_tick(hp_host_t *h)
 {
     update_date(h);
-    hp_metrics_roll_window(&h->metrics, &h->window, uv_now(h->loop),
-                           (uint64_t)h->gen->config->advice.window_s * 1000);
     for (unsigned i = 0; i < h->gen->nmw; i++)
         if (h->gen->mw[i].desc->tick) h->gen->mw[i].desc->tick(h->gen->mw[i].self);
     for (size_t i = 0; i < h->app->nservices; i++)
@@ -187,6 +185,11 @@ uint64_t hp_host_now_ms(hp_host_t *h)
 hp_layer_stats_t *hp_host_layer(hp_host_t *h, const char *name, hp_mode_t mode)
 {
     return hp_metrics_layer(&h->metrics, name, mode);
+}
+
+void hp_host_roll_window(hp_host_t *h, uint64_t window_ms)
+{
+    hp_metrics_roll_window(&h->metrics, &h->window, uv_now(h->loop), window_ms);
 }
 
 int hp_host_publish(hp_host_t *h, const hp_stats_table_t *table, const void *block)

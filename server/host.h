@@ -137,8 +137,8 @@ void hp_host_close_services(hp_host_t *h);
  * err but the new generation is taken (the others have applied it). */
 int hp_host_reload(hp_host_t *h, hp_config_t *cfg, char *err, size_t errlen);
 
-/* The tick's request-side work: the Date, the metric window, middleware
- * and service ticks, the output buffer trimmed. */
+/* The tick's request-side work: the Date, middleware and service ticks,
+ * the output buffer trimmed. */
 void hp_host_tick(hp_host_t *h);
 
 #endif

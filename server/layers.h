@@ -29,7 +29,11 @@
  * instead of one per connection keeps an idle connection at its struct. */
 #define HP_TICK_MS 250
 
+/* Configuration sections an app may add to the server's own. */
+#define HP_SECTIONS_MAX 8
+
 typedef struct cJSON cJSON;
+typedef struct hp_options hp_options_t;
 typedef struct hp_ctx hp_ctx_t;
 typedef struct hp_config hp_config_t;
 typedef struct hp_host hp_host_t; /* a worker, as a service sees it (service.h) */
@@ -131,6 +135,10 @@ struct hp_app {
     /* Every service a handler names, each once; at most HP_SERVICES_MAX. */
     const hp_service_t *const *services;
     size_t nservices;
+    /* The configuration sections of the layers above the server (option
+     * tables: runtime/options.h), at most HP_SECTIONS_MAX. */
+    const hp_options_t *const *sections;
+    size_t nsections;
 };
 typedef struct hp_app hp_app_t;
 

@@ -34,6 +34,10 @@ uint64_t hp_host_now_ms(hp_host_t *host);
  * hp_layer_record writes. Borrowed, for the worker's life. */
 hp_layer_stats_t *hp_host_layer(hp_host_t *host, const char *name, hp_mode_t mode);
 
+/* Close the worker's current window of layer figures (metrics.h) when
+ * window_ms have passed since it began: the advisor's recent figures. */
+void hp_host_roll_window(hp_host_t *host, uint64_t window_ms);
+
 /* Publish a statistics block that table describes (written by this worker
  * only: runtime/counter.h): /stats and /metrics sum it over the workers,
  * under the table's name. block is borrowed until the service closes.

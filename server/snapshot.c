@@ -40,8 +40,8 @@ void hp_snapshot_take(hp_ctx_t *ctx, hp_snapshot_t *s)
     memset(s, 0, sizeof(*s));
     hp_host_t *self = ctx->host;
     unsigned n = self->peers ? self->npeers : 1;
-    hp_metrics_t *blocks[256] = {0}; /* the config allows at most 256 workers */
-    if (n > 256) n = 256;
+    hp_metrics_t *blocks[HP_WORKERS_MAX] = {0};
+    if (n > HP_WORKERS_MAX) n = HP_WORKERS_MAX;
     size_t used = 0;
     for (unsigned i = 0; i < n; i++) {
         hp_host_t *h = self->peers ? self->peers[i] : self;

@@ -52,6 +52,7 @@
  * connection at once, pending answers included.
  */
 #include "runtime/alloc.h"
+#include "runtime/errors.h"
 #include "runtime/list.h"
 #include "runtime/sbuf.h"
 #include "server/http.h"
@@ -520,7 +521,7 @@ static void after(sconn_t *c, uint8_t what)
     if (what == A_EXTRA && !c->closing) {
         later_t *l = hp_malloc(sizeof(*l));
         l->c = c;
-        uv_timer_init(&c->s->loop, &l->timer);
+        HP_MUST(uv_timer_init(&c->s->loop, &l->timer));
         l->timer.data = l;
         c->handles++;
         uv_timer_start(&l->timer, later_cb, EXTRA_MS, 0);
@@ -659,7 +660,7 @@ static int on_url(llhttp_t *p, const char *at, size_t n)
 static sreq_t *req_new(sconn_t *c, llhttp_t *p)
 {
     sreq_t *r = hp_calloc(1, sizeof(*r) + c->url_len + 1);
-    uv_timer_init(&c->s->loop, &r->timer);
+    HP_MUST(uv_timer_init(&c->s->loop, &r->timer));
     r->timer.data = r;
     c->handles++;
     r->c = c;
@@ -731,7 +732,7 @@ static void accept_cb(uv_stream_t *server, int status)
     sconn_t *c = hp_calloc(1, sizeof(*c));
     c->s = s;
     hp_link_init(&c->reqs);
-    uv_tcp_init(&s->loop, &c->tcp);
+    HP_MUST(uv_tcp_init(&s->loop, &c->tcp));
     c->tcp.data = c;
     c->handles = 1;
     hp_link_push_back(&s->conns, &c->link);
@@ -757,6 +758,11 @@ static void signal_cb(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     while (!hp_link_empty(&s->conns))
         conn_close(hp_container_of(s->conns.next, sconn_t, link), false);
+}
+
+static void close_any(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
 static void usage(FILE *f)
@@ -864,8 +870,11 @@ int main(int argc, char **argv)
         }
         v6 = true;
     }
-    uv_loop_init(&s->loop);
-    uv_tcp_init(&s->loop, &s->listener);
+    if ((rc = uv_loop_init(&s->loop)) != 0) {
+        fprintf(stderr, "hotpath-upstream: event loop: %s\n", uv_strerror(rc));
+        return 1;
+    }
+    HP_MUST(uv_tcp_init(&s->loop, &s->listener));
     s->listener.data = s;
     if ((rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0)) != 0 ||
         (rc = uv_listen((uv_stream_t *)&s->listener, 511, accept_cb)) != 0) {
@@ -881,11 +890,21 @@ int main(int argc, char **argv)
     uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &blen);
     port = ntohs(v6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                     : ((struct sockaddr_in *)&bound)->sin_port);
-    uv_signal_init(&s->loop, &s->sigint);
-    uv_signal_init(&s->loop, &s->sigterm);
-    s->sigint.data = s->sigterm.data = s;
-    uv_signal_start(&s->sigint, signal_cb, SIGINT);
-    uv_signal_start(&s->sigterm, signal_cb, SIGTERM);
+    /* Signal handles open a pipe the first time: they can fail. Without
+     * them the stub cannot be stopped, so it does not start. */
+    if ((rc = uv_signal_init(&s->loop, &s->sigint)) == 0 &&
+        (rc = uv_signal_init(&s->loop, &s->sigterm)) == 0) {
+        s->sigint.data = s->sigterm.data = s;
+        if ((rc = uv_signal_start(&s->sigint, signal_cb, SIGINT)) == 0)
+            rc = uv_signal_start(&s->sigterm, signal_cb, SIGTERM);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "hotpath-upstream: signals: %s\n", uv_strerror(rc));
+        uv_walk(&s->loop, close_any, NULL);
+        uv_run(&s->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&s->loop);
+        return 1;
+    }
     printf("hotpath-upstream listening on %s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "", port);
     fflush(stdout);
 

@@ -7,6 +7,11 @@
 #include "server/config.h"
 #include "runtime/errors.h"
 #include "app/app.h"
+#include "cache/cache.h"
+#include "cache/l2.h"
+#include "handlers/advice.h"
+#include "runtime/options.h"
+#include "upstream/client.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -40,10 +45,15 @@ static void defaults(void **state)
     assert_int_equal(c->limits.body_bytes, 1048576);
     assert_int_equal(c->limits.header_timeout_ms, 30000);
     assert_int_equal(c->limits.min_body_rate, 240);
-    assert_int_equal(c->cache.max_bytes, 67108864);
-    assert_string_equal(c->cache.policy, "sieve");
-    assert_int_equal(c->upstream.port, 8081);
-    assert_int_equal(c->advice.hot_rate, 10000);
+    const hp_cache_opts_t *cache = hp_config_section(c, &hp_cache_options);
+    assert_int_equal(cache->max_bytes, 67108864);
+    assert_int_equal(cache->policy, HP_CACHE_SIEVE);
+    const hp_upstream_opts_t *up = hp_config_section(c, &hp_upstream_options);
+    assert_string_equal(up->host, "127.0.0.1");
+    assert_int_equal(up->port, 8081);
+    assert_int_equal(up->pool_size, 64);
+    const hp_advice_opts_t *adv = hp_config_section(c, &hp_advice_options);
+    assert_int_equal(adv->hot_rate, 10000);
     /* The default chain: three middleware on, access_log present but off. */
     assert_int_equal(c->n_middleware, 4);
     const char *names[] = {"server_headers", "request_id", "metrics", "access_log"};
@@ -52,6 +62,57 @@ static void defaults(void **state)
         assert_int_equal(c->middleware[i].enabled, i < 3);
     }
     hp_config_unref(c);
+}
+
+/* Two structs of one option table hold the same options. */
+static void assert_same_options(const hp_options_t *t, const void *a, const void *b)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        const hp_option_t *o = &t->options[i];
+        const char *pa = (const char *)a + o->offset, *pb = (const char *)b + o->offset;
+        bool same;
+        switch (o->type) {
+        case HP_OPT_STR: same = strcmp(pa, pb) == 0; break;
+        case HP_OPT_STRPTR: {
+            const char *sa = *(const char *const *)pa, *sb = *(const char *const *)pb;
+            same = sa == sb || (sa && sb && strcmp(sa, sb) == 0);
+            break;
+        }
+        default: same = memcmp(pa, pb, o->type == HP_OPT_ENUM ? sizeof(int) : o->size) == 0;
+        }
+        if (!same) fail_msg("%s.%s differs from its default", t->section, o->key);
+    }
+}
+
+/* Every section's defaults lie inside their bounds (and the L2 client's,
+ * not a section yet, once it is given a URL, which has no default). */
+static void defaults_lie_in_their_bounds(void **state)
+{
+    const hp_options_t *tables[HP_SECTIONS_MAX + 1];
+    size_t n = 0;
+    for (size_t i = 0; i < hp_app.nsections; i++)
+        tables[n++] = hp_app.sections[i];
+    tables[n++] = &hp_l2_options;
+    for (size_t i = 0; i < n; i++) {
+        char values[512] = {0}, err[256] = "";
+        assert_true(tables[i]->size <= sizeof(values));
+        hp_options_defaults(tables[i], values);
+        if (tables[i] == &hp_l2_options) ((hp_l2_opts_t *)values)->url = "redis://127.0.0.1";
+        if (hp_options_check(tables[i], values, err, sizeof(err)) != 0)
+            fail_msg("%s: %s", tables[i]->section, err);
+    }
+}
+
+/* A zero takes the default from the table, nowhere else (the upstream
+ * client's defaults drifted from the configuration's once). */
+static void zeros_take_the_tables_defaults(void **state)
+{
+    hp_upstream_opts_t o = {.host = "127.0.0.1", .port = 9};
+    hp_options_fill_zeros(&hp_upstream_options, &o);
+    hp_upstream_opts_t d;
+    hp_options_defaults(&hp_upstream_options, &d);
+    d.port = 9;
+    assert_same_options(&hp_upstream_options, &o, &d);
 }
 
 /* config/hotpath.json writes every default out; loading it goes through
@@ -69,9 +130,11 @@ static void shipped_file_is_the_defaults(void **state)
     assert_int_equal(file->port, def->port);
     assert_int_equal(file->mode, def->mode);
     assert_memory_equal(&file->limits, &def->limits, sizeof(def->limits));
-    assert_memory_equal(&file->cache, &def->cache, sizeof(def->cache));
-    assert_memory_equal(&file->upstream, &def->upstream, sizeof(def->upstream));
-    assert_memory_equal(&file->advice, &def->advice, sizeof(def->advice));
+    assert_int_equal(file->nsections, hp_app.nsections);
+    for (size_t i = 0; i < hp_app.nsections; i++) {
+        const hp_options_t *t = hp_app.sections[i];
+        assert_same_options(t, hp_config_section(file, t), hp_config_section(def, t));
+    }
     assert_int_equal(file->n_middleware, def->n_middleware);
     hp_config_unref(file);
     hp_config_unref(def);
@@ -105,7 +168,11 @@ static void bad_documents_name_the_key(void **state)
         {"{\"listen\":{\"host\":\"localhost\"}}", "listen.host: expected a numeric"},
         {"{\"mode\":\"fast\"}", "mode: expected \"valuetask\" or \"task\""},
         {"{\"limits\":7}", "limits: expected an object"},
-        {"{\"cache\":{\"policy\":\"fifo\"}}", "cache.policy"},
+        {"{\"cache\":{\"policy\":\"fifo\"}}", "cache.policy: expected \"sieve\" or \"lru\""},
+        {"{\"cache\":{\"ttl\":1}}", "cache.ttl: unknown key"},
+        {"{\"upstream\":{\"host\":\"example.com\"}}", "upstream.host: expected a numeric"},
+        {"{\"upstream\":{\"pool_size\":0}}", "upstream.pool_size: expected an integer from 1"},
+        {"{\"advice\":{\"sync_share_pct\":101}}", "advice.sync_share_pct"},
         {"{\"limits\":{\"request_line_bytes\":65536,\"header_bytes\":8192}}",
          "limits.request_line_bytes: must not exceed"},
         {"{\"middleware\":{}}", "middleware: expected an array"},
@@ -147,6 +214,8 @@ int main(void)
     hp_alloc_install();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults),
+        cmocka_unit_test(defaults_lie_in_their_bounds),
+        cmocka_unit_test(zeros_take_the_tables_defaults),
         cmocka_unit_test(shipped_file_is_the_defaults),
         cmocka_unit_test(overrides_win_over_the_file),
         cmocka_unit_test(bad_documents_name_the_key),

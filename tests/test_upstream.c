@@ -334,7 +334,7 @@ static int setup(void **state)
     alarm(TEST_ALARM_S);
     fx_t *f = hp_calloc(1, sizeof(*f));
     assert_int_equal(uv_loop_init(&f->loop), 0);
-    uv_timer_init(&f->loop, &f->guard);
+    assert_int_equal(uv_timer_init(&f->loop, &f->guard), 0);
     f->guard.data = f;
     stub_start(&f->stub, NULL);
     f->opts = (hp_upstream_opts_t){

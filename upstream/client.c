@@ -63,6 +63,7 @@
 #include "runtime/buf.h"
 #include "runtime/counter.h"
 #include "runtime/list.h"
+#include "runtime/options.h"
 #include "runtime/errors.h"
 
 #include <errno.h>
@@ -73,16 +74,45 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-/* Defaults for zero option fields. The pool: one worker's share of wrk's
- * 128 connections over 8 workers. The timeouts: nginx's proxy_connect_timeout,
- * proxy_read_timeout and upstream keepalive_timeout. The size: 1 MiB, since
- * whole responses go into the cache (HttpClient's 2 GiB buffer limit is no
- * guide for that). */
-#define HP_UPSTREAM_DEFAULT_POOL        16
-#define HP_UPSTREAM_DEFAULT_CONNECT_MS  60000
-#define HP_UPSTREAM_DEFAULT_RESPONSE_MS 60000
-#define HP_UPSTREAM_DEFAULT_IDLE_MS     60000
-#define HP_UPSTREAM_DEFAULT_MAX_BYTES   (1u << 20)
+/* --- options: the only home of their defaults ---------------------------- */
+
+static int host_check(const void *values, char *err, size_t errlen);
+
+#define OPT(k, f, lo, hi, d, w) HP_OPTION_INT(hp_upstream_opts_t, k, f, lo, hi, d, w)
+static const hp_option_t options[] = {
+    HP_OPTION_STRPTR(hp_upstream_opts_t, "host", host, 64, "127.0.0.1", "the stub from `make run`"),
+    OPT("port", port, 1, 65535, 8081, "the stub from `make run`"),
+    OPT("pool_size", pool_size, 1, 4096, 64,
+        "64 keep-alive connections per worker (nginx: keepalive 32..64 is usual)"),
+    OPT("connect_timeout_ms", connect_timeout_ms, 1, 600000, 1000,
+        "1 s: a loopback connect takes microseconds; a second means the upstream is down"),
+    OPT("response_timeout_ms", response_timeout_ms, 1, 600000, 5000,
+        "5 s (nginx's proxy_read_timeout is 60 s; a benchmark wants failures fast)"),
+    OPT("idle_timeout_ms", idle_timeout_ms, 1, 3600000, 60000,
+        "60 s, as nginx's upstream keepalive_timeout"),
+    OPT("max_response_bytes", max_response_bytes, 1024, INT64_C(1) << 32, 8388608,
+        "8 MiB: responses are buffered, and cached"),
+};
+#undef OPT
+
+const hp_options_t hp_upstream_options = {
+    .section = "upstream",
+    .options = options,
+    .n = sizeof(options) / sizeof(options[0]),
+    .size = sizeof(hp_upstream_opts_t),
+    .check = host_check,
+};
+
+static int host_check(const void *values, char *err, size_t errlen)
+{
+    const hp_upstream_opts_t *o = values;
+    struct sockaddr_storage ss;
+    if (uv_ip4_addr(o->host, 0, (struct sockaddr_in *)&ss) == 0 ||
+        uv_ip6_addr(o->host, 0, (struct sockaddr_in6 *)&ss) == 0)
+        return 0;
+    snprintf(err, errlen, "upstream.host: expected a numeric IPv4 or IPv6 address");
+    return HP_ECONFIG;
+}
 
 #define READ_BUF_SIZE 65536 /* libuv's own suggestion for a read */
 #define CTYPE_MAX     256   /* longer Content-Type values are refused, not cut */
@@ -212,11 +242,7 @@ static int opts_check(const hp_upstream_opts_t *in, hp_upstream_opts_t *o,
         uv_ip6_addr(in->host, in->port, (struct sockaddr_in6 *)addr) != 0)
         return HP_ECONFIG;
     *o = *in;
-    if (o->pool_size == 0) o->pool_size = HP_UPSTREAM_DEFAULT_POOL;
-    if (o->connect_timeout_ms == 0) o->connect_timeout_ms = HP_UPSTREAM_DEFAULT_CONNECT_MS;
-    if (o->response_timeout_ms == 0) o->response_timeout_ms = HP_UPSTREAM_DEFAULT_RESPONSE_MS;
-    if (o->idle_timeout_ms == 0) o->idle_timeout_ms = HP_UPSTREAM_DEFAULT_IDLE_MS;
-    if (o->max_response_bytes == 0) o->max_response_bytes = HP_UPSTREAM_DEFAULT_MAX_BYTES;
+    hp_options_fill_zeros(&hp_upstream_options, o);
     return 0;
 }
 
@@ -858,8 +884,8 @@ static void conn_open(hp_upstream_t *u, req_t *r)
     hp_link_init(&c->idle);
     hp_link_push_back(&u->conns, &c->link);
     /* Neither can fail: AF_UNSPEC creates no socket yet. */
-    uv_tcp_init(u->loop, &c->tcp);
-    uv_timer_init(u->loop, &c->timer);
+    HP_MUST(uv_tcp_init(u->loop, &c->tcp));
+    HP_MUST(uv_timer_init(u->loop, &c->timer));
     c->handles = 2;
     u->nconns++;
     c->tcp.data = c->timer.data = c->connect.data = c->write.data = c;
@@ -941,9 +967,9 @@ int hp_upstream_new(uv_loop_t *loop, const hp_upstream_opts_t *opts, hp_upstream
     hp_link_init(&u->idle);
     hp_link_init(&u->queue);
     hp_link_init(&u->done);
-    uv_idle_init(loop, &u->deliver);
+    HP_MUST(uv_idle_init(loop, &u->deliver));
     u->deliver.data = u;
-    uv_timer_init(loop, &u->qtimer);
+    HP_MUST(uv_timer_init(loop, &u->qtimer));
     u->qtimer.data = u;
     index_resize(u, INDEX_MIN);
     *out = u;

@@ -30,6 +30,7 @@
 #ifndef HP_UPSTREAM_CLIENT_H
 #define HP_UPSTREAM_CLIENT_H
 
+#include "runtime/options.h"
 #include "runtime/stats.h"
 #include "runtime/task.h"
 
@@ -40,7 +41,8 @@
 
 typedef struct hp_upstream hp_upstream_t;
 
-/* A zero field takes the default noted in client.c (HP_UPSTREAM_DEFAULT_*). */
+/* A zero field takes its default from hp_upstream_options, the table the
+ * configuration's "upstream" section is read through (client.c). */
 typedef struct {
     const char *host;             /* numeric IPv4 or IPv6 address; copied */
     int port;                     /* 1..65535 */
@@ -93,6 +95,9 @@ typedef struct {
     uint64_t latency_us_sum;
     uint64_t latency_hist[HP_UPSTREAM_LATENCY_BUCKETS];
 } hp_upstream_stats_t;
+
+/* The options' table: bounds, defaults and why (section "upstream"). */
+extern const hp_options_t hp_upstream_options;
 
 /* The table of hp_upstream_stats_t: its name is "upstream"; the errors are
  * one family by kind, the pool's figures a group of their own. */
