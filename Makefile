@@ -2,10 +2,11 @@
 #
 #   make run     install what is missing, build, start the upstream stub and
 #                hotpath on config/hotpath.json
-#   make test    install what is missing, build, run unit + integration tests
-#                and the browser test of /dashboard and the Kestrel twin's
-#                contract test (when dotnet is on PATH), then the unit +
-#                integration tests built with ASan+UBSan
+#   make test    install what is missing, check the layering, build, run
+#                unit + integration tests and the browser test of /dashboard
+#                and the Kestrel twin's contract test (when dotnet is on
+#                PATH), then the unit + integration tests built with
+#                ASan+UBSan
 #   make twin    build the Kestrel twin (loadtest/kestrel) into $(BUILD)/kestrel
 #   make micro   the twin's BenchmarkDotNet micro-benchmark
 #
@@ -23,7 +24,7 @@ LLHTTP_INC ?= /usr/share/include/llhttp
 # Debian packages: what building and testing needs, and what benchmarking
 # adds. `make deps` installs whatever of these is missing and nothing else.
 DEB_BUILD = pkg-config libuv1-dev node-llhttp libcjson-dev libcmocka-dev libhiredis-dev
-DEB_TEST  = prometheus valgrind redis-server haproxy
+DEB_TEST  = prometheus valgrind redis-server haproxy python3
 DEB_BENCH = wrk nghttp2-client nginx-light gnuplot-nox valgrind procps util-linux python3
 # The browser test's: installed by test-browser, which skips, saying why, when
 # they cannot be had. Node.js and npm build the dashboard page (see below).
@@ -105,8 +106,8 @@ TEST_SUPPORT_OBJ = $(TEST_SUPPORT:%.c=$(BUILD)/%.o)
 
 BINS = $(BUILD)/hotpath $(BUILD)/hotpath-upstream $(BUILD)/hotpath-load
 
-.PHONY: all deps bench-deps fuzz-deps build run test test-unit test-it test-twin test-asan \
-        test-browser clean format bench bench-quick soak fuzz fuzz-replay valgrind cluster \
+.PHONY: all deps bench-deps fuzz-deps build run test test-layers test-unit test-it test-twin \
+        test-asan test-browser clean format bench bench-quick soak fuzz fuzz-replay valgrind cluster \
         twin micro
 
 all: deps
@@ -188,11 +189,21 @@ TEST_ENV = HOTPATH_BIN=$(abspath $(BUILD)/hotpath) \
            HOTPATH_ROOT=$(abspath .)
 
 test: deps
+	@$(MAKE) --no-print-directory test-layers
 	@$(MAKE) --no-print-directory build
 	@$(MAKE) --no-print-directory test-unit test-it test-twin
 	@$(MAKE) --no-print-directory test-browser
 	@$(MAKE) --no-print-directory test-asan
 	@echo "make test: all passed"
+
+# Which folder may include which (README "How it is built"): the checker's
+# own tests first (it fails on a bad include in a copy of the tree), then
+# the tree, with the table of which folder includes which. Seconds.
+test-layers:
+	@echo "== tools/test_layering.py"
+	@python3 tools/test_layering.py
+	@echo "== tools/layering.py"
+	@python3 tools/layering.py
 
 # One cmocka binary per module, so a crash stops one module's run only.
 test-unit: $(UNIT_BIN) $(BUILD)/fuzz-replay
