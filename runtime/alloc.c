@@ -32,6 +32,8 @@ static void charge(hp_alloc_source_t src, size_t n)
     }
 }
 
+/* Called before the realloc, with the old pointer: after it, p must not be
+ * read, not even compared (GCC's -Wuse-after-free says so at -O1). */
 static void count_resize(void *p)
 {
     if (p == NULL) return;
@@ -74,10 +76,10 @@ void *hp_realloc(void *p, size_t n)
         hp_free(p);
         return NULL;
     }
+    count_resize(p);
     void *q = realloc(p, n);
     if (q == NULL) return oom(n);
     charge(HP_ALLOC_OWN, n);
-    count_resize(p);
     return q;
 }
 
@@ -107,10 +109,10 @@ static void *uv_malloc_cb(size_t n)
 
 static void *uv_realloc_cb(void *p, size_t n)
 {
+    count_resize(p);
     void *q = realloc(p, n);
     if (q == NULL && n != 0) return oom(n);
     charge(HP_ALLOC_UV, n);
-    count_resize(p);
     return q;
 }
 
