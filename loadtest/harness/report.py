@@ -18,9 +18,9 @@ import re
 import shutil
 import subprocess
 
-from . import stats, threshold
+from . import micro, stats, targets, threshold
+from . import scenarios as scen
 from .procs import HERE, ROOT, run
-from .scenarios import METRICS
 
 RESULTS = os.path.join(HERE, "results")
 LATEST = os.path.join(RESULTS, "latest")
@@ -349,9 +349,12 @@ def sweep_table(c, labels):
 
 
 def allocs(s):
-    """'4.00 (320 B)', '- (1,024 B)' for a runtime that counts bytes only."""
-    b = s.get("bytes_per_req")
-    return n(s["allocs_per_req"], 2) + (f" ({b:,.0f} B)" if b is not None else "")
+    """'4.00 (320 B)'; '- (349 B, gen0 0.143/1k)' for a runtime that counts
+    bytes and collections."""
+    b, g = s.get("bytes_per_req"), s.get("gen0_per_1k")
+    extra = [f"{b:,.0f} B"] if b is not None else []
+    extra += [f"gen0 {g:.3f}/1k"] if g is not None else []
+    return n(s.get("allocs_per_req"), 2) + (f" ({', '.join(extra)})" if extra else "")
 
 
 def sweep_section(res):
@@ -456,42 +459,78 @@ def sweep_section(res):
 
 # --- the closed-loop scenarios' sections ----------------------------------------------------
 
-def summary_table(res):
-    L = ["| scenario | target | req/s median (min–max) | p50 µs | p90 µs | p99 µs | max µs "
-         "| CPU µs/req | allocs/req | bytes/req |", "|---|---|---|---|---|---|---|---|---|---|"]
+HP_VT, HP_TASK = targets.HOTPATH.label("valuetask"), targets.HOTPATH.label("task")
+
+
+def task_pairs(labels):
+    """(valuetask, task) label pairs, one per runtime that ran both."""
+    out = []
+    for rt in targets.RUNTIMES.values():
+        b, c = rt.label(rt.baseline), rt.label(rt.compared)
+        if b in labels and c in labels:
+            out.append((b, c))
+    return out
+
+
+def summary_table(res, short=False):
+    """Every target of every scenario. short: the console's columns."""
+    if short:
+        L = ["| scenario | target | req/s | p99 µs | CPU µs/req | allocs/req | bytes/req "
+             "| gen0 per 1k req |", "|---|---|---|---|---|---|---|---|"]
+    else:
+        L = ["| scenario | target | req/s median (min–max) | p50 µs | p90 µs | p99 µs "
+             "| max µs | CPU µs/req | allocs/req | outside chain /req | worker allocs/req "
+             "| bytes/req |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, sc in res["scenarios"].items():
         for target, s in sc["summary"].items():
+            if short:
+                L.append(f"| {name} | {target} | {med(s['rps'])} | {med(s['p99'])} "
+                         f"| {med(s['cpu_us_per_req'], 2)} | {med(s.get('allocs_per_req'), 2)} "
+                         f"| {med(s.get('bytes_per_req'))} | {med(s.get('gen0_per_1k'), 3)} |")
+                continue
             L.append(f"| {name} | {target} | {ms(s['rps'])} | {ms(s['p50'])} | {ms(s['p90'])} "
                      f"| {ms(s['p99'])} | {ms(s['max'])} | {ms(s['cpu_us_per_req'], 2)} "
-                     f"| {ms(s['allocs_per_req'], 2)} | {ms(s['bytes_per_req'])} |")
+                     f"| {ms(s.get('allocs_per_req'), 2)} "
+                     f"| {ms(s.get('outside_chain_per_req'), 2)} "
+                     f"| {ms(s.get('worker_allocs_per_req'), 2)} | {ms(s.get('bytes_per_req'))} |")
     return "\n".join(L)
 
 
+def med(s, digits=0):
+    return n(s["median"], digits) if s else "-"
+
+
 def ratio_table(res):
-    L = ["| scenario | " + " | ".join(f"{label} task/vt" for _, label in METRICS)
+    """hotpath's paired ratios per scenario: task / valuetask, valuetask / nginx."""
+    tv, vn = scen.ratio_key(HP_TASK, HP_VT), scen.ratio_key(HP_VT, "nginx")
+    L = ["| scenario | " + " | ".join(f"{label} task/vt" for _, label in scen.METRICS)
          + " | req/s vt/nginx | CPU/req vt/nginx | hit ratio | errors (non-2xx) |",
-         "|---|" + "---|" * (len(METRICS) + 4)]
+         "|---|" + "---|" * (len(scen.METRICS) + 4)]
     for name, sc in res["scenarios"].items():
         r, s = sc["ratios"], sc["summary"]
-        v = s.get("valuetask") or {}
+        v = s.get(HP_VT) or {}
         hit = v.get("cache_hit_ratio")
         errs = sum(x["errors"] for x in s.values())
         non2 = sum(x["non2xx"] for x in s.values())
-        L.append(f"| {name} | " + " | ".join(stats.fmt_ratio(r.get(k), 3) for k, _ in METRICS)
-                 + f" | {stats.fmt_ratio(r.get('nginx:rps'), 3)} "
-                 f"| {stats.fmt_ratio(r.get('nginx:cpu_us_per_req'), 3)} "
+        L.append(f"| {name} | " + " | ".join(stats.fmt_ratio(r.get(tv, {}).get(k), 3)
+                                              for k, _ in scen.METRICS)
+                 + f" | {stats.fmt_ratio(r.get(vn, {}).get('rps'), 3)} "
+                 f"| {stats.fmt_ratio(r.get(vn, {}).get('cpu_us_per_req'), 3)} "
                  f"| {pct(hit['median']) if hit and name.startswith(('cache', 'mixed')) else '-'} "
                  f"| {errs} ({non2}) |")
     return "\n".join(L)
 
 
 def verdict_table(res):
-    L = ["| scenario | task vs valuetask: every round on one side (paired, per round) |",
-         "|---|---|"]
+    L = ["| scenario | runtime | task vs valuetask: every round on one side (paired, per round) |",
+         "|---|---|---|"]
     for name, sc in res["scenarios"].items():
-        found = [f"{label} {sc['ratios'][k]['median'] - 1:+.0%}" for k, label in METRICS
-                 if sc["ratios"].get(k, {}).get("beyond")]
-        L.append(f"| {name} | {', '.join(found) or 'none'} |")
+        for b, c in task_pairs(sc["summary"]):
+            r = sc["ratios"].get(scen.ratio_key(c, b), {})
+            found = [f"{label} {r[k]['median'] - 1:+.0%}" for k, label in scen.METRICS
+                     if r.get(k, {}).get("beyond")]
+            L.append(f"| {name} | {targets.split_label(b)[0]} | {', '.join(found) or 'none'} |")
     return "\n".join(L)
 
 
@@ -534,27 +573,224 @@ def scenarios_section(res):
     L = ["## Scenarios (wrk, closed loop)", "",
          "Medians over rounds, (min–max) over rounds; every round runs every target once, in "
          "an order rotated round by round. Latency percentiles are wrk's (from each request's "
-         "write to its answer). CPU µs/req: the server's CPU (per-thread schedstat; nginx: "
-         "master + worker) over the run ÷ the requests wrk completed. allocs/req and bytes/req: "
-         "/stats deltas of the scenario's routes in the mode measured (hotpath only).", ""]
+         "write to its answer). CPU µs/req: the server's CPU (per-thread schedstat, thread by "
+         "thread; nginx: master + worker) over the run ÷ the requests wrk completed. "
+         "allocs/req and bytes/req: /stats deltas of the scenario's routes in the mode "
+         "measured (hotpath: the route's chain, all three doors; the twin: bytes only, "
+         "`GC.GetTotalAllocatedBytes` over the mode's requests). outside chain /req: hotpath's "
+         "allocations for those requests around the chain (reading them, pipelined input "
+         "kept, output the kernel refused); worker allocs/req: everything hotpath's worker "
+         "allocated over the run through all three doors (own, libuv, cJSON) ÷ its requests "
+         "- its connections, wrk's, the two /stats reads - of which the route's figure is a "
+         "part.", ""]
     for name, sc in res["scenarios"].items():
         L.append(f"- **{name}**: {sc['what']} (`loadtest/{sc['script']}`"
                  + (f" `{' '.join(sc['args'])}`" if sc["args"] else "") + ")")
     L += ["", summary_table(res), "",
-          "Paired ratios: per round, task ÷ valuetask (and valuetask ÷ nginx) measured in the "
-          "same round; median (min–max, n rounds). Above 1 in req/s: task served more; above 1 "
-          "in p99 or CPU: task was slower / costlier.", "", ratio_table(res), ""]
-    m = len(res["scenarios"]) * len(METRICS)
+          "hotpath's paired ratios: per round, task ÷ valuetask (and valuetask ÷ nginx) "
+          "measured in the same round; median (min–max, n rounds). Above 1 in req/s: task "
+          "served more; above 1 in p99 or CPU: task was slower / costlier.", "",
+          ratio_table(res), ""]
+    pairs = sum(len(task_pairs(sc["summary"])) for sc in res["scenarios"].values())
+    m = pairs * len(scen.METRICS)
     pr = stats.sign_chance(p["rounds"])
     L += [f"Where the modes differ beyond the spread: every one of the {p['rounds']} rounds' "
           "paired ratios on the same side of 1. For a metric with no real difference that "
           f"happens by chance with probability 2·0.5^{p['rounds']} = {pr:.0%}; with {m} "
-          f"metrics compared here, the chance of at least one such finding from noise alone is "
-          f"{stats.family_chance(pr, m):.0%}"
+          f"metrics compared here (task vs valuetask, per runtime and scenario), the chance of "
+          f"at least one such finding from noise alone is {stats.family_chance(pr, m):.0%}"
           + (" — read this table as a hint; the callgrind counts below are the deterministic "
              "figures." if pr > 0.05 else "."), "", verdict_table(res), ""]
-    if any(sc.get("advice") for sc in res["scenarios"].values()):
-        L += advice_section(res) + [""]
+    return L
+
+
+# --- the Kestrel twin ---------------------------------------------------------------------
+
+def gc_line(name, d):
+    """'kestrel: .NET 10.0.12, workstation GC (concurrent, 1 heap, ...)'."""
+    info = d.get("describe") or {}
+    gc = info.get("gc") or {}
+    kind = "server" if gc.get("server") else "workstation"
+    return (f"`{name}` ({', '.join(d.get('modes', []))}): .NET {info.get('dotnet', '?')}, "
+            f"**{kind} GC** ({'concurrent' if gc.get('concurrent') else 'not concurrent'}, "
+            f"{gc.get('heap_count', '?')} heap(s), latency mode {gc.get('latency_mode', '?')}), "
+            f"{info.get('processors', '?')} processor(s) seen, one `Task<Answer>` = "
+            f"{info.get('task_bytes', '?')} B; environment "
+            f"`{d.get('env') or '(none beyond the telemetry opt-outs)'}`")
+
+
+def twin_rows(res):
+    """[(scenario, label, summary, ratios)] of every twin target."""
+    out = []
+    for name, sc in res["scenarios"].items():
+        for lbl, s in sc["summary"].items():
+            if targets.RUNTIMES.get(targets.split_label(lbl)[0]) in scen.TWINS:
+                out.append((name, lbl, s, sc["ratios"]))
+    return out
+
+
+def own_baseline(lbl):
+    rt = targets.RUNTIMES[targets.split_label(lbl)[0]]
+    return rt.label(rt.baseline)
+
+
+def hotpath_same(lbl):
+    mode = targets.split_label(lbl)[1]
+    return targets.HOTPATH.label(mode if mode in targets.HOTPATH.modes else "valuetask")
+
+
+def twin_section(res):
+    rows = twin_rows(res)
+    if not rows and not res.get("runtimes"):
+        return []
+    p = res["meta"]["params"]
+    L = ["## The Kestrel twin beside hotpath", "",
+         "hotpath's contract on ASP.NET Core (loadtest/kestrel): its chain as `async "
+         "ValueTask<Answer>` layers (valuetask: pooling builder; valuetask-nopool: the default "
+         "builder), `async Task<Answer>` layers (task), or idiomatic `Task InvokeAsync` "
+         "middleware (aspnet). One process per mode, pinned to the server CPU like hotpath and "
+         "nginx, in the same rounds, rotated, with the same wrk scripts.", ""]
+    for name, d in res.get("runtimes", {}).items():
+        L.append("- " + gc_line(name, d))
+    L += ["", "Pinned to one CPU, .NET runs workstation GC whatever the project asks for "
+          "(Sdk.Web's default is server GC, which needs two CPUs); the `kestrel-servergc` rows "
+          "get server GC on the same one CPU by `DOTNET_PROCESSOR_COUNT=2`. Before its first "
+          f"run in a scenario each twin process is primed for {p['prime_s']} s "
+          "(tiered JIT: its first seconds run unoptimised code); the priming pass is below.",
+          ""]
+    if not rows:
+        return L + ["No twin target ran in the scenarios of this run.", ""]
+    L += ["bytes/req: `GC.GetTotalAllocatedBytes` deltas of the mode ÷ its requests; gen0 per "
+          "1,000 requests: `GC.CollectionCount(0)` deltas (a gen1 or gen2 collection counts "
+          "too); GC pause share: `GC.GetTotalPauseDuration` deltas ÷ the wall time the same "
+          "counters cover; CPU µs/req as for every server. The ratios are paired per round "
+          "(median, min–max): CPU per request over the same runtime's valuetask mode (the price "
+          "of the decision on that runtime), and over hotpath in the same mode (the twin's "
+          "own modes: over hotpath's valuetask) - the twin ÷ hotpath ratio measured in one "
+          "run.", "",
+          "| scenario | target | req/s | CPU µs/req | bytes/req | gen0 per 1,000 req "
+          "| GC pause share | CPU ÷ own valuetask | CPU ÷ hotpath (same mode) | errors |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, lbl, s, r in rows:
+        own = r.get(scen.ratio_key(lbl, own_baseline(lbl)), {}).get("cpu_us_per_req")
+        hp = r.get(scen.ratio_key(lbl, hotpath_same(lbl)), {}).get("cpu_us_per_req")
+        L.append(f"| {name} | {lbl} | {ms(s['rps'])} | {ms(s['cpu_us_per_req'], 2)} "
+                 f"| {ms(s.get('bytes_per_req'))} | {ms(s.get('gen0_per_1k'), 3)} "
+                 f"| {pct2(median_of(s, 'gc_pause_share'))} "
+                 f"| {stats.fmt_ratio(own, 2) if own else '(baseline)'} "
+                 f"| {stats.fmt_ratio(hp, 2)} | {s['errors'] + s['non2xx']} |")
+    L += [""] + gc_comparison(res) + priming_table(res)
+    return L
+
+
+def median_of(summary, key):
+    s = summary.get(key)
+    return s["median"] if s else None
+
+
+def pct2(x):
+    return "-" if x is None else f"{x:.2%}"
+
+
+def gc_comparison(res):
+    """Server GC beside workstation GC, mode by mode, where both ran."""
+    L = []
+    for name, sc in res["scenarios"].items():
+        for m in targets.KESTREL_SERVERGC.modes:
+            w, sv = targets.KESTREL.label(m), targets.KESTREL_SERVERGC.label(m)
+            a, b = sc["summary"].get(w), sc["summary"].get(sv)
+            if not a or not b or not a.get("gen0_per_1k") or not b.get("gen0_per_1k"):
+                continue
+            g0w, g0s = a["gen0_per_1k"]["median"], b["gen0_per_1k"]["median"]
+            cpu = sc["ratios"].get(scen.ratio_key(sv, w), {}).get("cpu_us_per_req")
+            L.append(f"- {name}, {m}: gen0 per 1,000 requests {g0w:.3f} (workstation) vs "
+                     f"{g0s:.3f} (server)"
+                     + (f", workstation collects {g0w / g0s:.1f}× as often" if g0s else "")
+                     + f"; GC pause share {pct2(median_of(a, 'gc_pause_share'))} vs "
+                     f"{pct2(median_of(b, 'gc_pause_share'))}"
+                     f"; CPU per request server ÷ workstation {stats.fmt_ratio(cpu, 2)}.")
+    if not L:
+        return []
+    return ["**Server GC beside workstation GC** (same mode, same scenario, paired per "
+            "round):", ""] + L + [""]
+
+
+def priming_table(res):
+    rows = []
+    for name, sc in res["scenarios"].items():
+        for lbl, steps in (sc.get("priming") or {}).items():
+            s = sc["summary"].get(lbl)
+            rows.append(f"| {name} | {lbl} | " + " → ".join(n(x) for x in steps)
+                        + f" | {med(s['rps']) if s else '-'} |")
+    if not rows:
+        return []
+    return ["**Priming pass** (req/s in each second of a twin process's warm-up before the "
+            "scenario's rounds; tiered JIT compiles hot methods again, optimised, after "
+            "their first calls):", "",
+            "| scenario | target | req/s per second of priming | req/s in the rounds |",
+            "|---|---|---|---|"] + rows + [""]
+
+
+# --- system calls, micro-benchmark -----------------------------------------------------------
+
+def syscalls_section(res):
+    sc = res.get("syscalls") or {}
+    if not sc:
+        return []
+    any_s = next(iter(sc.values()))
+    labels = list(sc)
+    names = sorted({k for d in sc.values() for k, v in d["per_request"].items() if v >= 0.01},
+                   key=lambda k: -max(d["per_request"].get(k, 0) for d in sc.values()))
+    L = ["## System calls per request (strace)", "",
+         f"`strace -c -f` attached to every thread of the server while `h2load --h1` sends "
+         f"{any_s['requests']:,} GET {any_s['path']} on {any_s['connections']} connections, "
+         "one request in flight each; calls ÷ requests served. strace slows every call, so "
+         "the rate is not the server's; the calls per request are (how many reads, writes, "
+         "polls and yields a request takes). Calls under 0.01 per request are left out.", "",
+         "| system call | " + " | ".join(labels) + " |",
+         "|---|" + "---|" * len(labels)]
+    for k in names:
+        L.append(f"| `{k}` | " + " | ".join(n(sc[lbl]["per_request"].get(k), 2)
+                                             for lbl in labels) + " |")
+    L.append("| **all** | " + " | ".join(n(sum(sc[lbl]["per_request"].values()), 2)
+                                         for lbl in labels) + " |")
+    return L + [""]
+
+
+def micro_section(res):
+    mi = res.get("micro")
+    if not mi:
+        return []
+    commit = (res["meta"].get("git_commit") or "")[:len(mi.get("commit") or "x")]
+    how = (f"run by this bench (`make micro`, {mi['wall_s'] / 60:.1f} min)" if mi.get("ran")
+           else f"read from `{mi.get('path')}`")
+    L = ["### Beside it: the twin's micro-benchmark (BenchmarkDotNet)", "",
+         f"{mi['header']}; {how}"
+         + ("" if mi.get("commit") == commit else
+            f" — **not this run's commit** (`{commit}`): the twin's code may differ") + ". "
+         "One request's chain completing synchronously, per call: mean time and bytes "
+         "allocated (MemoryDiagnoser), hotpath's columns' counterparts in the twin.", "",
+         "| per call, synchronous | valuetask | task | task − valuetask | idiomatic `Task` / "
+         "aspnet / HybridCache |", "|---|---|---|---|---|"]
+    rows = mi["rows"]
+
+    def cell(name):
+        r = rows.get(name)
+        if not r or r["mean_ns"] is None:
+            return "-"
+        return f"{r['mean_ns']:.1f} ns, {r['allocated_b'] or 0:.0f} B"
+    for what, cols in micro.SIDE_BY_SIDE:
+        v, t = rows.get(cols["valuetask"]), rows.get(cols["task"])
+        diff = "-"
+        if v and t and v["mean_ns"] is not None and t["mean_ns"] is not None:
+            diff = (f"{t['mean_ns'] - v['mean_ns']:+.1f} ns, "
+                    f"{(t['allocated_b'] or 0) - (v['allocated_b'] or 0):+.0f} B")
+        L.append(f"| {what} | {cell(cols['valuetask'])} | {cell(cols['task'])} | {diff} "
+                 f"| {cell(cols['other'])} ({cols['other']}) |")
+    if mi["facts"]:
+        L += ["", "HybridCache, checked by the same program:"] + [f"- {f}" for f in mi["facts"]]
+    L += ["", "The whole of BenchmarkDotNet's tables (with its environment and job) is in "
+          "`micro.md` beside this report.", ""]
     return L
 
 
@@ -567,13 +803,15 @@ def render(res):
          "Task vs ValueTask, measured: hotpath serves the same requests in `valuetask` mode "
          "(synchronous paths allocate nothing) and in `task` mode (every valuetask is a heap "
          "task). The capped sweep finds the rates where the server runs out and where the "
-         "modes part; the closed-loop scenarios compare them (and nginx) at full speed. How to "
-         "read it: `loadtest/README.md`.", ""]
+         "modes part; the closed-loop scenarios compare them (and nginx, and the Kestrel twin: "
+         "the same decision on .NET) at full speed. How to read it: `loadtest/README.md`.", ""]
     if m["profile"] == "quick":
         L += ["**Quick run**: one cap, one round per rate (the bands: "
-              f"{p['band_rounds']}), scenarios in {p['rounds']} rounds of {p['duration_s']} s. "
-              "Good for seeing that everything works and for large effects; `make bench` for "
-              "figures to quote.", ""]
+              f"{p['band_rounds']}), scenarios in {p['rounds']} rounds of {p['duration_s']} s, "
+              "the twin's valuetask and task modes in "
+              + (", ".join(p["twin"]) if isinstance(p["twin"], dict) else f"{p['twin']} scenarios")
+              + " only, no strace and no micro-benchmark. Good for seeing that everything works "
+              "and for large effects; `make bench` for figures to quote.", ""]
     commit = m.get("git_commit") or "unknown"
     L += ["## Machine and code", "",
           f"- commit `{commit}`" + (" **dirty** (uncommitted changes: not publishable)"
@@ -585,11 +823,19 @@ def render(res):
           f"on CPU {m['load_cpu']}; CPU cap: {m.get('cgroup') or 'none'}",
           f"- nginx {m.get('nginx')}; {m.get('wrk')}; {m.get('h2load')}; {m.get('valgrind')}; "
           f"{m.get('gnuplot')}",
-          f"- wall clock of the whole run: {res['wall_s']:.0f} s", "",
+          f"- wall clock of the whole run: {res['wall_s']:.0f} s ("
+          + ", ".join(f"{k} {v:.0f} s" for k, v in res.get("part_wall_s", {}).items()) + ")",
+          ] + ([f"- the Kestrel twin: .NET " + ", ".join(sorted(
+              {str((d.get("describe") or {}).get("dotnet")) for d in res["runtimes"].values()}))
+              + " (its GC settings: in its section below)"] if res.get("runtimes") else [])
+    L += ["",
           "The machine is shared and noisy; " + spread_note(res) + " Treat differences "
           "within the spread as no difference.", ""]
     L += sweep_section(res)
     L += scenarios_section(res)
+    L += twin_section(res)
+    if any(sc.get("advice") for sc in res["scenarios"].values()):
+        L += advice_section(res) + [""]
     L += ["## Instructions per request (callgrind)", ""]
     if res["callgrind"]:
         any_m = next(iter(next(iter(res["callgrind"].values())).values()))
@@ -610,7 +856,8 @@ def render(res):
                          f"| {n(v['allocs_per_req'], 2)} → {n(t['allocs_per_req'], 2)} |")
     else:
         L.append("Not measured in this run.")
-    L += ["", "## Idle keep-alive connections (memory)", ""]
+    L += [""] + micro_section(res) + syscalls_section(res)
+    L += ["## Idle keep-alive connections (memory)", ""]
     if res["idle_memory"]:
         L += ["Each connection sent one GET /plaintext, read the answer and stayed open; RSS of "
               "the server (nginx: master + worker) from /proc before and 0.5 s after.", "",
@@ -641,7 +888,12 @@ def write(res, out):
         json.dump(res, f, indent=1, default=str)
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write(render(res))
-    return ["report.md", "results.json"] + res["plots"]
+    files = ["report.md", "results.json"]
+    if res.get("micro"):
+        with open(os.path.join(out, "micro.md"), "w") as f:
+            f.write(res["micro"]["text"])
+        files.append("micro.md")
+    return files + res["plots"]
 
 
 def console_summary(res):
@@ -651,6 +903,6 @@ def console_summary(res):
     if sw:
         L += [threshold_table(sw), ""]
     if res["scenarios"]:
-        L += [verdict_table(res)]
+        L += [summary_table(res, short=True), "", verdict_table(res)]
     return "\n".join(L)
 
