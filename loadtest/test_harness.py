@@ -548,7 +548,7 @@ class Render(unittest.TestCase):
         text = report.render(self.res())
         self.assertIn("| plaintext | kestrel task | 24.0k (24.0k–24.0k) | 27.00 (26.00–28.00) "
                       "| 349 (349–349) | 0.143 (0.143–0.143) | 0.40% | 1.08 (1.04–1.12, n=3) "
-                      "| 2.45 (2.36–2.55, n=3) | 0 |", text)
+                      "| 2.45 (2.36–2.55, n=3) | 0.62 (0.62–0.62, n=3) | 0 |", text)
         self.assertIn("**workstation GC**", text)
         self.assertIn("workstation collects 4.1× as often", text)
         self.assertIn("| plaintext | kestrel task | 9,000 → 20.0k → 24.0k | 24.0k |", text)
@@ -559,8 +559,44 @@ class Render(unittest.TestCase):
         self.assertIn("| 4.00 (4.00–4.00) | 0.00 (0.00–0.00) | 4.01 (4.01–4.01) "
                       "| 320 (320–320) |", text)
         self.assertIn("| plaintext | kestrel | req/s -4%, CPU/req +8% |", text)
+        self.assertIn("| plaintext | kestrel | - | 61 → 349 (+288) | 0.025 → 0.143 "
+                      "| 25.00 → 27.00 | 1.08 (1.04–1.12, n=3) | 0.96 (0.96–0.96, n=3) |", text)
         self.assertNotIn("not this run's commit", text)
         self.assertIn("| plaintext | kestrel task |", report.console_summary(self.res()))
+
+    def test_the_price_of_the_decision_per_runtime(self):
+        rows = {r["runtime"]: r for r in report.decision_rows(self.res())}
+        self.assertEqual(sorted(rows), ["hotpath", "kestrel", "kestrel-servergc"])
+        hp, k = rows["hotpath"], rows["kestrel"]
+        self.assertEqual(hp["allocs_per_req"], (0.0, 4.0))
+        self.assertEqual(hp["bytes_per_req"], (0.0, 320.0))
+        self.assertEqual(hp["gen0_per_1k"], (None, None))  # no collector to count
+        self.assertEqual(k["allocs_per_req"], (None, None))  # the twin counts bytes only
+        self.assertEqual(k["gen0_per_1k"], (0.025, 0.143))
+        self.assertEqual(k["cpu_us_per_req"], (25.0, 27.0))
+        self.assertAlmostEqual(k["cpu_ratio"]["median"], 27.0 / 25.0)
+        self.assertAlmostEqual(hp["rps_ratio"]["median"], 39000 / 40000)
+
+    def test_no_twin_no_price_table(self):
+        res = self.res()
+        sc = res["scenarios"]["plaintext"]
+        keep = ["hotpath valuetask", "hotpath task"]
+        sc["summary"] = {k: v for k, v in sc["summary"].items() if k in keep}
+        self.assertEqual(len(report.decision_rows(res)), 1)
+        self.assertEqual(report.decision_table(res), [])
+
+
+class SweepCell(unittest.TestCase):
+    def test_hotpath_shows_what_is_allocated_around_the_chain(self):
+        self.assertEqual(report.allocs(dict(allocs_per_req=4.0, bytes_per_req=320.0,
+                                            outside_chain_per_req=0.0,
+                                            worker_allocs_per_req=4.02)),
+                         "4.00 (320 B; outside chain 0.00, worker 4.02)")
+
+    def test_the_twin_shows_bytes_and_collections(self):
+        self.assertEqual(report.allocs(dict(bytes_per_req=349.0, gen0_per_1k=0.143)),
+                         "- (349 B, gen0 0.143/1k)")
+        self.assertEqual(report.allocs({}), "-")
 
 
 if __name__ == "__main__":

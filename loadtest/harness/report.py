@@ -328,7 +328,8 @@ def chance_text(sw):
 
 def sweep_table(c, labels):
     L = ["| offered (per core) | target | achieved | p50 µs | p99 µs (min–max) | p99.9 µs "
-         "| cap used | throttled | CPU µs/req | allocs/req (bytes) | gen. lag p99 µs | others "
+         "| cap used | throttled | CPU µs/req | allocs/req (bytes, gen0; around it) "
+         "| gen. lag p99 µs | others "
          "| limited by | held | runs (+discarded) |",
          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for pt in c["points"]:
@@ -349,12 +350,16 @@ def sweep_table(c, labels):
 
 
 def allocs(s):
-    """'4.00 (320 B)'; '- (349 B, gen0 0.143/1k)' for a runtime that counts
-    bytes and collections."""
+    """'4.00 (320 B; outside chain 0.00, worker 4.02)' for hotpath; '- (349 B,
+    gen0 0.143/1k)' for a runtime that counts bytes and collections."""
     b, g = s.get("bytes_per_req"), s.get("gen0_per_1k")
+    o, w = s.get("outside_chain_per_req"), s.get("worker_allocs_per_req")
     extra = [f"{b:,.0f} B"] if b is not None else []
     extra += [f"gen0 {g:.3f}/1k"] if g is not None else []
-    return n(s.get("allocs_per_req"), 2) + (f" ({', '.join(extra)})" if extra else "")
+    around = ([f"outside chain {o:.2f}"] if o is not None else []) + \
+        ([f"worker {w:.2f}"] if w is not None else [])
+    text = ", ".join(extra) + ("; " if extra and around else "") + ", ".join(around)
+    return n(s.get("allocs_per_req"), 2) + (f" ({text})" if text else "")
 
 
 def sweep_section(res):
@@ -411,7 +416,12 @@ def sweep_section(res):
              "with neither side at its limit): the share discarded is a measure of how noisy "
              "the machine was during the sweep, as is the \"others\" column below: the CPU "
              "(in cores) the rest of the machine - other tenants, this runner - used during "
-             "each window, from /proc/stat less the server's and the generator's.")
+             "each window, from /proc/stat less the server's and the generator's. "
+             "allocs/req: as in the scenarios (hotpath: the route's chain, and around it "
+             "the allocations outside the chain and the worker's, all three doors - the "
+             f"worker's include its {p['connections']} connections' set-up over a short "
+             "window; the twin: "
+             "bytes and gen0 collections per 1,000 requests).")
     L.append("")
     L.append("**Does it scale with the cap?** A full core's rate is the rate at a cap ÷ the "
              "cap; each cap brackets it (last rate held … first not held, ÷ cap), and a "
@@ -639,6 +649,52 @@ def hotpath_same(lbl):
     return targets.HOTPATH.label(mode if mode in targets.HOTPATH.modes else "valuetask")
 
 
+def decision_rows(res):
+    """The price of the decision on each runtime, side by side: per scenario
+    and runtime that ran both modes, {scenario, runtime, figure: (valuetask
+    median, task median)} for allocs, bytes, gen0 per 1,000 requests and
+    CPU per request (None where the runtime does not count it), and the
+    paired CPU and req/s ratios task ÷ valuetask."""
+    out = []
+    for name, sc in res["scenarios"].items():
+        for b, c in task_pairs(sc["summary"]):
+            sb, sc_ = sc["summary"][b], sc["summary"][c]
+            r = sc["ratios"].get(scen.ratio_key(c, b), {})
+            row = dict(scenario=name, runtime=targets.split_label(b)[0],
+                       cpu_ratio=r.get("cpu_us_per_req"), rps_ratio=r.get("rps"))
+            for key in ("allocs_per_req", "bytes_per_req", "gen0_per_1k", "cpu_us_per_req"):
+                row[key] = (median_of(sb, key), median_of(sc_, key))
+            out.append(row)
+    return out
+
+
+def decision_table(res):
+    """decision_rows as a table: hotpath's and the twin's price of the
+    same decision in one run, one row per scenario and runtime."""
+    rows = decision_rows(res)
+    if not any(targets.RUNTIMES[r["runtime"]] in scen.TWINS for r in rows):
+        return []
+
+    def pair(v, digits=0, diff=False):
+        a, b = v
+        if a is None or b is None:
+            return "-"
+        return f"{n(a, digits)} → {n(b, digits)}" + (f" ({b - a:+,.{digits}f})" if diff else "")
+    L = ["**The price of the decision on each runtime**, side by side in the same rounds: "
+         "valuetask → task medians, and the paired ratios task ÷ valuetask (median, min–max). "
+         "hotpath counts allocations (exact) and their bytes, the twin bytes and "
+         "collections.", "",
+         "| scenario | runtime | allocs/req | bytes/req (task − valuetask) "
+         "| gen0 per 1,000 req | CPU µs/req | CPU task ÷ vt | req/s task ÷ vt |",
+         "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        L.append(f"| {r['scenario']} | {r['runtime']} | {pair(r['allocs_per_req'], 2)} "
+                 f"| {pair(r['bytes_per_req'], 0, diff=True)} | {pair(r['gen0_per_1k'], 3)} "
+                 f"| {pair(r['cpu_us_per_req'], 2)} | {stats.fmt_ratio(r['cpu_ratio'], 2)} "
+                 f"| {stats.fmt_ratio(r['rps_ratio'], 2)} |")
+    return L + [""]
+
+
 def twin_section(res):
     rows = twin_rows(res)
     if not rows and not res.get("runtimes"):
@@ -667,19 +723,21 @@ def twin_section(res):
           "(median, min–max): CPU per request over the same runtime's valuetask mode (the price "
           "of the decision on that runtime), and over hotpath in the same mode (the twin's "
           "own modes: over hotpath's valuetask) - the twin ÷ hotpath ratio measured in one "
-          "run.", "",
+          "run - and req/s over hotpath in the same mode.", "",
           "| scenario | target | req/s | CPU µs/req | bytes/req | gen0 per 1,000 req "
-          "| GC pause share | CPU ÷ own valuetask | CPU ÷ hotpath (same mode) | errors |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+          "| GC pause share | CPU ÷ own valuetask | CPU ÷ hotpath (same mode) "
+          "| req/s ÷ hotpath (same mode) | errors |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, lbl, s, r in rows:
         own = r.get(scen.ratio_key(lbl, own_baseline(lbl)), {}).get("cpu_us_per_req")
-        hp = r.get(scen.ratio_key(lbl, hotpath_same(lbl)), {}).get("cpu_us_per_req")
+        hp = r.get(scen.ratio_key(lbl, hotpath_same(lbl)), {})
         L.append(f"| {name} | {lbl} | {ms(s['rps'])} | {ms(s['cpu_us_per_req'], 2)} "
                  f"| {ms(s.get('bytes_per_req'))} | {ms(s.get('gen0_per_1k'), 3)} "
                  f"| {pct2(median_of(s, 'gc_pause_share'))} "
                  f"| {stats.fmt_ratio(own, 2) if own else '(baseline)'} "
-                 f"| {stats.fmt_ratio(hp, 2)} | {s['errors'] + s['non2xx']} |")
-    L += [""] + gc_comparison(res) + priming_table(res)
+                 f"| {stats.fmt_ratio(hp.get('cpu_us_per_req'), 2)} "
+                 f"| {stats.fmt_ratio(hp.get('rps'), 2)} | {s['errors'] + s['non2xx']} |")
+    L += [""] + decision_table(res) + gc_comparison(res) + priming_table(res)
     return L
 
 

@@ -206,7 +206,9 @@ def run_scenarios(servers, p, pin, names=None, notes=None):
                     runs.append(r)
                     log(f"  {sc['name']:<12} {lbl:<28} {r['rps']:>10.0f} req/s  "
                         f"p99 {r['latency_us']['p99'] or 0:>8.0f} us  "
-                        + (f"{r['allocs_per_req']:.2f} allocs/req  "
+                        + (f"{r['allocs_per_req']:.2f} allocs/req "
+                           f"({r.get('worker_allocs_per_req') or 0:.2f} on the worker, "
+                           f"{r.get('outside_chain_per_req') or 0:.2f} outside the chain)  "
                            if r.get("allocs_per_req") is not None else "")
                         + (f"{r['bytes_per_req']:.0f} B/req  gen0/1k "
                            f"{r.get('gen0_per_1k', 0):.3f}  "
