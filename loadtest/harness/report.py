@@ -868,7 +868,10 @@ def render(res):
               f"{p['band_rounds']}), scenarios in {p['rounds']} rounds of {p['duration_s']} s, "
               "the twin's valuetask and task modes in "
               + (", ".join(p["twin"]) if isinstance(p["twin"], dict) else f"{p['twin']} scenarios")
-              + " only, no strace and no micro-benchmark. Good for seeing that everything works "
+              + " only, no strace and no micro-benchmark (BenchmarkDotNet alone takes 2-10 "
+              "minutes, which would take this run past its 3: `make bench` runs it, `make "
+              "micro` by itself). "
+              "Good for seeing that everything works "
               "and for large effects; `make bench` for figures to quote.", ""]
     commit = m.get("git_commit") or "unknown"
     L += ["## Machine and code", "",
