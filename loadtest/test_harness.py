@@ -584,6 +584,12 @@ class Render(unittest.TestCase):
         sc["summary"] = {k: v for k, v in sc["summary"].items() if k in keep}
         self.assertEqual(len(report.decision_rows(res)), 1)
         self.assertEqual(report.decision_table(res), [])
+        # A scenario hotpath ran alone stays out of the table beside one with the twin.
+        res = self.res()
+        res["scenarios"]["json"] = dict(sc, summary=dict(sc["summary"]))
+        text = "\n".join(report.decision_table(res))
+        self.assertIn("| plaintext | kestrel |", text)
+        self.assertNotIn("| json |", text)
 
 
 class SweepCell(unittest.TestCase):

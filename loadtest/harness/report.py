@@ -670,9 +670,12 @@ def decision_rows(res):
 
 def decision_table(res):
     """decision_rows as a table: hotpath's and the twin's price of the
-    same decision in one run, one row per scenario and runtime."""
+    same decision in one run, one row per scenario and runtime, in the
+    scenarios where the twin ran both modes."""
     rows = decision_rows(res)
-    if not any(targets.RUNTIMES[r["runtime"]] in scen.TWINS for r in rows):
+    with_twin = {r["scenario"] for r in rows if targets.RUNTIMES[r["runtime"]] in scen.TWINS}
+    rows = [r for r in rows if r["scenario"] in with_twin]  # hotpath alone: its own table
+    if not rows:
         return []
 
     def pair(v, digits=0, diff=False):
