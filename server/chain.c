@@ -92,12 +92,19 @@ hp_vtask_t hp_chain_start(hp_ctx_t *ctx)
     return hp_next(ctx);
 }
 
+/* Layer d is in use: the release resets it (ctx.c resets only these). */
+static inline void reach(hp_ctx_t *ctx, int d)
+{
+    if (d >= ctx->reached) ctx->reached = (uint8_t)(d + 1);
+}
+
 hp_vtask_t hp_next(hp_ctx_t *ctx)
 {
     hp_gen_t *gen = ctx->gen;
     int d = ctx->depth + 1;
     hp_vtask_t vt;
     ctx->depth = d;
+    reach(ctx, d);
     if (d < (int)gen->nmw) {
         vt = gen->mw[d].desc->invoke(gen->mw[d].self, ctx);
         hp_layer_record(gen->mw[d].stats[ctx->mode], &vt);
@@ -134,6 +141,7 @@ int hp_chain_consume(hp_ctx_t *ctx, hp_vtask_t *vt)
 
 hp_layer_t *hp_layer_current(hp_ctx_t *ctx)
 {
+    reach(ctx, ctx->depth);
     return &ctx->layers[ctx->depth];
 }
 

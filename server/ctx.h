@@ -71,7 +71,6 @@ typedef struct {
 struct hp_ctx {
     /* --- what middleware and handlers use --------------------------- */
     hp_req_t req;
-    hp_resp_t resp;
     hp_mode_t mode; /* the mode this request started under */
     const hp_route_t *route;
     const char *fault; /* message of a fault that reached the top */
@@ -112,6 +111,11 @@ struct hp_ctx {
     uint32_t grow_cap;       /* ...and the room it has, its NUL included */
     struct spill *spill;     /* heap chunks beyond the arena */
     size_t arena_used;
+    uint8_t reached; /* layers the chain has entered: the ones release resets */
+
+    /* Last of the reset part, so that its header array (192 bytes, read
+     * only up to resp.nheaders) can be left out of the per-request memset. */
+    hp_resp_t resp;
 
     /* --- kept across requests (hp_ctx_release zeroes only the above) -- */
     hp_layer_t layers[HP_CHAIN_MAX + 1];
