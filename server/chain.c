@@ -130,13 +130,20 @@ hp_vtask_t hp_fail(hp_ctx_t *ctx, int err, const char *msg)
     return hp_vtask_failed(err, msg);
 }
 
-int hp_chain_consume(hp_ctx_t *ctx, hp_vtask_t *vt)
+/* hp_chain_consume, inline for hp_then: every layer of a request reads its
+ * downstream through it. */
+static inline int consume(hp_ctx_t *ctx, hp_vtask_t *vt)
 {
     hp_value_t v;
     const char *msg = NULL;
     int rc = hp_vtask_result(vt, &v, &msg);
     if (rc) ctx->fault = msg ? msg : hp_strerror(rc);
     return rc;
+}
+
+int hp_chain_consume(hp_ctx_t *ctx, hp_vtask_t *vt)
+{
+    return consume(ctx, vt);
 }
 
 hp_layer_t *hp_layer_current(hp_ctx_t *ctx)
@@ -203,7 +210,7 @@ int hp_layer_await(hp_layer_t *layer, hp_vtask_t downstream, hp_cont_cb cb)
 hp_vtask_t hp_then(hp_ctx_t *ctx, hp_vtask_t downstream, void *self, hp_after_cb after)
 {
     if (hp_vtask_is_completed(&downstream)) {
-        int status = hp_chain_consume(ctx, &downstream);
+        int status = consume(ctx, &downstream);
         after(self, ctx, status);
         return status ? hp_fail(ctx, status, ctx->fault) : hp_done(ctx);
     }
