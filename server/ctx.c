@@ -39,25 +39,10 @@ hp_str_t hp_ctx_strdup(hp_ctx_t *ctx, const char *s, size_t n)
     return (hp_str_t){d, n};
 }
 
-int hp_resp_header(hp_ctx_t *ctx, const char *name, hp_str_t value)
-{
-    hp_resp_t *r = &ctx->resp;
-    if (r->nheaders == HP_RESP_MAX_HEADERS) return UV_ENOBUFS;
-    r->headers[r->nheaders++] = (hp_header_t){name, value};
-    return 0;
-}
-
 void hp_ctx_on_abort(hp_ctx_t *ctx, hp_abort_cb cb, void *arg)
 {
     ctx->abort_cb = cb;
     ctx->abort_arg = arg;
-}
-
-void hp_resp_set(hp_ctx_t *ctx, uint16_t status, const char *ctype, hp_str_t body)
-{
-    ctx->resp.status = status;
-    ctx->resp.ctype = ctype;
-    ctx->resp.body = body;
 }
 
 void hp_resp_take(hp_ctx_t *ctx, uint16_t status, const char *ctype, char *body, size_t len)

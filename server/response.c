@@ -69,27 +69,22 @@ void hp_response_write(hp_wbuf_t *out, hp_ctx_t *ctx, bool keep_alive)
     bool send_body = may_have_body && req->method != HP_HEAD;
     /* HTTP/1.0 has no chunked coding: its clients get Content-Length. */
     bool chunked = r->chunked && req->http_minor == 1 && may_have_body;
-    size_t ctype_len = r->ctype ? strlen(r->ctype) : 0;
 
-    size_t need = 160 + ctype_len + (send_body ? r->body.len + 48 : 0);
-    size_t name_len[HP_RESP_MAX_HEADERS];
-    for (unsigned i = 0; i < r->nheaders; i++) {
-        name_len[i] = strlen(r->headers[i].name);
-        need += name_len[i] + r->headers[i].value.len + 4;
-    }
+    /* The lengths were kept as the answer was built (ctx.h): no pass here. */
+    size_t need = 160 + r->ctype_len + r->head_len + (send_body ? r->body.len + 48 : 0);
     char *start = hp_wbuf_reserve(out, need);
     char *p = status_line(start, status);
 
     for (unsigned i = 0; i < r->nheaders; i++) {
         const hp_header_t *h = &r->headers[i];
-        p = put(p, h->name, name_len[i]);
+        p = put(p, h->name, h->name_len);
         p = PUT(p, ": ");
         p = put(p, h->value.ptr, h->value.len);
         p = PUT(p, "\r\n");
     }
     if (r->ctype) {
         p = PUT(p, "Content-Type: ");
-        p = put(p, r->ctype, ctype_len);
+        p = put(p, r->ctype, r->ctype_len);
         p = PUT(p, "\r\n");
     }
     if (chunked) {
