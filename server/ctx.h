@@ -97,7 +97,7 @@ struct hp_ctx {
     bool repeated;  /* X-Request-Id came twice or malformed */
     uint8_t hdr;    /* which kept header is being read */
     uint8_t hname_len;
-    char hname[24]; /* the current header name, lowercased */
+    char hname[24]; /* the current header name, as sent */
     hp_reject_t reject;
     uint8_t scan;            /* the parser's scanner state (parser.c), 0: off */
     bool last_chunk;         /* the chunk being read is the last (size 0) */
