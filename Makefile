@@ -134,9 +134,14 @@ $(BUILD)/%.o: %.c Makefile
 
 # llhttp's generated parser is third-party code: compile it as shipped, with
 # its own warnings silenced, but with the same optimisation and sanitizers.
+# It scans header values 16 bytes at a time when compiled for SSE4.2 (its own
+# #ifdef __SSE4_2__), a byte at a time otherwise: 150 instructions of a
+# /plaintext request. Turned on when the machine that builds has SSE4.2
+# (x86-64 CPUs since 2011), so the binaries run where they are built.
+LLHTTP_SIMD := $(shell grep -qw sse4_2 /proc/cpuinfo 2>/dev/null && echo -msse4.2)
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC)/%.c Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(filter-out $(WARN),$(CFLAGS_ALL)) -w -c $< -o $@
+	$(CC) $(filter-out $(WARN),$(CFLAGS_ALL)) $(LLHTTP_SIMD) -w -c $< -o $@
 
 # npm ci installs exactly the lock file's versions; the stamp is the hidden
 # lock file npm writes, so this runs again only when the lock file changes.

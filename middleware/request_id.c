@@ -17,8 +17,20 @@
 #include "runtime/errors.h"
 #include "runtime/fmt.h"
 
+#include <string.h>
+
+/* The id's first two parts are the worker's for the life of the process:
+ * they are formatted on the worker's first request and copied after that
+ * (a middleware instance is one worker's: chain.h), which leaves one number
+ * to format per request. */
+#define PREFIX_MAX (8 + 1 + 16 + 1)
+
 typedef struct {
     bool trust_incoming;
+    uint32_t boot;   /* what prefix was made for */
+    unsigned worker; /* ... */
+    uint8_t prefix_len;
+    char prefix[PREFIX_MAX];
 } request_id_t;
 
 static int create(const cJSON *section, const char *path, void **out, char *err, size_t errlen)
@@ -39,17 +51,29 @@ static void destroy(void *self)
     hp_free(self);
 }
 
-static hp_str_t generate(hp_ctx_t *ctx)
+/* "<boot id, 8 hex>-<worker, hex>-" into self->prefix. */
+static void make_prefix(request_id_t *self, uint32_t boot, unsigned worker)
 {
-    char *start = hp_ctx_alloc(ctx, 8 + 1 + 16 + 1 + 16);
-    char *p = start;
-    uint32_t boot = hp_ctx_boot_id(ctx);
+    char *p = self->prefix;
     for (int shift = 28; shift >= 0; shift -= 4)
         *p++ = "0123456789abcdef"[(boot >> shift) & 15];
     *p++ = '-';
-    p = hp_fmt_hex(p, hp_ctx_worker_index(ctx));
+    p = hp_fmt_hex(p, worker);
     *p++ = '-';
-    p = hp_fmt_hex(p, hp_ctx_seq(ctx));
+    self->prefix_len = (uint8_t)(p - self->prefix);
+    self->boot = boot;
+    self->worker = worker;
+}
+
+static hp_str_t generate(request_id_t *self, hp_ctx_t *ctx)
+{
+    uint32_t boot = hp_ctx_boot_id(ctx);
+    unsigned worker = hp_ctx_worker_index(ctx);
+    if (self->prefix_len == 0 || self->boot != boot || self->worker != worker)
+        make_prefix(self, boot, worker);
+    char *start = hp_ctx_alloc(ctx, PREFIX_MAX + 16);
+    memcpy(start, self->prefix, PREFIX_MAX);
+    char *p = hp_fmt_hex(start + self->prefix_len, hp_ctx_seq(ctx));
     return (hp_str_t){start, (size_t)(p - start)};
 }
 
@@ -61,7 +85,8 @@ static void after(void *arg, hp_ctx_t *ctx, int status)
 static hp_vtask_t invoke(void *arg, hp_ctx_t *ctx)
 {
     request_id_t *self = arg;
-    if (!self->trust_incoming || ctx->req.request_id.len == 0) ctx->req.request_id = generate(ctx);
+    if (!self->trust_incoming || ctx->req.request_id.len == 0)
+        ctx->req.request_id = generate(self, ctx);
     return hp_then(ctx, hp_next(ctx), self, after);
 }
 

@@ -22,18 +22,18 @@ static inline char *hp_fmt_u64(char *p, uint64_t n)
     return p;
 }
 
-/* Write n in lowercase hex at p (16 bytes at most); return the end. */
+/* Write n in lowercase hex at p (16 bytes at most); return the end. The
+ * width comes from the highest set bit, so the digits go straight to their
+ * places, last first: no scratch copy (a request id's number costs half). */
 static inline char *hp_fmt_hex(char *p, uint64_t n)
 {
-    char tmp[16];
-    int i = 0;
+    int digits = n ? (64 - __builtin_clzll(n) + 3) / 4 : 1;
+    char *end = p + digits;
     do {
-        tmp[i++] = "0123456789abcdef"[n & 15];
+        *--end = "0123456789abcdef"[n & 15];
         n >>= 4;
     } while (n);
-    while (i)
-        *p++ = tmp[--i];
-    return p;
+    return p + digits;
 }
 
 #endif

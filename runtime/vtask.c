@@ -189,21 +189,15 @@ hp_vtask_t hp_vtask_from_task(hp_task_t *t)
     return (hp_vtask_t){.kind = HP_VT_TASK, .slot = i, .token = slot_at(i)->version, .u.task = t};
 }
 
-hp_vtask_t hp_vtask_completed(hp_mode_t mode, hp_value_t v)
-{
-    if (mode == HP_MODE_TASK) return hp_vtask_from_task(hp_task_from_result(v));
-    return hp_vtask_from_result(v);
-}
-
 hp_vtask_t hp_vtask_failed(int err, const char *msg)
 {
     return hp_vtask_from_task(hp_task_from_error(err, msg));
 }
 
-bool hp_vtask_is_completed(const hp_vtask_t *vt)
+/* The forms but the inline one, which vtask.h reads itself. */
+bool hp_vtask_is_completed_other(const hp_vtask_t *vt)
 {
     switch (vt->kind) {
-    case HP_VT_INLINE: return true;
     case HP_VT_TASK: return !slot_live(vt) || hp_task_is_completed(vt->u.task);
     case HP_VT_SOURCE: {
         const hp_vtsource_t *s = vt->u.source;
@@ -213,13 +207,9 @@ bool hp_vtask_is_completed(const hp_vtask_t *vt)
     }
 }
 
-int hp_vtask_result(hp_vtask_t *vt, hp_value_t *out, const char **msg)
+int hp_vtask_result_other(hp_vtask_t *vt, hp_value_t *out, const char **msg)
 {
     switch (vt->kind) {
-    case HP_VT_INLINE:
-        *out = vt->u.value;
-        vt->kind = HP_VT_NONE;
-        return 0;
     case HP_VT_TASK: {
         if (!slot_live(vt)) return misuse(vt, HP_EVTASK_CONSUMED); /* another copy read it */
         hp_task_t *t = vt->u.task;

@@ -92,12 +92,19 @@ hp_vtask_t hp_chain_start(hp_ctx_t *ctx)
     return hp_next(ctx);
 }
 
+/* Layer d is in use: the release resets it (ctx.c resets only these). */
+static inline void reach(hp_ctx_t *ctx, int d)
+{
+    if (d >= ctx->reached) ctx->reached = (uint8_t)(d + 1);
+}
+
 hp_vtask_t hp_next(hp_ctx_t *ctx)
 {
     hp_gen_t *gen = ctx->gen;
     int d = ctx->depth + 1;
     hp_vtask_t vt;
     ctx->depth = d;
+    reach(ctx, d);
     if (d < (int)gen->nmw) {
         vt = gen->mw[d].desc->invoke(gen->mw[d].self, ctx);
         hp_layer_record(gen->mw[d].stats[ctx->mode], &vt);
@@ -123,7 +130,9 @@ hp_vtask_t hp_fail(hp_ctx_t *ctx, int err, const char *msg)
     return hp_vtask_failed(err, msg);
 }
 
-int hp_chain_consume(hp_ctx_t *ctx, hp_vtask_t *vt)
+/* hp_chain_consume, inline for hp_then: every layer of a request reads its
+ * downstream through it. */
+static inline int consume(hp_ctx_t *ctx, hp_vtask_t *vt)
 {
     hp_value_t v;
     const char *msg = NULL;
@@ -132,8 +141,14 @@ int hp_chain_consume(hp_ctx_t *ctx, hp_vtask_t *vt)
     return rc;
 }
 
+int hp_chain_consume(hp_ctx_t *ctx, hp_vtask_t *vt)
+{
+    return consume(ctx, vt);
+}
+
 hp_layer_t *hp_layer_current(hp_ctx_t *ctx)
 {
+    reach(ctx, ctx->depth);
     return &ctx->layers[ctx->depth];
 }
 
@@ -195,7 +210,7 @@ int hp_layer_await(hp_layer_t *layer, hp_vtask_t downstream, hp_cont_cb cb)
 hp_vtask_t hp_then(hp_ctx_t *ctx, hp_vtask_t downstream, void *self, hp_after_cb after)
 {
     if (hp_vtask_is_completed(&downstream)) {
-        int status = hp_chain_consume(ctx, &downstream);
+        int status = consume(ctx, &downstream);
         after(self, ctx, status);
         return status ? hp_fail(ctx, status, ctx->fault) : hp_done(ctx);
     }

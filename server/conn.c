@@ -581,6 +581,7 @@ static void finish(hp_conn_t *c, hp_ctx_t *ctx, int status)
         hp_buf_unref(r->buf);
         r->buf = NULL;
         r->nheaders = 0;
+        r->head_len = 0;
         hp_resp_set(ctx, 500, "text/plain", HP_STR("internal error\n"));
         r->close = false;
     }

@@ -36,6 +36,8 @@
 #include "runtime/alloc.h"
 #include "runtime/vtask.h"
 
+#include <uv.h>
+
 typedef struct hp_ctx hp_ctx_t;
 typedef struct hp_gen hp_gen_t;
 typedef struct hp_conn hp_conn_t;
@@ -71,7 +73,6 @@ typedef struct {
 struct hp_ctx {
     /* --- what middleware and handlers use --------------------------- */
     hp_req_t req;
-    hp_resp_t resp;
     hp_mode_t mode; /* the mode this request started under */
     const hp_route_t *route;
     const char *fault; /* message of a fault that reached the top */
@@ -96,7 +97,7 @@ struct hp_ctx {
     bool repeated;  /* X-Request-Id came twice or malformed */
     uint8_t hdr;    /* which kept header is being read */
     uint8_t hname_len;
-    char hname[24]; /* the current header name, lowercased */
+    char hname[24]; /* the current header name, as sent */
     hp_reject_t reject;
     uint8_t scan;            /* the parser's scanner state (parser.c), 0: off */
     bool last_chunk;         /* the chunk being read is the last (size 0) */
@@ -112,6 +113,11 @@ struct hp_ctx {
     uint32_t grow_cap;       /* ...and the room it has, its NUL included */
     struct spill *spill;     /* heap chunks beyond the arena */
     size_t arena_used;
+    uint8_t reached; /* layers the chain has entered: the ones release resets */
+
+    /* Last of the reset part, so that its header array (192 bytes, read
+     * only up to resp.nheaders) can be left out of the per-request memset. */
+    hp_resp_t resp;
 
     /* --- kept across requests (hp_ctx_release zeroes only the above) -- */
     hp_layer_t layers[HP_CHAIN_MAX + 1];
@@ -141,12 +147,27 @@ hp_str_t hp_ctx_strdup(hp_ctx_t *ctx, const char *s, size_t n);
 
 /* Add a response header. name must be static; value is borrowed and must
  * live until the response is written (static, or hp_ctx_alloc'd). Returns
- * UV_ENOBUFS when HP_RESP_MAX_HEADERS are already set. */
-int hp_resp_header(hp_ctx_t *ctx, const char *name, hp_str_t value);
+ * UV_ENOBUFS when HP_RESP_MAX_HEADERS are already set. Inline, so that a
+ * literal name's length is the compiler's work, not the writer's. */
+static inline int hp_resp_header(hp_ctx_t *ctx, const char *name, hp_str_t value)
+{
+    hp_resp_t *r = &ctx->resp;
+    if (r->nheaders == HP_RESP_MAX_HEADERS) return UV_ENOBUFS;
+    size_t n = __builtin_strlen(name);
+    r->headers[r->nheaders++] = (hp_header_t){name, n, value};
+    r->head_len += n + 2 + value.len + 2;
+    return 0;
+}
 
 /* Set status, content type (static) and body (borrowed, must live until the
- * write) in one call. */
-void hp_resp_set(hp_ctx_t *ctx, uint16_t status, const char *ctype, hp_str_t body);
+ * write) in one call. Inline for the same reason. */
+static inline void hp_resp_set(hp_ctx_t *ctx, uint16_t status, const char *ctype, hp_str_t body)
+{
+    ctx->resp.status = status;
+    ctx->resp.ctype = ctype;
+    ctx->resp.ctype_len = ctype ? __builtin_strlen(ctype) : 0;
+    ctx->resp.body = body;
+}
 
 /* Answer with a body the context takes (hp_malloc'd). */
 void hp_resp_take(hp_ctx_t *ctx, uint16_t status, const char *ctype, char *body, size_t len);

@@ -67,17 +67,22 @@ typedef struct {
 
 typedef struct {
     const char *name; /* static */
-    hp_str_t value;   /* static, or in the context's arena */
+    size_t name_len;
+    hp_str_t value; /* static, or in the context's arena */
 } hp_header_t;
 
+/* Filled through ctx.h's hp_resp_* calls, which keep the lengths the
+ * writer needs (ctype_len, head_len) so it measures nothing itself. */
 typedef struct {
     uint16_t status;   /* 0 until a handler answers */
     bool close;        /* answer with Connection: close */
     bool chunked;      /* send the body with chunked transfer coding */
     const char *ctype; /* static, or in the arena, or a buf's */
-    hp_str_t body;     /* static, arena, body_owned or buf memory */
-    char *body_owned;  /* hp_malloc'd body, freed after the write */
-    hp_buf_t *buf;     /* a reference held until the write */
+    size_t ctype_len;
+    hp_str_t body;    /* static, arena, body_owned or buf memory */
+    char *body_owned; /* hp_malloc'd body, freed after the write */
+    hp_buf_t *buf;    /* a reference held until the write */
+    size_t head_len;  /* the header lines' bytes ("Name: value\r\n") */
     uint8_t nheaders;
     hp_header_t headers[HP_RESP_MAX_HEADERS];
 } hp_resp_t;

@@ -316,25 +316,49 @@ static int count_head(hp_conn_t *c, size_t len)
     return 0;
 }
 
+/* The name is kept as sent, in pieces when it arrives in pieces; a name
+ * longer than the buffer is longer than any the server keeps, and only
+ * counts. Folding case is left to the comparison, which reads the few names
+ * of a kept length only. */
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     hp_conn_t *c = conn_of(p);
     hp_ctx_t *ctx = c->ctx;
     if (count_head(c, len)) return HPE_USER;
-    for (size_t i = 0; i < len; i++) {
-        if (ctx->hname_len >= sizeof(ctx->hname)) {
-            ctx->hname_len = UINT8_MAX; /* longer than any name we keep */
-            break;
-        }
-        char ch = at[i];
-        ctx->hname[ctx->hname_len++] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+    if (ctx->hname_len + len > sizeof(ctx->hname)) {
+        ctx->hname_len = UINT8_MAX; /* longer than any name we keep */
+        return 0;
     }
+    memcpy(ctx->hname + ctx->hname_len, at, len);
+    ctx->hname_len += (uint8_t)len;
     return 0;
 }
 
-static bool name_is(const hp_ctx_t *ctx, const char *lit, size_t n)
+/* Whether the name read is lit (lowercase letters and '-'), in any case.
+ * Setting bit 5 lowercases an ASCII letter and keeps '-'; the only other
+ * byte it maps onto one of these is CR (onto '-'), which llhttp never lets
+ * into a name. */
+static bool name_is(const hp_ctx_t *ctx, const char *lit)
 {
-    return ctx->hname_len == n && memcmp(ctx->hname, lit, n) == 0;
+    for (size_t i = 0; lit[i]; i++)
+        if ((ctx->hname[i] | 0x20) != lit[i]) return false;
+    return true;
+}
+
+/* Which kept header the name read is, by its length first: most names a
+ * client sends (User-Agent, Accept-Encoding, ...) are decided by that. */
+static uint8_t kept_header(const hp_ctx_t *ctx)
+{
+    switch (ctx->hname_len) {
+    case 4: return name_is(ctx, "host") ? H_HOST : H_NONE;
+    case 6: return name_is(ctx, "accept") ? H_ACCEPT : name_is(ctx, "expect") ? H_EXPECT : H_NONE;
+    case 12:
+        return name_is(ctx, "x-request-id")   ? H_REQUEST_ID
+               : name_is(ctx, "content-type") ? H_CONTENT_TYPE
+                                              : H_NONE;
+    case 17: return name_is(ctx, "transfer-encoding") ? H_TE : H_NONE;
+    default: return H_NONE;
+    }
 }
 
 static int on_header_field_complete(llhttp_t *p)
@@ -353,20 +377,7 @@ static int on_header_field_complete(llhttp_t *p)
         ctx->hname_len = 0;
         return 0;
     }
-    if (name_is(ctx, "x-request-id", 12))
-        ctx->hdr = H_REQUEST_ID;
-    else if (name_is(ctx, "content-type", 12))
-        ctx->hdr = H_CONTENT_TYPE;
-    else if (name_is(ctx, "accept", 6))
-        ctx->hdr = H_ACCEPT;
-    else if (name_is(ctx, "expect", 6))
-        ctx->hdr = H_EXPECT;
-    else if (name_is(ctx, "host", 4))
-        ctx->hdr = H_HOST;
-    else if (name_is(ctx, "transfer-encoding", 17))
-        ctx->hdr = H_TE;
-    else
-        ctx->hdr = H_NONE;
+    ctx->hdr = kept_header(ctx);
     if (ctx->hdr == H_HOST && ++ctx->nhosts > 1) return refuse(c, HP_REJECT_HOST);
     ctx->hname_len = 0;
     return 0;

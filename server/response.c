@@ -12,6 +12,7 @@
 #include "runtime/alloc.h"
 #include "runtime/fmt.h"
 
+#include <stdint.h>
 #include <string.h>
 
 /* 128 KiB: a full read batch of pipelined /plaintext answers. */
@@ -39,9 +40,33 @@ void hp_wbuf_trim(hp_wbuf_t *b)
     }
 }
 
+/* Copy n bytes. An answer's pieces are short - names, an id, the Date, a
+ * small body - and for 4 to 32 bytes two or four overlapping fixed-size
+ * moves do it inline; a call into memcpy costs about 20 instructions, eight
+ * times per /plaintext answer. */
 static inline char *put(char *p, const char *s, size_t n)
 {
-    memcpy(p, s, n);
+    if (n >= 8 && n <= 16) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(p, &a, 8);
+        memcpy(p + n - 8, &b, 8);
+    } else if (n > 16 && n <= 32) {
+        uint64_t a[2], b[2];
+        memcpy(a, s, 16);
+        memcpy(b, s + n - 16, 16);
+        memcpy(p, a, 16);
+        memcpy(p + n - 16, b, 16);
+    } else if (n >= 4 && n < 8) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        memcpy(p, &a, 4);
+        memcpy(p + n - 4, &b, 4);
+    } else {
+        memcpy(p, s, n);
+    }
     return p + n;
 }
 
@@ -69,27 +94,22 @@ void hp_response_write(hp_wbuf_t *out, hp_ctx_t *ctx, bool keep_alive)
     bool send_body = may_have_body && req->method != HP_HEAD;
     /* HTTP/1.0 has no chunked coding: its clients get Content-Length. */
     bool chunked = r->chunked && req->http_minor == 1 && may_have_body;
-    size_t ctype_len = r->ctype ? strlen(r->ctype) : 0;
 
-    size_t need = 160 + ctype_len + (send_body ? r->body.len + 48 : 0);
-    size_t name_len[HP_RESP_MAX_HEADERS];
-    for (unsigned i = 0; i < r->nheaders; i++) {
-        name_len[i] = strlen(r->headers[i].name);
-        need += name_len[i] + r->headers[i].value.len + 4;
-    }
+    /* The lengths were kept as the answer was built (ctx.h): no pass here. */
+    size_t need = 160 + r->ctype_len + r->head_len + (send_body ? r->body.len + 48 : 0);
     char *start = hp_wbuf_reserve(out, need);
     char *p = status_line(start, status);
 
     for (unsigned i = 0; i < r->nheaders; i++) {
         const hp_header_t *h = &r->headers[i];
-        p = put(p, h->name, name_len[i]);
+        p = put(p, h->name, h->name_len);
         p = PUT(p, ": ");
         p = put(p, h->value.ptr, h->value.len);
         p = PUT(p, "\r\n");
     }
     if (r->ctype) {
         p = PUT(p, "Content-Type: ");
-        p = put(p, r->ctype, ctype_len);
+        p = put(p, r->ctype, r->ctype_len);
         p = PUT(p, "\r\n");
     }
     if (chunked) {

@@ -101,6 +101,16 @@ static const row_t rows[] = {
     ROW("absolute-form, no path", "GET http://x HTTP/1.1\r\nHost: x\r\n\r\n", 200, false),
     ROW("missing Host", "GET /plaintext HTTP/1.1\r\n\r\n", 400, true),
     ROW("two Hosts", "GET /plaintext HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, true),
+    /* Kept header names match in any case, and only whole: */
+    ROW("two Hosts, any case", "GET /plaintext HTTP/1.1\r\nhOsT: a\r\nHOST: b\r\n\r\n", 400, true),
+    ROW("a Host's name plus one", "GET /plaintext HTTP/1.1\r\nHosts: a\r\n\r\n", 400, true),
+    ROW("TE name in capitals",
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTRANSFER-ENCODING: "
+        "chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        200, false),
+    ROW("a name longer than any kept",
+        "GET /plaintext HTTP/1.1\r\nHost: x\r\nX-A-Header-Name-Of-Thirty-Bytes: v\r\n\r\n", 200,
+        false),
     ROW("HTTP/1.0 without Host", "GET /plaintext HTTP/1.0\r\n\r\n", 200, true),
     ROW("OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", 200, false),
     ROW("asterisk-form with GET", "GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400, true),
