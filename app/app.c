@@ -19,11 +19,13 @@
  * upstream client, which /upstream shares so both go through one pool; and
  * the advisor's, which cuts each worker's layer figures into windows.
  * The configuration sections are those of the modules the services and
- * handlers run: the cache's, the upstream client's, the advisor's.
+ * handlers run: the cache's, its L2 client's, the upstream client's, the
+ * advisor's.
  */
 #include "app.h"
 
 #include "cache/cache.h"
+#include "cache/l2.h"
 #include "handlers/advice.h"
 #include "handlers/handlers.h"
 #include "middleware/middleware.h"
@@ -106,6 +108,7 @@ static const hp_service_t *const services[] = {
  * mode, limits, middleware): each module's table of its options. */
 static const hp_options_t *const sections[] = {
     &hp_cache_options,
+    &hp_l2_options,
     &hp_upstream_options,
     &hp_advice_options,
 };
