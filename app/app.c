@@ -49,6 +49,7 @@ enum {
     R_ADVICE,
     R_DASHBOARD,
     R_DASHBOARD_DATA,
+    R_HEALTHZ,
     R_OPTIONS,
 };
 
@@ -86,6 +87,9 @@ static const hp_route_t routes[] = {
     [R_DASHBOARD_DATA] = {PATH("/dashboard/data"), .methods = GET_HEAD, .allow = "GET, HEAD",
                           .handler = &hp_handler_dashboard_data,
                           .summary = "the compact JSON the page polls once a second"},
+    [R_HEALTHZ] = {PATH("/healthz"), .methods = GET_HEAD, .allow = "GET, HEAD",
+                   .handler = &hp_handler_healthz,
+                   .summary = "200 ok; 503 once stopping, before the drain (for a balancer)"},
     /* "OPTIONS *" (the parser lets asterisk-form through for OPTIONS only). */
     [R_OPTIONS] = {PATH("*"), .methods = HP_METHOD_BIT(HP_OPTIONS), .allow = "OPTIONS",
                    .handler = &hp_handler_options,

@@ -49,15 +49,15 @@
 #define KEY_MAX (L2_PREFIX_LEN + 7 + HP_CACHE_KEY_MAX)
 
 typedef struct {
-    hp_link_t link;     /* in o->misses */
+    hp_link_t link; /* in o->misses */
     hp_origin_t *o;
-    hp_task_t *task;    /* the fill (one reference) */
-    hp_task_t *lookup;  /* the L2 GET (one reference) while it pends */
-    hp_task_t *up;      /* the upstream request (one reference) while it pends */
-    uint64_t since_ms;  /* uv_now when the fill began: the upstream deadline's start */
-    hp_mode_t mode;     /* the figures the L2 call went to */
-    bool cancelled;     /* hp_origin_cancel came during the lookup */
-    uint16_t key_len;   /* of key[], "hotpath:/items/<key>"; the path is key + 8 */
+    hp_task_t *task;   /* the fill (one reference) */
+    hp_task_t *lookup; /* the L2 GET (one reference) while it pends */
+    hp_task_t *up;     /* the upstream request (one reference) while it pends */
+    uint64_t since_ms; /* uv_now when the fill began: the upstream deadline's start */
+    hp_mode_t mode;    /* the figures the L2 call went to */
+    bool cancelled;    /* hp_origin_cancel came during the lookup */
+    uint16_t key_len;  /* of key[], "hotpath:/items/<key>"; the path is key + 8 */
     char key[];
 } miss_t;
 

@@ -197,7 +197,8 @@ static void misses_coalesce_over_the_whole_path(void **state)
     hp_it_client_t c[C];
     for (int i = 0; i < C; i++) {
         assert_int_equal(hp_it_client_open(&c[i], a), 0);
-        assert_int_equal(hp_it_client_sendf(&c[i], "GET /cache/pear HTTP/1.1\r\nHost: h\r\n\r\n"), 0);
+        assert_int_equal(hp_it_client_sendf(&c[i], "GET /cache/pear HTTP/1.1\r\nHost: h\r\n\r\n"),
+                         0);
         hp_it_sleep_ms(5);
     }
     int miss = 0, coalesced = 0;
@@ -463,8 +464,7 @@ int main(void)
         printf("it_l2: SKIPPED the tests that need Redis: no redis-server on PATH (make deps "
                "installs it)\n");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(filled_on_one_instance_is_l2_on_the_other, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(filled_on_one_instance_is_l2_on_the_other, setup, teardown),
         cmocka_unit_test_setup_teardown(misses_coalesce_over_the_whole_path, setup, teardown),
         cmocka_unit_test_setup_teardown(redis_absent_is_bypassed, setup, teardown),
         cmocka_unit_test_setup_teardown(not_redis_is_bypassed, setup, teardown),
