@@ -17,7 +17,10 @@ One run, in order (each part can be left out with --parts):
      verdicts in harness/threshold.py);
   4. RSS over 5,000 idle keep-alive connections, hotpath and nginx;
   5. instructions per request under callgrind, a separate hotpath;
-  6. report.md, results.json and plots (harness/report.py) into
+  6. the cache tiers (full runs): an L2 hit's CPU and allocations per
+     request next to an L1 hit's, and the cluster: 3 instances against 1
+     behind HAProxy on one CPU cap (harness/tiers.py);
+  7. report.md, results.json and plots (harness/report.py) into
      loadtest/results/<date>[-quick]/; with --publish (full runs only, a
      clean tree) also into loadtest/results/latest/.
 
@@ -34,7 +37,7 @@ import shutil
 import sys
 import time
 
-from harness import cgroup, measure, report, targets
+from harness import cgroup, measure, report, targets, tiers
 from harness.procs import COMMANDS, Pinning, Procs, logger, stop_signals_raise
 from harness.scenarios import run_scenarios
 from harness.sweep import CappedSweep, Target
@@ -61,6 +64,7 @@ PROFILES = {
         sweep_rounds=1, band_rounds=3, sweep_duration_s=1.0, sweep_warmup_s=0.3,
         sweep_drain_s=0.5, refine=2, resolution=0.15, sweep_budget_s=70,
         callgrind_counts=(1000, 4000), callgrind_warmup=500, idle_connections=5000,
+        parts=("scenarios", "sweep", "idle", "callgrind"),
     ),
     "full": dict(
         rounds=5, duration_s=10, warmup_s=2, connections=64,
@@ -70,16 +74,18 @@ PROFILES = {
         sweep_rounds=2, band_rounds=5, sweep_duration_s=3.0, sweep_warmup_s=1.0,
         sweep_drain_s=1.0, refine=3, resolution=0.05, sweep_budget_s=1500,
         callgrind_counts=(5000, 20000), callgrind_warmup=2000, idle_connections=5000,
+        cluster_cap=0.10, parts=("scenarios", "sweep", "idle", "callgrind", "tiers", "cluster"),
     ),
 }
-PARTS = ("scenarios", "sweep", "idle", "callgrind")
+PARTS = ("scenarios", "sweep", "idle", "callgrind", "tiers", "cluster")
 
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default="build", help="build directory with the binaries")
     ap.add_argument("--quick", action="store_true", help="the < 3 minute profile")
-    ap.add_argument("--parts", default=",".join(PARTS), help="comma list of: " + ", ".join(PARTS))
+    ap.add_argument("--parts", default="", help="comma list of: " + ", ".join(PARTS)
+                    + " (default: the profile's; quick leaves out tiers and cluster)")
     ap.add_argument("--scenarios", default="", help="comma list of scenario names (default all)")
     ap.add_argument("--runtimes", default="hotpath",
                     help="runtimes in the sweep, comma list of: " + ", ".join(targets.RUNTIMES))
@@ -98,7 +104,8 @@ def parse_args():
                     help="also replace loadtest/results/latest/ (full runs, clean tree only)")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (logs, configs)")
     args = ap.parse_args()
-    args.parts = set(args.parts.split(","))
+    args.parts = set(args.parts.split(",") if args.parts else
+                     PROFILES["quick" if args.quick else "full"]["parts"])
     if args.parts - set(PARTS):
         ap.error(f"--parts: unknown {', '.join(sorted(args.parts - set(PARTS)))}")
     args.runtimes = [r for r in args.runtimes.split(",") if r]
@@ -131,14 +138,15 @@ class Bench:
             self.p["spin"] = False
         self.build = os.path.abspath(args.build)
         self.pin = Pinning()
-        self.res = dict(scenarios={}, sweep=None, callgrind={}, idle_memory={}, notes=[])
+        self.res = dict(scenarios={}, sweep=None, callgrind={}, idle_memory={}, notes=[],
+                        tiers=None, cluster=None)
 
     def main(self):
         t0 = time.monotonic()
         args, res = self.args, self.res
         commit_at_start, _ = report.git_state()
         group = None
-        if "sweep" in args.parts:
+        if args.parts & {"sweep", "cluster"}:
             group = cgroup.CpuGroup()
             log(f"CPU cap by {group.describe()}")
         try:
@@ -188,6 +196,18 @@ class Bench:
                 if srv:
                     res["idle_memory"][name] = measure.idle_memory(
                         srv.port, srv.pid, p["idle_connections"], log, name)
+        if "tiers" in args.parts:
+            try:
+                res["tiers"] = tiers.run_tiers(ctx, p, res["notes"])
+            except (RuntimeError, TimeoutError, OSError, ValueError) as e:
+                res["notes"].append(f"tiers failed: {e}")
+        if "cluster" in args.parts:
+            try:
+                res["cluster"] = tiers.run_cluster(ctx, group, p.get("cluster_cap", 0.10), p,
+                                                   res["notes"])
+            except (RuntimeError, TimeoutError, OSError, ValueError) as e:
+                group.unlimit()
+                res["notes"].append(f"cluster failed: {e}")
         res["hotpath_stderr_tail"] = procs.stderr(hp.proc, 2000).splitlines()[-20:]
         rc = hp.stop()
         res["hotpath_exit"] = rc

@@ -18,7 +18,7 @@ import re
 import shutil
 import subprocess
 
-from . import stats, threshold
+from . import stats, threshold, tiers
 from .procs import HERE, ROOT, run
 from .scenarios import METRICS
 
@@ -590,6 +590,7 @@ def render(res):
           "within the spread as no difference.", ""]
     L += sweep_section(res)
     L += scenarios_section(res)
+    L += tiers.section(res)
     L += ["## Instructions per request (callgrind)", ""]
     if res["callgrind"]:
         any_m = next(iter(next(iter(res["callgrind"].values())).values()))
