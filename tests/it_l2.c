@@ -9,7 +9,8 @@
  * Redis at all (the stub's HTTP) never turns an answer into a 5xx - the
  * upstream answers, and the bypass, the timeout or the failed connection is
  * counted; the upstream's deadline bounds the whole miss path, the L2
- * lookup's time included; cache.l2 is reloaded live (off -> on -> a bad URL
+ * lookup's time included; a client that leaves while its lookup pends
+ * sends nothing upstream; cache.l2 is reloaded live (off -> on -> a bad URL
  * refused naming the key -> off); and the allocations of an L2 hit and an
  * L2 miss are exact, in both modes, from /stats route deltas.
  *
@@ -305,6 +306,38 @@ static void frozen_redis_times_out_within_the_upstream_deadline(void **state)
     stop(f, 0);
 }
 
+/* A client that leaves while its miss waits for L2, nobody else waiting:
+ * the fill is cancelled, so the lookup's end sends nothing upstream. */
+static void leaving_during_the_lookup_sends_nothing_upstream(void **state)
+{
+    NEED_REDIS();
+    fx_t *f = *state;
+    char l2[160];
+    snprintf(l2, sizeof(l2), "\"url\": \"redis://127.0.0.1:%d\", \"command_timeout_ms\": 300",
+             f->redis.port);
+    int a = start(f, 0, "valuetask", l2, "")->port;
+    wait_connected(a, 1);
+    assert_int_equal(kill(f->redis.pid, SIGSTOP), 0);
+    hp_it_client_t c;
+    assert_int_equal(hp_it_client_open(&c, a), 0);
+    assert_int_equal(hp_it_client_sendf(&c, "GET /cache/gone HTTP/1.1\r\nHost: h\r\n\r\n"), 0);
+    assert_true(hp_it_wait_stat(a, "l2|inflight", 1) == 1);
+    hp_it_client_close(&c);
+    assert_true(hp_it_wait_stat(a, "cache|waiters_left", 1) == 1);
+    /* The lookup times out; the cancelled fill ends there. */
+    assert_true(hp_it_wait_stat(a, "l2|timeouts", 1) == 1);
+    assert_true(hp_it_wait_stat(a, "cache|fill_failures", 1) == 1);
+    assert_int_equal(kill(f->redis.pid, SIGCONT), 0);
+    assert_int_equal(stub_items(f), 0);
+    assert_int_equal(hp_it_stat(a, "upstream|requests"), 0);
+    assert_int_equal(hp_it_stat(a, "cache|pending_fills"), 0);
+    /* The key is not poisoned: the next get fills it as usual. */
+    wait_connected(a, 1);
+    get(a, "gone", 200, "miss");
+    assert_int_equal(stub_items(f), 1);
+    stop(f, 0);
+}
+
 /* --- reload ------------------------------------------------------------- */
 
 static void reload(hp_it_server_t *s, const char *json)
@@ -469,6 +502,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(redis_absent_is_bypassed, setup, teardown),
         cmocka_unit_test_setup_teardown(not_redis_is_bypassed, setup, teardown),
         cmocka_unit_test_setup_teardown(frozen_redis_times_out_within_the_upstream_deadline, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(leaving_during_the_lookup_sends_nothing_upstream, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(l2_turns_on_and_off_with_a_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(allocations_per_tier_in_both_modes, setup, teardown),
