@@ -25,7 +25,7 @@ LLHTTP_INC ?= /usr/share/include/llhttp
 # adds. `make deps` installs whatever of these is missing and nothing else.
 DEB_BUILD = pkg-config libuv1-dev node-llhttp libcjson-dev libcmocka-dev libhiredis-dev
 DEB_TEST  = prometheus valgrind redis-server haproxy python3
-DEB_BENCH = wrk nghttp2-client nginx-light gnuplot-nox valgrind procps util-linux python3
+DEB_BENCH = wrk nghttp2-client nginx-light gnuplot-nox valgrind procps util-linux python3 strace
 # The browser test's: installed by test-browser, which skips, saying why, when
 # they cannot be had. Node.js and npm build the dashboard page (see below).
 DEB_BROWSER = chromium wrk
@@ -270,19 +270,26 @@ cluster: bench-deps
 	@python3 loadtest/cluster.py --build $(BUILD) --instances $(N)
 
 # Load tests: they measure and report, they never assert. Both first run
-# the runner's own unit tests (statistics, verdicts; under a second).
+# the runner's own unit tests (statistics, verdicts; under a second), and
+# build the Kestrel twin when dotnet is on PATH (without it the runner says
+# so in one line and runs the rest; a twin that fails to build stops them).
 # bench-quick: under 3 minutes, report in loadtest/results/<date>-quick/.
-# bench: the full run (two CPU caps), report in loadtest/results/<date>/;
-# PUBLISH=1 also replaces the committed loadtest/results/latest/, and
-# refuses a tree with uncommitted changes. The capped sweep needs root (a
-# cgroup); see loadtest/README.md.
+# bench: the full run (two CPU caps, the twin in every part, strace, the
+# micro-benchmark; about an hour and a half), report in
+# loadtest/results/<date>/; PUBLISH=1 also replaces the committed
+# loadtest/results/latest/, and refuses a tree with uncommitted changes.
+# The capped sweep needs root (a cgroup); see loadtest/README.md.
+bench_twin = @if command -v $(DOTNET) >/dev/null 2>&1; then $(MAKE) --no-print-directory twin; fi
+
 bench: bench-deps
 	@$(MAKE) --no-print-directory $(BINS)
+	$(bench_twin)
 	python3 loadtest/test_harness.py
 	python3 loadtest/bench.py --build $(BUILD) $(if $(filter 1,$(PUBLISH)),--publish)
 
 bench-quick: bench-deps
 	@$(MAKE) --no-print-directory $(BINS)
+	$(bench_twin)
 	python3 loadtest/test_harness.py
 	python3 loadtest/bench.py --build $(BUILD) --quick
 

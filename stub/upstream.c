@@ -39,6 +39,8 @@
  *   extra     the answer, then EXTRA_MS later a second, unsolicited
  *             response ("SMUGGLED\n") on the same connection (counted in
  *             /_stats "extras" once written)
+ *   glued     the answer and that unsolicited response in one write, so
+ *             they arrive in the same read (also counted in "extras")
  * drop_next=N in _control drops the next N requests that arrive on an
  * already used connection: the keep-alive race, made deterministic.
  *
@@ -86,11 +88,12 @@ enum {
     F_INTERIM,
     F_INFOBODY,
     F_EXTRA,
+    F_GLUED,
     F_COUNT
 };
 static const char *const fault_names[F_COUNT] = {
     "none",     "stall", "headers", "garbage",  "reset", "close",
-    "truncate", "drop",  "interim", "infobody", "extra",
+    "truncate", "drop",  "interim", "infobody", "extra", "glued",
 };
 
 /* What a connection does once a response has been written. */
@@ -114,7 +117,7 @@ typedef struct {
     settings_t set;
     hp_link_t conns;
     uint64_t requests, items, failed, faults, connections, open_connections;
-    uint64_t extras; /* fault=extra's unsolicited responses written */
+    uint64_t extras; /* fault=extra and glued: unsolicited responses written */
     uint64_t rng;
     char rbuf[65536]; /* every connection reads here: each read is parsed at once */
 } stub_t;
@@ -438,6 +441,10 @@ static void ready(sreq_t *r, answer_t *a)
     default: break;
     }
     if (body) hp_sbuf_add(&out, a->body.data, body);
+    if (r->fault == F_GLUED && !close) {
+        hp_sbuf_add(&out, smuggled, sizeof(smuggled) - 1);
+        r->c->s->extras++;
+    }
     hp_free(a->body.data);
     r->resp = hp_sbuf_take(&out, &r->resp_len);
     r->ready = true;
@@ -775,8 +782,8 @@ static void usage(FILE *f)
                "  --fail-rate F   answer this fraction (0..1) with --status (default 0)\n"
                "  --status S      the failure status (default 500)\n"
                "  --fault MODE    every request: stall, headers, garbage, reset, close,\n"
-               "                  truncate, drop, interim, infobody, extra or none\n"
-               "                  (default none)\n"
+               "                  truncate, drop, interim, infobody, extra, glued or\n"
+               "                  none (default none)\n"
                "  --help          this text\n"
                "Prints \"hotpath-upstream listening on HOST:PORT\" once listening.\n"
                "Paths: /items/{key}, /chunked/{key}, /bytes/{n}, /_stats, POST /_control?\n"

@@ -71,7 +71,7 @@ static cJSON *stub_stats(fixture_t *f)
 static int stub_items(fixture_t *f)
 {
     cJSON *s = stub_stats(f);
-    double n = hp_it_json_num(s, "items", -1);
+    double n = hp_it_json_get(s, "items");
     cJSON_Delete(s);
     assert_true(n >= 0);
     return (int)n;
@@ -92,7 +92,7 @@ static char *item_body(char *buf, size_t len, const char *key, int served)
 
 static double delta(const cJSON *a, const cJSON *b, const char *path)
 {
-    return hp_it_json_num(b, path, 0) - hp_it_json_num(a, path, 0);
+    return hp_it_json_get(b, path) - hp_it_json_get(a, path);
 }
 
 /* GET (or HEAD) /cache/{key} on c; checks status and X-Cache; returns the
@@ -170,12 +170,12 @@ static void miss_then_hit_and_head(void **state)
 
     cJSON *s = hp_it_stats(f->server.port);
     assert_non_null(s);
-    assert_int_equal(hp_it_json_num(s, "cache|misses", 0), 2);
-    assert_int_equal(hp_it_json_num(s, "cache|hits", 0), 5);
-    assert_int_equal(hp_it_json_num(s, "cache|fills", 0), 2);
-    assert_int_equal(hp_it_json_num(s, "cache|entries", 0), 2);
-    assert_int_equal(hp_it_json_num(s, "routes|/cache/|valuetask|requests", 0), 7);
-    assert_int_equal(hp_it_json_num(s, "routes|/cache/|valuetask|status|2xx", 0), 7);
+    assert_int_equal(hp_it_json_get(s, "cache|misses"), 2);
+    assert_int_equal(hp_it_json_get(s, "cache|hits"), 5);
+    assert_int_equal(hp_it_json_get(s, "cache|fills"), 2);
+    assert_int_equal(hp_it_json_get(s, "cache|entries"), 2);
+    assert_int_equal(hp_it_json_get(s, "routes|/cache/|valuetask|requests"), 7);
+    assert_int_equal(hp_it_json_get(s, "routes|/cache/|valuetask|status|2xx"), 7);
     cJSON_Delete(s);
 
     /* A key must be one non-empty path segment. */
@@ -308,8 +308,8 @@ static void eviction_keeps_the_memory_bound(void **state)
         expect_item(&c, key, "miss", items + 1 + i);
         cJSON *s = hp_it_stats(f->server.port);
         assert_non_null(s);
-        double bytes = hp_it_json_num(s, "cache|bytes", -1);
-        assert_int_equal(hp_it_json_num(s, "cache|max_bytes", 0), 4096);
+        double bytes = hp_it_json_get(s, "cache|bytes");
+        assert_int_equal(hp_it_json_get(s, "cache|max_bytes"), 4096);
         if (bytes > 4096) fprintf(stderr, "after %s: cache.bytes %.0f > 4096\n", key, bytes);
         assert_true(bytes > 0 && bytes <= 4096);
         if (i == 0) first_cost = bytes;
@@ -317,15 +317,15 @@ static void eviction_keeps_the_memory_bound(void **state)
     }
     cJSON *s = hp_it_stats(f->server.port);
     assert_non_null(s);
-    double entries = hp_it_json_num(s, "cache|entries", 0);
-    double evictions = hp_it_json_num(s, "cache|evictions", 0);
+    double entries = hp_it_json_get(s, "cache|entries");
+    double evictions = hp_it_json_get(s, "cache|evictions");
     printf("it_cache: %d keys under max_bytes 4096 (one entry: %.0f bytes): %.0f resident, %.0f "
            "evicted, %.0f bytes\n",
-           EVICT_KEYS, first_cost, entries, evictions, hp_it_json_num(s, "cache|bytes", 0));
+           EVICT_KEYS, first_cost, entries, evictions, hp_it_json_get(s, "cache|bytes"));
     assert_true(evictions > 0);
     assert_int_equal(entries + evictions, EVICT_KEYS); /* nothing expired, nothing lost */
-    assert_int_equal(hp_it_json_num(s, "cache|expirations", 0), 0);
-    assert_int_equal(hp_it_json_num(s, "cache|misses", 0), EVICT_KEYS);
+    assert_int_equal(hp_it_json_get(s, "cache|expirations"), 0);
+    assert_int_equal(hp_it_json_get(s, "cache|misses"), EVICT_KEYS);
     /* Bodies grow by a digit past served 9, so later entries cost a byte
      * more than the first; none fits twice. */
     assert_true(entries <= 4096 / first_cost);
@@ -441,10 +441,10 @@ static void upstream_errors_are_not_cached(void **state)
 
     cJSON *s = hp_it_stats(f->server.port);
     assert_non_null(s);
-    assert_int_equal(hp_it_json_num(s, "cache|fill_failures", 0), 3);
-    assert_int_equal(hp_it_json_num(s, "cache|misses", 0), 4);
-    assert_int_equal(hp_it_json_num(s, "cache|entries", 0), 1);
-    assert_int_equal(hp_it_json_num(s, "routes|/cache/|valuetask|status|5xx", 0), 3);
+    assert_int_equal(hp_it_json_get(s, "cache|fill_failures"), 3);
+    assert_int_equal(hp_it_json_get(s, "cache|misses"), 4);
+    assert_int_equal(hp_it_json_get(s, "cache|entries"), 1);
+    assert_int_equal(hp_it_json_get(s, "routes|/cache/|valuetask|status|5xx"), 3);
     cJSON_Delete(s);
     hp_it_client_close(&c);
     hp_it_fixture_stop(f);

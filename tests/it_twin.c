@@ -31,6 +31,7 @@
  * with tiered compilation off (see main).
  */
 #include "tests/support/harness.h"
+#include "tests/support/fixture.h"
 
 #include <setjmp.h>
 #include <signal.h>
@@ -94,7 +95,7 @@ static cJSON *stats(int port)
 
 static double delta(const cJSON *a, const cJSON *b, const char *path)
 {
-    return hp_it_json_num(b, path, 0) - hp_it_json_num(a, path, 0);
+    return hp_it_json_get(b, path) - hp_it_json_get(a, path);
 }
 
 /* Rewrite the config with this mode, SIGHUP the twin, and wait (bounded)
@@ -373,7 +374,7 @@ static double bytes_per_request(const char *mode, const char *target)
 static void task_mode_allocates_a_task_per_layer(void **state)
 {
     cJSON *s = stats(twin.port);
-    double task = hp_it_json_num(s, "runtime|task_bytes", 0);
+    double task = hp_it_json_get(s, "runtime|task_bytes");
     cJSON_Delete(s);
     /* One Task<Answer>: 72 bytes on 64-bit .NET 10. */
     assert_true(task >= 48 && task <= 128);

@@ -1123,8 +1123,8 @@ static void test_ipv6(void **state)
     bool have = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
     if (fd >= 0) close(fd);
     if (!have) {
-        print_message("no ::1 here; skipped\n");
-        return;
+        print_message("SKIP: this host has no ::1 loopback, so the IPv6 client is untested\n");
+        skip();
     }
     stub_proc_t b = {0};
     stub_start(&b, (const char *const[]){"--host", "::1", NULL});

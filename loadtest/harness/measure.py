@@ -2,12 +2,16 @@
 loop), the reads of a process's CPU and memory, callgrind's instruction
 counts, and the idle-connection memory probe.
 
-CPU. cpu_seconds() sums the per-thread scheduler clocks of a process tree
+CPU. cpu_sample() reads the per-thread scheduler clocks of a process tree
 (/proc/PID/task/TID/schedstat, nanoseconds) - precise enough for a 1 s
 window at a 10% cap (100 ms of CPU), where /proc/PID/stat's clock ticks
-(10 ms) would be a 10% error. It counts live threads only; hotpath's
-threads live as long as it does. Without schedstat it falls back to the
-ticks, which include exited threads.
+(10 ms) would be a 10% error - and cpu_used() is the CPU between two
+samples, thread by thread: a thread born in between counts from zero, one
+that exited in between loses only what it used after the first sample.
+Summing the live threads instead would be wrong for .NET, whose thread
+pool retires idle threads (20 s idle): the whole past of a thread that
+exits during a run would come off the run's figure. Without schedstat the
+per-thread clock ticks stand in.
 """
 
 import http.client
@@ -50,9 +54,10 @@ def parse_result(text):
 
 # --- CPU and memory -------------------------------------------------------------------
 
-def cpu_seconds(pid):
-    """CPU (user + system) used so far by pid's process tree, in seconds."""
-    total, have_schedstat = 0, True
+def cpu_sample(pid):
+    """{(pid, tid): CPU nanoseconds so far} for every live thread of pid's
+    process tree."""
+    out = {}
     for p in process_tree(pid):
         try:
             tids = os.listdir(f"/proc/{p}/task")
@@ -61,28 +66,28 @@ def cpu_seconds(pid):
         for tid in tids:
             try:
                 with open(f"/proc/{p}/task/{tid}/schedstat") as f:
-                    total += int(f.read().split()[0])
-            except FileNotFoundError:
-                have_schedstat = False
+                    out[(p, tid)] = int(f.read().split()[0])
+            except FileNotFoundError:  # no schedstat in this kernel: the ticks
+                try:
+                    with open(f"/proc/{p}/task/{tid}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                    out[(p, tid)] = (int(fields[11]) + int(fields[12])) * 10**9 // CLK_TCK
+                except (OSError, ValueError, IndexError):
+                    pass
             except (OSError, ValueError, IndexError):
                 pass
-    if have_schedstat:
-        return total / 1e9
-    return cpu_ticks(pid) / CLK_TCK
+    return out
 
 
-def cpu_ticks(pid):
-    """utime + stime of pid's process tree (all threads, exited ones too),
-    in clock ticks."""
+def cpu_used(a, b):
+    """CPU seconds between two cpu_samples, thread by thread (a thread new
+    in b counts from zero, as does one whose clock went back: its id was
+    reused; one gone from b is left out)."""
     total = 0
-    for p in process_tree(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except OSError:
-            pass
-    return total
+    for k, ns in b.items():
+        d = ns - a.get(k, 0)
+        total += d if d >= 0 else ns
+    return total / 1e9
 
 
 def machine_busy_s():
@@ -296,3 +301,57 @@ def idle_memory(port, pid, n, log, name):
         + (f" ({failed} failed)" if failed else ""))
     return dict(connections=open_n, failed=failed, rss_before=before, rss_after=after,
                 per_connection_bytes=(after - before) / open_n if open_n else None)
+
+
+# --- system calls per request -------------------------------------------------------------
+
+def strace_counts(text):
+    """{syscall: calls} from `strace -c`'s table."""
+    out = {}
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) in (5, 6) and f[0][0].isdigit() and f[-1] != "total":
+            out[f[-1]] = int(f[3])
+    return out
+
+
+def syscalls(procs, srv, mode, pin, path, n, connections, log):
+    """System calls per request of srv in mode: `strace -c -f` attached to
+    every process of its tree (every thread) while h2load sends n requests
+    on connections connections, one in flight each. strace makes every
+    call slow, so the rate is not the server's; the counts per request
+    are (how many reads, writes, polls and yields a request takes)."""
+    srv.use(mode)
+    s0 = srv.stats() if srv.rt.counters else None
+    out = os.path.join(procs.tmp, f"strace-{srv.name}-{mode}.txt")
+    cmd = ["strace", "-c", "-f", "-o", out]
+    for pid in process_tree(srv.pid):
+        cmd += ["-p", str(pid)]
+    p = procs.start(f"strace-{srv.name}-{mode}", cmd)
+    try:
+        deadline = time.monotonic() + 30
+        while "attached" not in procs.stderr(p):
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"strace did not attach to {srv.name}: {procs.stderr(p, 300)}")
+            time.sleep(0.05)
+        o = run(pin.load + ["h2load", "--h1", "-n", str(n), "-c", str(connections),
+                            f"http://{HOST}:{srv.port}{path}"], 600)
+        m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", o)
+        if not m or int(m.group(2)) != n:
+            raise RuntimeError(f"h2load did not complete {n} requests: {o[-300:]}")
+    finally:
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGINT)  # strace detaches and writes its table
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
+        procs.stop(p, timeout=10)
+    with open(out) as f:
+        counts = strace_counts(f.read())
+    served = (srv.counters(s0, srv.stats(), mode, (path,)).get("requests") if s0 else None) or n
+    log(f"syscalls {srv.name} {mode}: {served} requests, "
+        + ", ".join(f"{k} {v / served:.2f}" for k, v in
+                    sorted(counts.items(), key=lambda kv: -kv[1])[:6]) + " per request")
+    return dict(requests=served, connections=connections, path=path,
+                calls=counts, per_request={k: v / served for k, v in counts.items()})

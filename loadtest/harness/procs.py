@@ -81,11 +81,13 @@ class Procs:
         self.close()
         return False
 
-    def start(self, name, cmd, env=None, preexec=None):
+    def start(self, name, cmd, env=None, preexec=None, note=""):
         """Start cmd in its own session; stdout and stderr go to files in
         the temp dir. preexec runs in the child before exec (joining a
-        cgroup). Returns the Popen, with name, out_path and err_path."""
-        record(cmd)
+        cgroup); note (the environment it adds) goes before the command in
+        the report's list. Returns the Popen, with name, out_path and
+        err_path."""
+        record(cmd, note)
         out = os.path.join(self.tmp, name + ".out")
         err = os.path.join(self.tmp, name + ".err")
         with open(out, "wb") as o, open(err, "wb") as e:

@@ -18,9 +18,9 @@ import re
 import shutil
 import subprocess
 
-from . import stats, threshold, tiers
+from . import micro, stats, targets, threshold, tiers
+from . import scenarios as scen
 from .procs import HERE, ROOT, run
-from .scenarios import METRICS
 
 RESULTS = os.path.join(HERE, "results")
 LATEST = os.path.join(RESULTS, "latest")
@@ -328,7 +328,8 @@ def chance_text(sw):
 
 def sweep_table(c, labels):
     L = ["| offered (per core) | target | achieved | p50 µs | p99 µs (min–max) | p99.9 µs "
-         "| cap used | throttled | CPU µs/req | allocs/req (bytes) | gen. lag p99 µs | others "
+         "| cap used | throttled | CPU µs/req | allocs/req (bytes, gen0; around it) "
+         "| gen. lag p99 µs | others "
          "| limited by | held | runs (+discarded) |",
          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for pt in c["points"]:
@@ -349,9 +350,16 @@ def sweep_table(c, labels):
 
 
 def allocs(s):
-    """'4.00 (320 B)', '- (1,024 B)' for a runtime that counts bytes only."""
-    b = s.get("bytes_per_req")
-    return n(s["allocs_per_req"], 2) + (f" ({b:,.0f} B)" if b is not None else "")
+    """'4.00 (320 B; outside chain 0.00, worker 4.02)' for hotpath; '- (349 B,
+    gen0 0.143/1k)' for a runtime that counts bytes and collections."""
+    b, g = s.get("bytes_per_req"), s.get("gen0_per_1k")
+    o, w = s.get("outside_chain_per_req"), s.get("worker_allocs_per_req")
+    extra = [f"{b:,.0f} B"] if b is not None else []
+    extra += [f"gen0 {g:.3f}/1k"] if g is not None else []
+    around = ([f"outside chain {o:.2f}"] if o is not None else []) + \
+        ([f"worker {w:.2f}"] if w is not None else [])
+    text = ", ".join(extra) + ("; " if extra and around else "") + ", ".join(around)
+    return n(s.get("allocs_per_req"), 2) + (f" ({text})" if text else "")
 
 
 def sweep_section(res):
@@ -408,7 +416,12 @@ def sweep_section(res):
              "with neither side at its limit): the share discarded is a measure of how noisy "
              "the machine was during the sweep, as is the \"others\" column below: the CPU "
              "(in cores) the rest of the machine - other tenants, this runner - used during "
-             "each window, from /proc/stat less the server's and the generator's.")
+             "each window, from /proc/stat less the server's and the generator's. "
+             "allocs/req: as in the scenarios (hotpath: the route's chain, and around it "
+             "the allocations outside the chain and the worker's, all three doors - the "
+             f"worker's include its {p['connections']} connections' set-up over a short "
+             "window; the twin: "
+             "bytes and gen0 collections per 1,000 requests).")
     L.append("")
     L.append("**Does it scale with the cap?** A full core's rate is the rate at a cap ÷ the "
              "cap; each cap brackets it (last rate held … first not held, ÷ cap), and a "
@@ -456,42 +469,78 @@ def sweep_section(res):
 
 # --- the closed-loop scenarios' sections ----------------------------------------------------
 
-def summary_table(res):
-    L = ["| scenario | target | req/s median (min–max) | p50 µs | p90 µs | p99 µs | max µs "
-         "| CPU µs/req | allocs/req | bytes/req |", "|---|---|---|---|---|---|---|---|---|---|"]
+HP_VT, HP_TASK = targets.HOTPATH.label("valuetask"), targets.HOTPATH.label("task")
+
+
+def task_pairs(labels):
+    """(valuetask, task) label pairs, one per runtime that ran both."""
+    out = []
+    for rt in targets.RUNTIMES.values():
+        b, c = rt.label(rt.baseline), rt.label(rt.compared)
+        if b in labels and c in labels:
+            out.append((b, c))
+    return out
+
+
+def summary_table(res, short=False):
+    """Every target of every scenario. short: the console's columns."""
+    if short:
+        L = ["| scenario | target | req/s | p99 µs | CPU µs/req | allocs/req | bytes/req "
+             "| gen0 per 1k req |", "|---|---|---|---|---|---|---|---|"]
+    else:
+        L = ["| scenario | target | req/s median (min–max) | p50 µs | p90 µs | p99 µs "
+             "| max µs | CPU µs/req | allocs/req | outside chain /req | worker allocs/req "
+             "| bytes/req |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, sc in res["scenarios"].items():
         for target, s in sc["summary"].items():
+            if short:
+                L.append(f"| {name} | {target} | {med(s['rps'])} | {med(s['p99'])} "
+                         f"| {med(s['cpu_us_per_req'], 2)} | {med(s.get('allocs_per_req'), 2)} "
+                         f"| {med(s.get('bytes_per_req'))} | {med(s.get('gen0_per_1k'), 3)} |")
+                continue
             L.append(f"| {name} | {target} | {ms(s['rps'])} | {ms(s['p50'])} | {ms(s['p90'])} "
                      f"| {ms(s['p99'])} | {ms(s['max'])} | {ms(s['cpu_us_per_req'], 2)} "
-                     f"| {ms(s['allocs_per_req'], 2)} | {ms(s['bytes_per_req'])} |")
+                     f"| {ms(s.get('allocs_per_req'), 2)} "
+                     f"| {ms(s.get('outside_chain_per_req'), 2)} "
+                     f"| {ms(s.get('worker_allocs_per_req'), 2)} | {ms(s.get('bytes_per_req'))} |")
     return "\n".join(L)
 
 
+def med(s, digits=0):
+    return n(s["median"], digits) if s else "-"
+
+
 def ratio_table(res):
-    L = ["| scenario | " + " | ".join(f"{label} task/vt" for _, label in METRICS)
+    """hotpath's paired ratios per scenario: task / valuetask, valuetask / nginx."""
+    tv, vn = scen.ratio_key(HP_TASK, HP_VT), scen.ratio_key(HP_VT, "nginx")
+    L = ["| scenario | " + " | ".join(f"{label} task/vt" for _, label in scen.METRICS)
          + " | req/s vt/nginx | CPU/req vt/nginx | hit ratio | errors (non-2xx) |",
-         "|---|" + "---|" * (len(METRICS) + 4)]
+         "|---|" + "---|" * (len(scen.METRICS) + 4)]
     for name, sc in res["scenarios"].items():
         r, s = sc["ratios"], sc["summary"]
-        v = s.get("valuetask") or {}
+        v = s.get(HP_VT) or {}
         hit = v.get("cache_hit_ratio")
         errs = sum(x["errors"] for x in s.values())
         non2 = sum(x["non2xx"] for x in s.values())
-        L.append(f"| {name} | " + " | ".join(stats.fmt_ratio(r.get(k), 3) for k, _ in METRICS)
-                 + f" | {stats.fmt_ratio(r.get('nginx:rps'), 3)} "
-                 f"| {stats.fmt_ratio(r.get('nginx:cpu_us_per_req'), 3)} "
+        L.append(f"| {name} | " + " | ".join(stats.fmt_ratio(r.get(tv, {}).get(k), 3)
+                                              for k, _ in scen.METRICS)
+                 + f" | {stats.fmt_ratio(r.get(vn, {}).get('rps'), 3)} "
+                 f"| {stats.fmt_ratio(r.get(vn, {}).get('cpu_us_per_req'), 3)} "
                  f"| {pct(hit['median']) if hit and name.startswith(('cache', 'mixed')) else '-'} "
                  f"| {errs} ({non2}) |")
     return "\n".join(L)
 
 
 def verdict_table(res):
-    L = ["| scenario | task vs valuetask: every round on one side (paired, per round) |",
-         "|---|---|"]
+    L = ["| scenario | runtime | task vs valuetask: every round on one side (paired, per round) |",
+         "|---|---|---|"]
     for name, sc in res["scenarios"].items():
-        found = [f"{label} {sc['ratios'][k]['median'] - 1:+.0%}" for k, label in METRICS
-                 if sc["ratios"].get(k, {}).get("beyond")]
-        L.append(f"| {name} | {', '.join(found) or 'none'} |")
+        for b, c in task_pairs(sc["summary"]):
+            r = sc["ratios"].get(scen.ratio_key(c, b), {})
+            found = [f"{label} {r[k]['median'] - 1:+.0%}" for k, label in scen.METRICS
+                     if r.get(k, {}).get("beyond")]
+            L.append(f"| {name} | {targets.split_label(b)[0]} | {', '.join(found) or 'none'} |")
     return "\n".join(L)
 
 
@@ -534,27 +583,275 @@ def scenarios_section(res):
     L = ["## Scenarios (wrk, closed loop)", "",
          "Medians over rounds, (min–max) over rounds; every round runs every target once, in "
          "an order rotated round by round. Latency percentiles are wrk's (from each request's "
-         "write to its answer). CPU µs/req: the server's CPU (per-thread schedstat; nginx: "
-         "master + worker) over the run ÷ the requests wrk completed. allocs/req and bytes/req: "
-         "/stats deltas of the scenario's routes in the mode measured (hotpath only).", ""]
+         "write to its answer). CPU µs/req: the server's CPU (per-thread schedstat, thread by "
+         "thread; nginx: master + worker) over the run ÷ the requests wrk completed. "
+         "allocs/req and bytes/req: /stats deltas of the scenario's routes in the mode "
+         "measured (hotpath: the route's chain, all three doors; the twin: bytes only, "
+         "`GC.GetTotalAllocatedBytes` over the mode's requests). outside chain /req: hotpath's "
+         "allocations for those requests around the chain (reading them, pipelined input "
+         "kept, output the kernel refused); worker allocs/req: everything hotpath's worker "
+         "allocated over the run through all three doors (own, libuv, cJSON) ÷ its requests "
+         "- its connections, wrk's, the two /stats reads - of which the route's figure is a "
+         "part.", ""]
     for name, sc in res["scenarios"].items():
         L.append(f"- **{name}**: {sc['what']} (`loadtest/{sc['script']}`"
                  + (f" `{' '.join(sc['args'])}`" if sc["args"] else "") + ")")
     L += ["", summary_table(res), "",
-          "Paired ratios: per round, task ÷ valuetask (and valuetask ÷ nginx) measured in the "
-          "same round; median (min–max, n rounds). Above 1 in req/s: task served more; above 1 "
-          "in p99 or CPU: task was slower / costlier.", "", ratio_table(res), ""]
-    m = len(res["scenarios"]) * len(METRICS)
+          "hotpath's paired ratios: per round, task ÷ valuetask (and valuetask ÷ nginx) "
+          "measured in the same round; median (min–max, n rounds). Above 1 in req/s: task "
+          "served more; above 1 in p99 or CPU: task was slower / costlier.", "",
+          ratio_table(res), ""]
+    pairs = sum(len(task_pairs(sc["summary"])) for sc in res["scenarios"].values())
+    m = pairs * len(scen.METRICS)
     pr = stats.sign_chance(p["rounds"])
     L += [f"Where the modes differ beyond the spread: every one of the {p['rounds']} rounds' "
           "paired ratios on the same side of 1. For a metric with no real difference that "
           f"happens by chance with probability 2·0.5^{p['rounds']} = {pr:.0%}; with {m} "
-          f"metrics compared here, the chance of at least one such finding from noise alone is "
-          f"{stats.family_chance(pr, m):.0%}"
+          f"metrics compared here (task vs valuetask, per runtime and scenario), the chance of "
+          f"at least one such finding from noise alone is {stats.family_chance(pr, m):.0%}"
           + (" — read this table as a hint; the callgrind counts below are the deterministic "
              "figures." if pr > 0.05 else "."), "", verdict_table(res), ""]
-    if any(sc.get("advice") for sc in res["scenarios"].values()):
-        L += advice_section(res) + [""]
+    return L
+
+
+# --- the Kestrel twin ---------------------------------------------------------------------
+
+def gc_line(name, d):
+    """'kestrel: .NET 10.0.12, workstation GC (concurrent, 1 heap, ...)'."""
+    info = d.get("describe") or {}
+    gc = info.get("gc") or {}
+    kind = "server" if gc.get("server") else "workstation"
+    return (f"`{name}` ({', '.join(d.get('modes', []))}): .NET {info.get('dotnet', '?')}, "
+            f"**{kind} GC** ({'concurrent' if gc.get('concurrent') else 'not concurrent'}, "
+            f"{gc.get('heap_count', '?')} heap(s), latency mode {gc.get('latency_mode', '?')}), "
+            f"{info.get('processors', '?')} processor(s) seen, one `Task<Answer>` = "
+            f"{info.get('task_bytes', '?')} B; environment "
+            f"`{d.get('env') or '(none beyond the telemetry opt-outs)'}`")
+
+
+def twin_rows(res):
+    """[(scenario, label, summary, ratios)] of every twin target."""
+    out = []
+    for name, sc in res["scenarios"].items():
+        for lbl, s in sc["summary"].items():
+            if targets.RUNTIMES.get(targets.split_label(lbl)[0]) in scen.TWINS:
+                out.append((name, lbl, s, sc["ratios"]))
+    return out
+
+
+def own_baseline(lbl):
+    rt = targets.RUNTIMES[targets.split_label(lbl)[0]]
+    return rt.label(rt.baseline)
+
+
+def hotpath_same(lbl):
+    mode = targets.split_label(lbl)[1]
+    return targets.HOTPATH.label(mode if mode in targets.HOTPATH.modes else "valuetask")
+
+
+def decision_rows(res):
+    """The price of the decision on each runtime, side by side: per scenario
+    and runtime that ran both modes, {scenario, runtime, figure: (valuetask
+    median, task median)} for allocs, bytes, gen0 per 1,000 requests and
+    CPU per request (None where the runtime does not count it), and the
+    paired CPU and req/s ratios task ÷ valuetask."""
+    out = []
+    for name, sc in res["scenarios"].items():
+        for b, c in task_pairs(sc["summary"]):
+            sb, sc_ = sc["summary"][b], sc["summary"][c]
+            r = sc["ratios"].get(scen.ratio_key(c, b), {})
+            row = dict(scenario=name, runtime=targets.split_label(b)[0],
+                       cpu_ratio=r.get("cpu_us_per_req"), rps_ratio=r.get("rps"))
+            for key in ("allocs_per_req", "bytes_per_req", "gen0_per_1k", "cpu_us_per_req"):
+                row[key] = (median_of(sb, key), median_of(sc_, key))
+            out.append(row)
+    return out
+
+
+def decision_table(res):
+    """decision_rows as a table: hotpath's and the twin's price of the
+    same decision in one run, one row per scenario and runtime, in the
+    scenarios where the twin ran both modes."""
+    rows = decision_rows(res)
+    with_twin = {r["scenario"] for r in rows if targets.RUNTIMES[r["runtime"]] in scen.TWINS}
+    rows = [r for r in rows if r["scenario"] in with_twin]  # hotpath alone: its own table
+    if not rows:
+        return []
+
+    def pair(v, digits=0, diff=False):
+        a, b = v
+        if a is None or b is None:
+            return "-"
+        return f"{n(a, digits)} → {n(b, digits)}" + (f" ({b - a:+,.{digits}f})" if diff else "")
+    L = ["**The price of the decision on each runtime**, side by side in the same rounds: "
+         "valuetask → task medians, and the paired ratios task ÷ valuetask (median, min–max). "
+         "hotpath counts allocations (exact) and their bytes, the twin bytes and "
+         "collections.", "",
+         "| scenario | runtime | allocs/req | bytes/req (task − valuetask) "
+         "| gen0 per 1,000 req | CPU µs/req | CPU task ÷ vt | req/s task ÷ vt |",
+         "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        L.append(f"| {r['scenario']} | {r['runtime']} | {pair(r['allocs_per_req'], 2)} "
+                 f"| {pair(r['bytes_per_req'], 0, diff=True)} | {pair(r['gen0_per_1k'], 3)} "
+                 f"| {pair(r['cpu_us_per_req'], 2)} | {stats.fmt_ratio(r['cpu_ratio'], 2)} "
+                 f"| {stats.fmt_ratio(r['rps_ratio'], 2)} |")
+    return L + [""]
+
+
+def twin_section(res):
+    rows = twin_rows(res)
+    if not rows and not res.get("runtimes"):
+        return []
+    p = res["meta"]["params"]
+    L = ["## The Kestrel twin beside hotpath", "",
+         "hotpath's contract on ASP.NET Core (loadtest/kestrel): its chain as `async "
+         "ValueTask<Answer>` layers (valuetask: pooling builder; valuetask-nopool: the default "
+         "builder), `async Task<Answer>` layers (task), or idiomatic `Task InvokeAsync` "
+         "middleware (aspnet). One process per mode, pinned to the server CPU like hotpath and "
+         "nginx, in the same rounds, rotated, with the same wrk scripts.", ""]
+    for name, d in res.get("runtimes", {}).items():
+        L.append("- " + gc_line(name, d))
+    L += ["", "Pinned to one CPU, .NET runs workstation GC whatever the project asks for "
+          "(Sdk.Web's default is server GC, which needs two CPUs); the `kestrel-servergc` rows "
+          "get server GC on the same one CPU by `DOTNET_PROCESSOR_COUNT=2`. Before its first "
+          f"run in a scenario each twin process is primed for {p['prime_s']} s "
+          "(tiered JIT: its first seconds run unoptimised code); the priming pass is below.",
+          ""]
+    if not rows:
+        return L + ["No twin target ran in the scenarios of this run.", ""]
+    L += ["bytes/req: `GC.GetTotalAllocatedBytes` deltas of the mode ÷ its requests; gen0 per "
+          "1,000 requests: `GC.CollectionCount(0)` deltas (a gen1 or gen2 collection counts "
+          "too); GC pause share: `GC.GetTotalPauseDuration` deltas ÷ the wall time the same "
+          "counters cover; CPU µs/req as for every server. The ratios are paired per round "
+          "(median, min–max): CPU per request over the same runtime's valuetask mode (the price "
+          "of the decision on that runtime), and over hotpath in the same mode (the twin's "
+          "own modes: over hotpath's valuetask) - the twin ÷ hotpath ratio measured in one "
+          "run - and req/s over hotpath in the same mode.", "",
+          "| scenario | target | req/s | CPU µs/req | bytes/req | gen0 per 1,000 req "
+          "| GC pause share | CPU ÷ own valuetask | CPU ÷ hotpath (same mode) "
+          "| req/s ÷ hotpath (same mode) | errors |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, lbl, s, r in rows:
+        own = r.get(scen.ratio_key(lbl, own_baseline(lbl)), {}).get("cpu_us_per_req")
+        hp = r.get(scen.ratio_key(lbl, hotpath_same(lbl)), {})
+        L.append(f"| {name} | {lbl} | {ms(s['rps'])} | {ms(s['cpu_us_per_req'], 2)} "
+                 f"| {ms(s.get('bytes_per_req'))} | {ms(s.get('gen0_per_1k'), 3)} "
+                 f"| {pct2(median_of(s, 'gc_pause_share'))} "
+                 f"| {stats.fmt_ratio(own, 2) if own else '(baseline)'} "
+                 f"| {stats.fmt_ratio(hp.get('cpu_us_per_req'), 2)} "
+                 f"| {stats.fmt_ratio(hp.get('rps'), 2)} | {s['errors'] + s['non2xx']} |")
+    L += [""] + decision_table(res) + gc_comparison(res) + priming_table(res)
+    return L
+
+
+def median_of(summary, key):
+    s = summary.get(key)
+    return s["median"] if s else None
+
+
+def pct2(x):
+    return "-" if x is None else f"{x:.2%}"
+
+
+def gc_comparison(res):
+    """Server GC beside workstation GC, mode by mode, where both ran."""
+    L = []
+    for name, sc in res["scenarios"].items():
+        for m in targets.KESTREL_SERVERGC.modes:
+            w, sv = targets.KESTREL.label(m), targets.KESTREL_SERVERGC.label(m)
+            a, b = sc["summary"].get(w), sc["summary"].get(sv)
+            if not a or not b or not a.get("gen0_per_1k") or not b.get("gen0_per_1k"):
+                continue
+            g0w, g0s = a["gen0_per_1k"]["median"], b["gen0_per_1k"]["median"]
+            cpu = sc["ratios"].get(scen.ratio_key(sv, w), {}).get("cpu_us_per_req")
+            L.append(f"- {name}, {m}: gen0 per 1,000 requests {g0w:.3f} (workstation) vs "
+                     f"{g0s:.3f} (server)"
+                     + (f", workstation collects {g0w / g0s:.1f}× as often" if g0s else "")
+                     + f"; GC pause share {pct2(median_of(a, 'gc_pause_share'))} vs "
+                     f"{pct2(median_of(b, 'gc_pause_share'))}"
+                     f"; CPU per request server ÷ workstation {stats.fmt_ratio(cpu, 2)}.")
+    if not L:
+        return []
+    return ["**Server GC beside workstation GC** (same mode, same scenario, paired per "
+            "round):", ""] + L + [""]
+
+
+def priming_table(res):
+    rows = []
+    for name, sc in res["scenarios"].items():
+        for lbl, steps in (sc.get("priming") or {}).items():
+            s = sc["summary"].get(lbl)
+            rows.append(f"| {name} | {lbl} | " + " → ".join(n(x) for x in steps)
+                        + f" | {med(s['rps']) if s else '-'} |")
+    if not rows:
+        return []
+    return ["**Priming pass** (req/s in each second of a twin process's warm-up before the "
+            "scenario's rounds; tiered JIT compiles hot methods again, optimised, after "
+            "their first calls):", "",
+            "| scenario | target | req/s per second of priming | req/s in the rounds |",
+            "|---|---|---|---|"] + rows + [""]
+
+
+# --- system calls, micro-benchmark -----------------------------------------------------------
+
+def syscalls_section(res):
+    sc = res.get("syscalls") or {}
+    if not sc:
+        return []
+    any_s = next(iter(sc.values()))
+    labels = list(sc)
+    names = sorted({k for d in sc.values() for k, v in d["per_request"].items() if v >= 0.01},
+                   key=lambda k: -max(d["per_request"].get(k, 0) for d in sc.values()))
+    L = ["## System calls per request (strace)", "",
+         f"`strace -c -f` attached to every thread of the server while `h2load --h1` sends "
+         f"{any_s['requests']:,} GET {any_s['path']} on {any_s['connections']} connections, "
+         "one request in flight each; calls ÷ requests served. strace slows every call, so "
+         "the rate is not the server's; the calls per request are (how many reads, writes, "
+         "polls and yields a request takes). Calls under 0.01 per request are left out.", "",
+         "| system call | " + " | ".join(labels) + " |",
+         "|---|" + "---|" * len(labels)]
+    for k in names:
+        L.append(f"| `{k}` | " + " | ".join(n(sc[lbl]["per_request"].get(k), 2)
+                                             for lbl in labels) + " |")
+    L.append("| **all** | " + " | ".join(n(sum(sc[lbl]["per_request"].values()), 2)
+                                         for lbl in labels) + " |")
+    return L + [""]
+
+
+def micro_section(res):
+    mi = res.get("micro")
+    if not mi:
+        return []
+    commit = (res["meta"].get("git_commit") or "")[:len(mi.get("commit") or "x")]
+    how = (f"run by this bench (`make micro`, {mi['wall_s'] / 60:.1f} min)" if mi.get("ran")
+           else f"read from `{mi.get('path')}`")
+    L = ["### Beside it: the twin's micro-benchmark (BenchmarkDotNet)", "",
+         f"{mi['header']}; {how}"
+         + ("" if mi.get("commit") == commit else
+            f" — **not this run's commit** (`{commit}`): the twin's code may differ") + ". "
+         "One request's chain completing synchronously, per call: mean time and bytes "
+         "allocated (MemoryDiagnoser), hotpath's columns' counterparts in the twin.", "",
+         "| per call, synchronous | valuetask | task | task − valuetask | idiomatic `Task` / "
+         "aspnet / HybridCache |", "|---|---|---|---|---|"]
+    rows = mi["rows"]
+
+    def cell(name):
+        r = rows.get(name)
+        if not r or r["mean_ns"] is None:
+            return "-"
+        return f"{r['mean_ns']:.1f} ns, {r['allocated_b'] or 0:.0f} B"
+    for what, cols in micro.SIDE_BY_SIDE:
+        v, t = rows.get(cols["valuetask"]), rows.get(cols["task"])
+        diff = "-"
+        if v and t and v["mean_ns"] is not None and t["mean_ns"] is not None:
+            diff = (f"{t['mean_ns'] - v['mean_ns']:+.1f} ns, "
+                    f"{(t['allocated_b'] or 0) - (v['allocated_b'] or 0):+.0f} B")
+        L.append(f"| {what} | {cell(cols['valuetask'])} | {cell(cols['task'])} | {diff} "
+                 f"| {cell(cols['other'])} ({cols['other']}) |")
+    if mi["facts"]:
+        L += ["", "HybridCache, checked by the same program:"] + [f"- {f}" for f in mi["facts"]]
+    L += ["", "The whole of BenchmarkDotNet's tables (with its environment and job) is in "
+          "`micro.md` beside this report.", ""]
     return L
 
 
@@ -567,13 +864,18 @@ def render(res):
          "Task vs ValueTask, measured: hotpath serves the same requests in `valuetask` mode "
          "(synchronous paths allocate nothing) and in `task` mode (every valuetask is a heap "
          "task). The capped sweep finds the rates where the server runs out and where the "
-         "modes part; the closed-loop scenarios compare them (and nginx) at full speed. How to "
-         "read it: `loadtest/README.md`.", ""]
+         "modes part; the closed-loop scenarios compare them (and nginx, and the Kestrel twin: "
+         "the same decision on .NET) at full speed. How to read it: `loadtest/README.md`.", ""]
     if m["profile"] == "quick":
         L += ["**Quick run**: one cap, one round per rate (the bands: "
-              f"{p['band_rounds']}), scenarios in {p['rounds']} rounds of {p['duration_s']} s. "
-              "Good for seeing that everything works and for large effects; `make bench` for "
-              "figures to quote.", ""]
+              f"{p['band_rounds']}), scenarios in {p['rounds']} rounds of {p['duration_s']} s, "
+              "the twin's valuetask and task modes in "
+              + (", ".join(p["twin"]) if isinstance(p["twin"], dict) else f"{p['twin']} scenarios")
+              + " only, no strace and no micro-benchmark (BenchmarkDotNet alone takes 2-10 "
+              "minutes, which would take this run past its 3: `make bench` runs it, `make "
+              "micro` by itself). "
+              "Good for seeing that everything works "
+              "and for large effects; `make bench` for figures to quote.", ""]
     commit = m.get("git_commit") or "unknown"
     L += ["## Machine and code", "",
           f"- commit `{commit}`" + (" **dirty** (uncommitted changes: not publishable)"
@@ -585,12 +887,20 @@ def render(res):
           f"on CPU {m['load_cpu']}; CPU cap: {m.get('cgroup') or 'none'}",
           f"- nginx {m.get('nginx')}; {m.get('wrk')}; {m.get('h2load')}; {m.get('valgrind')}; "
           f"{m.get('gnuplot')}",
-          f"- wall clock of the whole run: {res['wall_s']:.0f} s", "",
+          f"- wall clock of the whole run: {res['wall_s']:.0f} s ("
+          + ", ".join(f"{k} {v:.0f} s" for k, v in res.get("part_wall_s", {}).items()) + ")",
+          ] + ([f"- the Kestrel twin: .NET " + ", ".join(sorted(
+              {str((d.get("describe") or {}).get("dotnet")) for d in res["runtimes"].values()}))
+              + " (its GC settings: in its section below)"] if res.get("runtimes") else [])
+    L += ["",
           "The machine is shared and noisy; " + spread_note(res) + " Treat differences "
           "within the spread as no difference.", ""]
     L += sweep_section(res)
     L += scenarios_section(res)
+    L += twin_section(res)
     L += tiers.section(res)
+    if any(sc.get("advice") for sc in res["scenarios"].values()):
+        L += advice_section(res) + [""]
     L += ["## Instructions per request (callgrind)", ""]
     if res["callgrind"]:
         any_m = next(iter(next(iter(res["callgrind"].values())).values()))
@@ -611,7 +921,8 @@ def render(res):
                          f"| {n(v['allocs_per_req'], 2)} → {n(t['allocs_per_req'], 2)} |")
     else:
         L.append("Not measured in this run.")
-    L += ["", "## Idle keep-alive connections (memory)", ""]
+    L += [""] + micro_section(res) + syscalls_section(res)
+    L += ["## Idle keep-alive connections (memory)", ""]
     if res["idle_memory"]:
         L += ["Each connection sent one GET /plaintext, read the answer and stayed open; RSS of "
               "the server (nginx: master + worker) from /proc before and 0.5 s after.", "",
@@ -642,7 +953,12 @@ def write(res, out):
         json.dump(res, f, indent=1, default=str)
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write(render(res))
-    return ["report.md", "results.json"] + res["plots"]
+    files = ["report.md", "results.json"]
+    if res.get("micro"):
+        with open(os.path.join(out, "micro.md"), "w") as f:
+            f.write(res["micro"]["text"])
+        files.append("micro.md")
+    return files + res["plots"]
 
 
 def console_summary(res):
@@ -652,6 +968,6 @@ def console_summary(res):
     if sw:
         L += [threshold_table(sw), ""]
     if res["scenarios"]:
-        L += [verdict_table(res)]
+        L += [summary_table(res, short=True), "", verdict_table(res)]
     return "\n".join(L)
 

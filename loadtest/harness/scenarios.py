@@ -1,44 +1,124 @@
 """The closed-loop scenarios: wrk against every target, in rounds.
 
-Per scenario: a warm-up per server (not recorded), then rounds; in each
-round every target runs once, the order rotated round by round (A B N,
-B N A, N A B, ...), so neither a burst from another tenant nor a position
-in the round lands on one target every time. hotpath's modes are switched
-live (its config rewritten, SIGHUP, /stats polled until it says so); nginx
-is the yardstick. The comparison is per round (stats.paired_ratios).
+Per scenario: a warm-up per server (not recorded; for a runtime that
+compiles as it runs, the twin, a priming pass of the profile's prime_s in
+1 s steps, recorded: tiered JIT makes its first seconds slower), then
+rounds; in each round every target runs once, the order rotated round by
+round (A B N, B N A, N A B, ...), so neither a burst from another tenant
+nor a position in the round lands on one target every time. hotpath's
+modes are switched live (its config rewritten, SIGHUP, /stats polled until
+it says so); the twin runs one process per mode; nginx is the yardstick.
+The comparisons are per round (stats.paired_ratios), listed by
+comparisons().
+
+Which targets a scenario runs: hotpath's modes always, nginx where it has
+the endpoint, and the twin's targets the profile asks for (twin_labels):
+by default each scenario's own list - the modes where they say something
+there: aspnet (the cached completed Task) on the synchronous paths,
+valuetask-nopool (the pooling builder) where layers wait, server GC where
+the garbage per second is highest.
 """
 
 import json
 import os
 import time
 
-from . import measure, stats
+from . import measure, stats, targets, threshold
 from .procs import logger
 
 log = logger("bench")
 
-# The wrk script, its arguments, the hotpath routes whose /stats deltas
-# give the allocations, and whether nginx has the same endpoint.
+BASE = ("kestrel valuetask", "kestrel task")
+SYNC = BASE + ("kestrel aspnet",)             # sync paths: the cached completed Task
+WAITS = BASE + ("kestrel valuetask-nopool",)  # layers that wait: the pooling builder
+SERVER_GC = ("kestrel-servergc valuetask", "kestrel-servergc task")
+TWINS = (targets.KESTREL, targets.KESTREL_SERVERGC)
+TWIN_ALL = tuple(rt.label(m) for rt in TWINS for m in rt.modes)
+
+# The wrk script, its arguments, the routes whose /stats deltas give the
+# allocations (hotpath; the twin counts per mode), whether nginx has the
+# same endpoint, and the twin's targets by default.
 SCENARIOS = [
     dict(name="plaintext", script="plaintext.lua", args=[], routes=["/plaintext"], nginx=True,
+         twin=SYNC + SERVER_GC,
          what="GET /plaintext, keep-alive, one request in flight per connection"),
     dict(name="pipelined", script="pipeline.lua", args=["16"], routes=["/plaintext"], nginx=True,
+         twin=SYNC + SERVER_GC,
          what="GET /plaintext, 16 requests per write (TechEmpower pipelining)"),
-    dict(name="json", script="json.lua", args=[], routes=["/json"], nginx=True,
+    dict(name="json", script="json.lua", args=[], routes=["/json"], nginx=True, twin=SYNC,
          what="GET /json, serialized per request (nginx: a constant string)"),
+    dict(name="cache-hot", script="cache.lua", args=["1.0"], routes=["/cache/"], nginx=False,
+         twin=SYNC, what="GET /cache/{key}, every request one of 16 hot keys: hits only"),
     dict(name="cache-hit95", script="cache.lua", args=["0.95"], routes=["/cache/"], nginx=False,
-         what="GET /cache/{key}, 95% hot keys (hits), 5% never-seen keys (misses)"),
+         twin=BASE, what="GET /cache/{key}, 95% hot keys (hits), 5% never-seen keys (misses)"),
     dict(name="cache-hit20", script="cache.lua", args=["0.20"], routes=["/cache/"], nginx=False,
-         what="GET /cache/{key}, 20% hot keys, 80% misses fetched from the stub"),
+         twin=WAITS, what="GET /cache/{key}, 20% hot keys, 80% misses fetched from the stub"),
     dict(name="upstream", script="upstream.lua", args=[], routes=["/upstream/"], nginx=True,
+         twin=WAITS,
          what="GET /upstream/items/x, proxied to the stub (nginx: proxy_pass, keepalive pool)"),
     dict(name="mixed", script="mixed.lua", args=[],
-         routes=["/plaintext", "/json", "/cache/", "/upstream/"], nginx=False,
+         routes=["/plaintext", "/json", "/cache/", "/upstream/"], nginx=False, twin=BASE,
          what="40% plaintext, 20% json, 25% cache hits, 5% misses, 10% upstream"),
 ]
+BY_NAME = {sc["name"]: sc for sc in SCENARIOS}
 
-# The metrics compared task vs valuetask, per round: (key, label).
+# The metrics compared, per round: (key, label).
 METRICS = (("rps", "req/s"), ("p50", "p50"), ("p99", "p99"), ("cpu_us_per_req", "CPU/req"))
+# What a scenario's summary keeps per target (median and spread over rounds).
+SUMMARY = ("rps", "p50", "p90", "p99", "max", "cpu_us_per_req",
+           "cache_hit_ratio") + threshold.PER_REQUEST
+
+
+def twin_labels(sc, spec):
+    """The twin's targets in scenario sc: spec is "default" (the scenario's
+    own list), "all", "none", or {scenario name: [labels]}."""
+    if spec == "none":
+        return ()
+    if spec == "all":
+        return TWIN_ALL
+    if spec == "default":
+        return tuple(sc["twin"])
+    return tuple(spec.get(sc["name"], ()))
+
+
+def scenario_labels(sc, spec, have):
+    """The targets of scenario sc, in order - hotpath's modes, the twin's,
+    nginx - among the labels in have (the servers running)."""
+    want = [targets.HOTPATH.label(m) for m in targets.HOTPATH.modes]
+    want += [lbl for lbl in TWIN_ALL if lbl in twin_labels(sc, spec)]
+    if sc["nginx"]:
+        want.append("nginx")
+    return [lbl for lbl in want if lbl in have]
+
+
+def comparisons(labels):
+    """The (numerator, denominator) pairs compared per round among labels:
+    every mode over its runtime's baseline; hotpath's valuetask over nginx;
+    every twin target over hotpath in the same mode (valuetask for the
+    twin's own modes); server GC over workstation GC, mode by mode."""
+    have = set(labels)
+    out = []
+
+    def add(a, b):
+        if a in have and b in have and (a, b) not in out:
+            out.append((a, b))
+    for lbl in labels:
+        rt_name, mode = targets.split_label(lbl)
+        rt = targets.RUNTIMES.get(rt_name)
+        if rt and mode != rt.baseline:
+            add(lbl, rt.label(rt.baseline))
+    add(targets.HOTPATH.label("valuetask"), "nginx")
+    for rt in TWINS:
+        for m in rt.modes:
+            hp_mode = m if m in targets.HOTPATH.modes else targets.HOTPATH.baseline
+            add(rt.label(m), targets.HOTPATH.label(hp_mode))
+    for m in targets.KESTREL_SERVERGC.modes:
+        add(targets.KESTREL_SERVERGC.label(m), targets.KESTREL.label(m))
+    return out
+
+
+def ratio_key(num, den):
+    return f"{num} ÷ {den}"
 
 
 class Nonce:
@@ -52,82 +132,100 @@ class Nonce:
         return dict(os.environ, HOTPATH_NONCE=f"{int(time.time())}x{self.n}")
 
 
-def measure_run(srv, mode, sc, p, pin, nonce):
+def measure_run(srv, mode, label, sc, p, pin, nonce):
     """One wrk run of sc against srv in mode, with its CPU and counters."""
     srv.use(mode)
     s0 = srv.stats() if srv.rt.counters else None
-    c0 = measure.cpu_seconds(srv.pid)
+    c0 = measure.cpu_sample(srv.pid)
     r = measure.wrk(pin, srv.port, sc["script"], sc["args"], p["connections"],
                     p["duration_s"], env=nonce.env())
-    c1 = measure.cpu_seconds(srv.pid)
-    cpu = c1 - c0
-    r.update(target=mode, cpu_s=cpu,
+    cpu = measure.cpu_used(c0, measure.cpu_sample(srv.pid))
+    r.update(target=label, cpu_s=cpu,
              cpu_us_per_req=cpu * 1e6 / r["requests"] if r["requests"] else None)
     if s0 is None:
         return r
     s1 = srv.stats()
-    if srv.rt.mode_path and s1["server"]["mode"] != mode:
-        raise RuntimeError(f"mode changed during the run: {s1['server']['mode']}")
+    if srv.rt.mode_path and targets.at(s1, srv.rt.mode_path) != mode:
+        raise RuntimeError(f"{srv.name}: mode changed during the run: "
+                           f"{targets.at(s1, srv.rt.mode_path)}")
     c = srv.counters(s0, s1, mode, sc["routes"])
-    n = c.get("requests")
-    r.update(server_requests=n,
-             allocs_per_req=c["allocations"] / n if n and c.get("allocations") is not None else None,
-             bytes_per_req=c["bytes"] / n if n and c.get("bytes") is not None else None)
-    if "cache" in s0:  # hotpath's cache and upstream counters
-        ca, cb = s0["cache"], s1["cache"]
-        hits = cb["hits"] - ca["hits"] + cb["stale"] - ca["stale"]
-        looked = hits + cb["misses"] - ca["misses"] + cb["coalesced"] - ca["coalesced"]
-        non2xx = 0
-        for route in sc["routes"]:
-            a = s0["routes"].get(route, {}).get(mode, {}).get("status", {})
-            b = s1["routes"].get(route, {}).get(mode, {}).get("status", {})
-            non2xx += sum(b.get(k, 0) - a.get(k, 0) for k in ("other", "1xx", "3xx", "4xx", "5xx"))
-        r.update(non2xx=non2xx, cache_hit_ratio=hits / looked if looked else None,
-                 upstream_errors=sum(s1["upstream"]["errors"].values())
-                 - sum(s0["upstream"]["errors"].values()))
+    r.update(server_requests=c.get("requests"), **targets.per_request(c))
+    if srv.rt.extras:
+        r.update(srv.rt.extras(s0, s1, mode, sc["routes"]))
     return r
 
 
-def run_scenarios(hp, ng, p, pin, names=None, notes=None):
-    """Every scenario (or those named): {name: {what, runs, summary,
-    ratios, advice}}."""
+def warm(srv, mode, sc, p, pin, nonce):
+    """A server's warm-up before a scenario: warmup_s of its load; for a
+    runtime that compiles as it runs, prime_s (at least) in 1 s steps,
+    whose req/s are returned (the priming pass)."""
+    srv.use(mode)
+    if not srv.rt.jit:
+        measure.wrk(pin, srv.port, sc["script"], sc["args"], p["connections"], p["warmup_s"],
+                    env=nonce.env())
+        return None
+    steps = []
+    for _ in range(max(1, int(max(p["warmup_s"], p["prime_s"])))):
+        r = measure.wrk(pin, srv.port, sc["script"], sc["args"], p["connections"], 1,
+                        env=nonce.env())
+        steps.append(r["rps"])
+    srv.primed.add(sc["name"])
+    return steps
+
+
+def run_scenarios(servers, p, pin, names=None, notes=None):
+    """Every scenario (or those named): {name: {what, labels, runs,
+    summary, ratios, priming, advice}}. servers: {label: (Server, mode)}
+    of every target running."""
     nonce = Nonce()
     out = {}
+    hp_vt = targets.HOTPATH.label(targets.HOTPATH.baseline)
     for sc in SCENARIOS:
         if names and sc["name"] not in names:
             continue
-        targets = [(hp, m) for m in hp.rt.modes] + ([(ng, "nginx")] if ng and sc["nginx"] else [])
+        labels = scenario_labels(sc, p["twin"], servers)
         log(f"scenario {sc['name']}: warm-up, then {p['rounds']} rounds of {p['duration_s']}s "
-            f"per target, order rotated")
-        runs, advice = [], None
+            f"per target ({', '.join(labels)}), order rotated")
+        runs, advice, priming = [], None, {}
         try:
-            for srv in {id(s): s for s, _ in targets}.values():
-                srv.use(srv.rt.modes[0])
-                measure.wrk(pin, srv.port, sc["script"], sc["args"], p["connections"],
-                            p["warmup_s"], env=nonce.env())
+            first = {}
+            for lbl in labels:  # one warm-up per process, in the first mode it serves here
+                first.setdefault(id(servers[lbl][0]), lbl)
+            for lbl in first.values():
+                srv, mode = servers[lbl]
+                steps = warm(srv, mode, sc, p, pin, nonce)
+                if steps:
+                    priming[lbl] = steps
+                    log(f"  {sc['name']:<12} {lbl:<28} priming: "
+                        + " ".join(f"{x:.0f}" for x in steps) + " req/s per second")
             for rnd in range(p["rounds"]):
-                for srv, mode in stats.rotated(targets, rnd):
-                    r = measure_run(srv, mode, sc, p, pin, nonce)
+                for lbl in stats.rotated(labels, rnd):
+                    srv, mode = servers[lbl]
+                    r = measure_run(srv, mode, lbl, sc, p, pin, nonce)
                     r["round"] = rnd
                     runs.append(r)
-                    log(f"  {sc['name']:<12} {mode:<9} {r['rps']:>10.0f} req/s  "
+                    log(f"  {sc['name']:<12} {lbl:<28} {r['rps']:>10.0f} req/s  "
                         f"p99 {r['latency_us']['p99'] or 0:>8.0f} us  "
-                        + (f"{r['allocs_per_req']:.2f} allocs/req  "
+                        + (f"{r['allocs_per_req']:.2f} allocs/req "
+                           f"({r.get('worker_allocs_per_req') or 0:.2f} on the worker, "
+                           f"{r.get('outside_chain_per_req') or 0:.2f} outside the chain)  "
                            if r.get("allocs_per_req") is not None else "")
+                        + (f"{r['bytes_per_req']:.0f} B/req  gen0/1k "
+                           f"{r.get('gen0_per_1k', 0):.3f}  "
+                           if r.get("gen0_per_1k") is not None else "")
                         + f"{r['cpu_us_per_req'] or 0:.2f} cpu-us/req")
-                    if rnd == p["rounds"] - 1 and srv is hp and mode == hp.rt.baseline:
+                    if rnd == p["rounds"] - 1 and lbl == hp_vt:
                         # Right after a valuetask run: the advisor's last
                         # window saw this load, and its inline results.
-                        advice = advice_of(hp)
+                        advice = advice_of(srv)
         except (RuntimeError, TimeoutError, OSError, ValueError) as e:
             log(f"  {sc['name']}: failed: {e}")
             if notes is not None:
                 notes.append(f"scenario {sc['name']} failed: {e}")
         out[sc["name"]] = dict(what=sc["what"], script=sc["script"], args=sc["args"],
-                               routes=sc["routes"], runs=runs,
-                               summary=summarize(runs, [m for _, m in targets]),
-                               ratios=ratios(runs, hp.rt.baseline, hp.rt.compared),
-                               advice=advice)
+                               routes=sc["routes"], labels=labels, runs=runs,
+                               summary=summarize(runs, labels), priming=priming,
+                               ratios=ratios(runs, labels), advice=advice)
     return out
 
 
@@ -141,13 +239,11 @@ def value(r, key):
 
 
 def summarize(runs, order):
-    """Per target (in order): each metric's median and spread over rounds."""
+    """Per target (in order): each figure's median and spread over rounds."""
     out = {}
     for target in [t for t in order if any(r["target"] == t for r in runs)]:
         rs = [r for r in runs if r["target"] == target]
-        out[target] = {k: stats.spread(value(r, k) for r in rs)
-                       for k in ("rps", "p50", "p90", "p99", "max", "cpu_us_per_req",
-                                 "allocs_per_req", "bytes_per_req", "cache_hit_ratio")}
+        out[target] = {k: stats.spread(value(r, k) for r in rs) for k in SUMMARY}
         out[target]["errors"] = sum(sum(r["errors"].values()) for r in rs)
         out[target]["non2xx"] = sum(r.get("non2xx", 0) for r in rs)
     return out
@@ -163,10 +259,12 @@ def paired(runs, num, den, key):
     return stats.ratio_summary(stats.paired_ratios(per_round(num), per_round(den)))
 
 
-def ratios(runs, base, comp):
-    """Per metric: comp / base, and base / nginx as "nginx:metric"."""
+def ratios(runs, labels):
+    """{"num ÷ den": {metric: paired ratio summary}} for comparisons(labels)."""
     out = {}
-    for key, _ in METRICS:
-        out[key] = paired(runs, comp, base, key)
-        out["nginx:" + key] = paired(runs, base, "nginx", key)
-    return {k: v for k, v in out.items() if v}
+    for num, den in comparisons(labels):
+        r = {key: paired(runs, num, den, key) for key, _ in METRICS}
+        r = {k: v for k, v in r.items() if v}
+        if r:
+            out[ratio_key(num, den)] = r
+    return out

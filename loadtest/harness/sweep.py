@@ -7,10 +7,13 @@ core) climb until every target has failed to hold a rate, with the
 article's bands (threshold.BANDS) always on the grid and measured for more
 rounds; the climb stops once every target failed to hold its last two
 rates (one failure is not enough: a capped event loop that fails a low
-rate can hold a higher one, batching more). Each rate is measured in rounds, every target once per round in an
-order rotated from round to round; each run is one hotpath-load (open
-loop) whose measured window is bracketed by the generator's phase lines,
-where the server's CPU and the cgroup's throttling counters are read.
+rate can hold a higher one, batching more); a runtime whose every target
+has done so is left out of the rates above (the twin saturates at a
+fraction of hotpath's rate). Each rate is measured in rounds, every target
+once per round in an order rotated from round to round; each run is one
+hotpath-load (open loop) whose measured window is bracketed by the
+generator's phase lines, where the server's CPU and the cgroup's
+throttling counters are read.
 Then the brackets around each saturation and parting rate that are wider
 than the profile's resolution are split (geometric middle) and measured
 too. A run that was generator-limited is retried (twice); one that failed
@@ -24,7 +27,7 @@ of time stops where it is and the report says so.
 import time
 
 from . import cgroup as cg
-from . import measure, stats, threshold
+from . import measure, stats, targets, threshold
 from .procs import logger
 
 log = logger("bench")
@@ -36,7 +39,7 @@ class Target:
     def __init__(self, server, mode):
         self.server, self.mode = server, mode
         self.runtime = server.rt.name
-        self.label = f"{self.runtime} {mode}"
+        self.label = server.rt.label(mode)
 
 
 def pairs_of(targets):
@@ -52,6 +55,7 @@ def pairs_of(targets):
 class CappedSweep:
     def __init__(self, targets, group, p, pin, build, path, notes):
         self.targets, self.group, self.p = targets, group, p
+        self.labels_of = lambda runtime: [t.label for t in targets if t.runtime == runtime]
         self.pin, self.build, self.path, self.notes = pin, build, path, notes
         self.k = 0  # the round counter the rotation turns on
 
@@ -67,7 +71,7 @@ class CappedSweep:
         edge = {}
 
         def on_phase(name):
-            edge[name] = (time.monotonic(), measure.cpu_seconds(srv.pid), self.group.stat(),
+            edge[name] = (time.monotonic(), measure.cpu_sample(srv.pid), self.group.stat(),
                           measure.machine_busy_s())
         r = measure.open_loop(self.pin, self.build, srv.port, self.path, rate, p["connections"],
                               p["sweep_duration_s"], p["sweep_warmup_s"], p["sweep_drain_s"],
@@ -76,24 +80,18 @@ class CappedSweep:
         if "measure" not in edge or "drain" not in edge:
             raise RuntimeError("hotpath-load announced no measured window")
         (t0, c0, g0, b0), (t1, c1, g1, b1) = edge["measure"], edge["drain"]
-        cpu, window = c1 - c0, t1 - t0
+        cpu, window = measure.cpu_used(c0, c1), t1 - t0
         # What the rest of the machine used meanwhile (other tenants, this
         # runner): all busy CPU less the server's and the generator's.
         others = (b1 - b0 - cpu) / window - r["generator_cpu_share"]
         periods = g1["periods"] - g0["periods"]
         answered = r["achieved_rps"] * r["duration_s"]
-        c = srv.counters(s0, s1, t.mode, (self.path,))
-        n = c.get("requests")
-        per_req = {k: c[k] / n if n and c.get(k) is not None else None
-                   for k in c if k != "requests"}
+        r.update(**targets.per_request(srv.counters(s0, s1, t.mode, (self.path,))))
         r.update(target=t.label, round=rnd, offered=rate, window_s=window, server_cpu_s=cpu,
                  cpu_share=cpu / window, cap_share=cpu / window / cap,
                  others_cpu=max(0.0, others),
                  throttled_share=(g1["throttled"] - g0["throttled"]) / periods if periods else 0.0,
-                 cpu_us_per_req=cpu * 1e6 / answered if answered else None,
-                 allocs_per_req=per_req.pop("allocations", None),
-                 bytes_per_req=per_req.pop("bytes", None),
-                 per_request=per_req or None)  # the runtime's other counters (GC), per request
+                 cpu_us_per_req=cpu * 1e6 / answered if answered else None)
         return r
 
     def run_one(self, t, rate, cap, bound_us, rnd, deadline):
@@ -115,25 +113,31 @@ class CappedSweep:
 
     # --- one rate --------------------------------------------------------------
 
-    def measure_point(self, cap, per_core, rounds, bound_us, deadline):
+    def measure_point(self, cap, per_core, rounds, bound_us, deadline, points=None):
         """Every target at per_core x cap, in rounds (the first always; the
-        others and any retry only while the deadline allows)."""
+        others and any retry only while the deadline allows). Given the
+        points measured so far, a runtime whose every target failed to hold
+        its two highest rates below this one is left out (the article's
+        bands are measured for every target)."""
         rate = max(1, round(per_core * cap))
-        pt = dict(rate=rate, per_core=per_core, band=per_core in threshold.BANDS,
-                  runs={t.label: [] for t in self.targets},
-                  discarded={t.label: [] for t in self.targets})
+        band = per_core in threshold.BANDS
+        tl = self.targets if points is None or band else [
+            t for t in self.targets
+            if not threshold.past_saturation(points, self.labels_of(t.runtime), rate)]
+        pt = dict(rate=rate, per_core=per_core, band=band,
+                  runs={t.label: [] for t in tl}, discarded={t.label: [] for t in tl})
         for i in range(rounds):
             if i and time.monotonic() > deadline:
                 break
             rnd = self.k
             self.k += 1
-            for t in stats.rotated(self.targets, rnd):
+            for t in stats.rotated(tl, rnd):
                 r, disc = self.run_one(t, rate, cap, bound_us, rnd, deadline)
                 pt["runs"][t.label].append(r)
                 pt["discarded"][t.label] += disc
         pt["summary"] = {lbl: threshold.point_summary(rs, rate, bound_us)
                          for lbl, rs in pt["runs"].items()}
-        for t in self.targets:
+        for t in tl:
             s = pt["summary"][t.label]
             log(f"  cap {cap:.0%} {rate:>7} req/s ({per_core / 1000:g}k/core) {t.label:<20} "
                 f"achieved {s['achieved']:>8.0f}  p99 {s['p99']:>8.0f} us  "
@@ -165,9 +169,9 @@ class CappedSweep:
                     out["stopped"] = f"time budget spent before {pc / 1000:g}k/core"
                     break
                 rounds = p["band_rounds"] if pc in threshold.BANDS else p["sweep_rounds"]
-                pt = self.measure_point(cap, pc, rounds, bound, deadline)
+                pt = self.measure_point(cap, pc, rounds, bound, deadline, out["points"])
                 out["points"].append(pt)
-                gen = [all(q["summary"][lbl]["limit"] == "generator" for lbl in labels)
+                gen = [all(s["limit"] == "generator" for s in q["summary"].values())
                        for q in out["points"][-2:]]
                 if len(gen) == 2 and all(gen):
                     out["stopped"] = (f"the load generator was the limit at two rates in a row "
@@ -190,7 +194,7 @@ class CappedSweep:
                         out["stopped"] = "time budget spent while refining"
                         break
                     out["points"].append(self.measure_point(cap, pc, p["sweep_rounds"], bound,
-                                                            deadline))
+                                                            deadline, out["points"]))
         except (RuntimeError, TimeoutError, OSError, ValueError) as e:
             out["stopped"] = f"failed: {e}"
             log(f"  cap {cap:.0%}: failed: {e}")

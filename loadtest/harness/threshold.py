@@ -45,6 +45,10 @@ P99_SLACK_US = 5000.0
 PART_RATIO = 1.2
 BANDS = (10000, 50000, 100000)  # req/s per core, the article's bands
 LOST = ("connect", "read", "write", "status", "unsent")
+# The runtimes' per-request figures a point keeps the median of (targets.FIGURES).
+PER_REQUEST = ("allocs_per_req", "bytes_per_req", "outside_chain_per_req",
+               "worker_allocs_per_req", "gen0_per_1k", "gen1_per_1k", "gen2_per_1k",
+               "gc_pause_share")
 
 
 def p99_bound_us(throttle_wait_us):
@@ -88,8 +92,7 @@ def point_summary(runs, rate, bound_us):
         cap_share=stats.median(r.get("cap_share") for r in runs),
         throttled=stats.median(r.get("throttled_share") for r in runs),
         cpu_us_per_req=stats.median(r.get("cpu_us_per_req") for r in runs),
-        allocs_per_req=stats.median(r.get("allocs_per_req") for r in runs),
-        bytes_per_req=stats.median(r.get("bytes_per_req") for r in runs),
+        **{f: stats.median(r.get(f) for r in runs) for f in PER_REQUEST},
         gen_cpu=stats.median(r["generator_cpu_share"] for r in runs),
         others_cpu=stats.median(r.get("others_cpu") for r in runs),
         lag_p99=max(r["send_lag_us"]["p99"] for r in runs),
@@ -130,6 +133,13 @@ def failed_last(points, label, k):
     (generator-limited points left out)."""
     rows = [p for p in sorted(points, key=lambda p: p["rate"]) if usable(p, label)]
     return len(rows) >= k and not any(p["summary"][label]["held"] for p in rows[-k:])
+
+
+def past_saturation(points, labels, rate, k=2):
+    """Whether every one of labels failed to hold at each of its k highest
+    rates measured below rate: measuring them at rate says nothing new."""
+    below = [p for p in points if p["rate"] < rate]
+    return bool(labels) and all(failed_last(below, lbl, k) for lbl in labels)
 
 
 def p99_ratio(pt, base, comp):

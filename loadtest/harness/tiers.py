@@ -92,10 +92,10 @@ TIER_LOADS = [
 def one_run(srv, mode, load, p, pin):
     srv.use(mode)
     s0 = srv.stats()
-    c0 = measure.cpu_seconds(srv.pid)
+    c0 = measure.cpu_sample(srv.pid)
     r = measure.wrk(pin, srv.port, load["script"], load["args"], p["connections"],
                     p["duration_s"])
-    cpu = measure.cpu_seconds(srv.pid) - c0
+    cpu = measure.cpu_used(c0, measure.cpu_sample(srv.pid))
     s1 = srv.stats()
     c = srv.counters(s0, s1, mode, load["routes"])
     n = c.get("requests") or 0
@@ -194,9 +194,9 @@ def run_cluster(ctx, group, cap, p, notes):
     runs = []
     for rnd in range(p["rounds"]):
         for label, servers, port in stats.rotated(setups, rnd):
-            c0 = sum(measure.cpu_seconds(s.pid) for s in servers)
+            c0 = [measure.cpu_sample(s.pid) for s in servers]
             r = measure.wrk(ctx.pin, port, "cache.lua", args, p["connections"], p["duration_s"])
-            cpu = sum(measure.cpu_seconds(s.pid) for s in servers) - c0
+            cpu = sum(measure.cpu_used(a, measure.cpu_sample(s.pid)) for a, s in zip(c0, servers))
             r.update(target=label, round=rnd, cpu_s=cpu, cap_use=cpu / (cap * p["duration_s"]),
                      cpu_us_per_req=cpu * 1e6 / r["requests"] if r["requests"] else None)
             runs.append(r)
