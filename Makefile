@@ -3,10 +3,10 @@
 #   make run     install what is missing, build, start the upstream stub and
 #                hotpath on config/hotpath.json
 #   make test    install what is missing, check the layering, build, run
-#                unit + integration tests and the browser test of /dashboard
-#                and the Kestrel twin's contract test (when dotnet is on
-#                PATH), then the unit + integration tests built with
-#                ASan+UBSan
+#                unit + integration tests, the cluster test (HAProxy, Redis),
+#                the browser test of /dashboard and the Kestrel twin's
+#                contract test (when dotnet is on PATH), then the unit,
+#                integration and cluster tests built with ASan+UBSan
 #   make twin    build the Kestrel twin (loadtest/kestrel) into $(BUILD)/kestrel
 #   make micro   the twin's BenchmarkDotNet micro-benchmark
 #
@@ -106,7 +106,7 @@ TEST_SUPPORT_OBJ = $(TEST_SUPPORT:%.c=$(BUILD)/%.o)
 
 BINS = $(BUILD)/hotpath $(BUILD)/hotpath-upstream $(BUILD)/hotpath-load
 
-.PHONY: all deps bench-deps fuzz-deps build run test test-layers test-unit test-it test-twin \
+.PHONY: all deps bench-deps fuzz-deps build run test test-layers test-unit test-it test-cluster test-twin \
         test-asan test-browser clean format bench bench-quick soak fuzz fuzz-replay valgrind cluster \
         twin micro
 
@@ -196,7 +196,7 @@ TEST_ENV = HOTPATH_BIN=$(abspath $(BUILD)/hotpath) \
 test: deps
 	@$(MAKE) --no-print-directory test-layers
 	@$(MAKE) --no-print-directory build
-	@$(MAKE) --no-print-directory test-unit test-it test-twin
+	@$(MAKE) --no-print-directory test-unit test-it test-cluster test-twin
 	@$(MAKE) --no-print-directory test-browser
 	@$(MAKE) --no-print-directory test-asan
 	@echo "make test: all passed"
@@ -218,6 +218,12 @@ test-unit: $(UNIT_BIN) $(BUILD)/fuzz-replay
 
 test-it: $(BINS) $(IT_BIN)
 	@set -e; for t in $(IT_BIN); do echo "== $$t"; $(TEST_ENV) $$t; done
+
+# Three instances behind HAProxy sharing Redis, through loadtest/cluster.py
+# (tests/it_cluster.py says what it checks): about 10 s.
+test-cluster: $(BINS)
+	@echo "== tests/it_cluster.py"
+	@python3 tests/it_cluster.py --build $(BUILD)
 
 # /dashboard in headless Chromium under a short wrk load (tests/browser/).
 # Installs Chromium and wrk when missing; when they cannot be installed it
@@ -253,7 +259,7 @@ test-twin: $(BINS) $(BUILD)/tests/it_twin
 test-asan:
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan SAN=1 O=1 build
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	    $(MAKE) --no-print-directory BUILD=$(BUILD)/asan SAN=1 O=1 test-unit test-it
+	    $(MAKE) --no-print-directory BUILD=$(BUILD)/asan SAN=1 O=1 test-unit test-it test-cluster
 
 run: deps
 	@$(MAKE) --no-print-directory $(BINS)

@@ -19,11 +19,13 @@
  * upstream client, which /upstream shares so both go through one pool; and
  * the advisor's, which cuts each worker's layer figures into windows.
  * The configuration sections are those of the modules the services and
- * handlers run: the cache's, the upstream client's, the advisor's.
+ * handlers run: the cache's, its L2 client's, the upstream client's, the
+ * advisor's.
  */
 #include "app.h"
 
 #include "cache/cache.h"
+#include "cache/l2.h"
 #include "handlers/advice.h"
 #include "handlers/handlers.h"
 #include "middleware/middleware.h"
@@ -47,6 +49,7 @@ enum {
     R_ADVICE,
     R_DASHBOARD,
     R_DASHBOARD_DATA,
+    R_HEALTHZ,
     R_OPTIONS,
 };
 
@@ -84,6 +87,9 @@ static const hp_route_t routes[] = {
     [R_DASHBOARD_DATA] = {PATH("/dashboard/data"), .methods = GET_HEAD, .allow = "GET, HEAD",
                           .handler = &hp_handler_dashboard_data,
                           .summary = "the compact JSON the page polls once a second"},
+    [R_HEALTHZ] = {PATH("/healthz"), .methods = GET_HEAD, .allow = "GET, HEAD",
+                   .handler = &hp_handler_healthz,
+                   .summary = "200 ok; 503 once stopping, before the drain (for a balancer)"},
     /* "OPTIONS *" (the parser lets asterisk-form through for OPTIONS only). */
     [R_OPTIONS] = {PATH("*"), .methods = HP_METHOD_BIT(HP_OPTIONS), .allow = "OPTIONS",
                    .handler = &hp_handler_options,
@@ -106,6 +112,7 @@ static const hp_service_t *const services[] = {
  * mode, limits, middleware): each module's table of its options. */
 static const hp_options_t *const sections[] = {
     &hp_cache_options,
+    &hp_l2_options,
     &hp_upstream_options,
     &hp_advice_options,
 };

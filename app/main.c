@@ -41,7 +41,8 @@ static void usage(FILE *f)
                "\n"
                "Flags override the file, also across reloads. Signals: SIGHUP reloads the\n"
                "file (a bad file is refused and the running configuration stays);\n"
-               "SIGINT/SIGTERM stop accepting, finish running requests, and exit 0.\n"
+               "SIGINT/SIGTERM stop accepting, finish running requests, and exit 0 (once\n"
+               "/healthz has been asked, it first answers 503 for limits.drain_health_ms).\n"
                "\n"
                "Configuration options (key, default, why):\n");
     hp_config_print_options(&hp_app, f);

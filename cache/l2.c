@@ -204,7 +204,8 @@ struct hp_l2 {
     bool timer_closed;
     hp_cont_cb close_cb;
     void *close_arg;
-    hp_l2_stats_t stats;
+    hp_l2_stats_t own;    /* counted here unless hp_l2_count_into said where */
+    hp_l2_stats_t *stats; /* &own, or the caller's block */
     char last_error[192];
     char rbuf[READ_BUF_SIZE]; /* every read lands here, then in the reader */
 };
@@ -301,10 +302,14 @@ static int url_parse(const char *url, conf_t *c, char *err, size_t errlen)
     return 0;
 }
 
-/* What the table's bounds cannot say. */
+/* What the table's bounds cannot say: the URL's form (when there is one:
+ * the configuration's section leaves it out to turn L2 off), the backoff's
+ * order. */
 static int conf_cross_check(const void *values, char *err, size_t errlen)
 {
     const hp_l2_opts_t *o = values;
+    conf_t c;
+    if (o->url && url_parse(o->url, &c, err, errlen) < 0) return HP_ECONFIG;
     if (o->backoff_max_ms >= o->backoff_min_ms) return 0;
     return conf_fail(err, errlen,
                      "cache.l2.backoff_max_ms: expected %u..600000 ms (at least backoff_min_ms), "
@@ -498,7 +503,7 @@ static char *put_len(char *w, size_t n)
 
 static void publish_inflight(hp_l2_t *l2, const conn_t *c)
 {
-    hp_counter_set(&l2->stats.inflight, c && c->state == C_READY ? c->ring_n : 0);
+    hp_counter_set(&l2->stats->inflight, c && c->state == C_READY ? c->ring_n : 0);
 }
 
 /* --- connections ----------------------------------------------------------- */
@@ -506,6 +511,11 @@ static void publish_inflight(hp_l2_t *l2, const conn_t *c)
 static void maybe_closed(hp_l2_t *l2)
 {
     if (!l2->closing || !l2->timer_closed || l2->nconns) return;
+    /* The gauges say what this client holds: nothing from now on (a block
+     * of the caller's outlives it). */
+    hp_counter_set(&l2->stats->connected, 0);
+    hp_counter_set(&l2->stats->inflight, 0);
+    hp_counter_set(&l2->stats->reader_buf_bytes, 0);
     hp_cont_cb cb = l2->close_cb;
     void *arg = l2->close_arg;
     hp_free(l2);
@@ -542,7 +552,7 @@ static const char *fault_msg(int err)
 static void cmd_fail(hp_l2_t *l2, const cmd_t *e, int err)
 {
     if (e->kind == K_SELECT) return; /* the connection's failure, counted by the caller */
-    hp_l2_stats_t *s = &l2->stats;
+    hp_l2_stats_t *s = l2->stats;
     hp_counter_add(err == UV_ETIMEDOUT   ? &s->timeouts
                    : err == HP_ESHUTDOWN ? &s->shutdowns
                                          : &s->errors,
@@ -565,10 +575,10 @@ static void conn_drop(conn_t *c, bool fault, int head_err, int err, uint64_t exp
     uint8_t was = c->state;
     c->state = C_CLOSING;
     if (l2->conn == c) l2->conn = NULL;
-    hp_counter_set(&l2->stats.connected, 0);
+    hp_counter_set(&l2->stats->connected, 0);
     publish_inflight(l2, NULL);
     if (fault)
-        hp_counter_add(was == C_READY ? &l2->stats.disconnects : &l2->stats.connect_failures, 1);
+        hp_counter_add(was == C_READY ? &l2->stats->disconnects : &l2->stats->connect_failures, 1);
     uv_close((uv_handle_t *)&c->tcp, conn_closed_cb);
     cmd_t e;
     for (bool first = true; ring_pop(c, &e); first = false) {
@@ -653,7 +663,7 @@ static void conn_ready(conn_t *c)
     c->state = C_READY;
     l2->backoff_ms = l2->conf.o.backoff_min_ms;
     uv_timer_stop(&l2->timer); /* the connect deadline; commands arm it again */
-    hp_counter_set(&l2->stats.connected, 1);
+    hp_counter_set(&l2->stats->connected, 1);
     publish_inflight(l2, c);
 }
 
@@ -661,7 +671,7 @@ static void conn_ready(conn_t *c)
 
 static void on_get_reply(hp_l2_t *l2, conn_t *c, const cmd_t *e, void *reply)
 {
-    hp_l2_stats_t *s = &l2->stats;
+    hp_l2_stats_t *s = l2->stats;
     if (!is_tag(reply) || reply == TAG(RP_NIL)) {
         hp_counter_add(reply == TAG(RP_NIL) ? &s->misses : &s->hits, 1);
         hp_task_complete(e->task, hp_value_ptr(reply == TAG(RP_NIL) ? NULL : reply));
@@ -696,14 +706,14 @@ static void on_reply(conn_t *c, void *reply, uint64_t now_ns)
         return;
     }
     publish_inflight(l2, c);
-    hp_counter_add(&l2->stats.latency_us_sum, (now_ns - e.t0_ns) / 1000);
-    hp_counter_add(&l2->stats.latency_count, 1);
+    hp_counter_add(&l2->stats->latency_sum, (now_ns - e.t0_ns) / 1000);
+    hp_counter_add(&l2->stats->latency_count, 1);
     if (e.kind == K_GET) {
         on_get_reply(l2, c, &e, reply);
         return;
     }
     if (reply == TAG(RP_OK)) {
-        hp_counter_add(&l2->stats.stored, 1);
+        hp_counter_add(&l2->stats->stored, 1);
         return;
     }
     if (reply == TAG(RP_ERROR))
@@ -721,8 +731,8 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void note_reader(hp_l2_t *l2, const redisReader *r, const char *buf0, size_t cap0)
 {
     size_t cap = r->buf ? sdsalloc(r->buf) : 0;
-    if (r->buf != buf0 || cap != cap0) hp_counter_add(&l2->stats.reader_buf_changes, 1);
-    hp_counter_set(&l2->stats.reader_buf_bytes, cap);
+    if (r->buf != buf0 || cap != cap0) hp_counter_add(&l2->stats->reader_buf_changes, 1);
+    hp_counter_set(&l2->stats->reader_buf_bytes, cap);
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -799,7 +809,7 @@ static void conn_open(hp_l2_t *l2)
     c->state = C_CONNECTING;
     l2->conn = c;
     l2->nconns++;
-    hp_counter_add(&l2->stats.connects, 1);
+    hp_counter_add(&l2->stats->connects, 1);
     uv_update_time(l2->loop); /* the deadline counts from now, not from the loop's last turn */
     uv_timer_start(&l2->timer, timer_cb, l2->conf.o.connect_timeout_ms, 0);
     int rc =
@@ -812,7 +822,7 @@ static void timer_cb(uv_timer_t *t)
     hp_l2_t *l2 = t->data;
     conn_t *c = l2->conn;
     if (c == NULL) {
-        hp_counter_add(&l2->stats.reconnects, 1);
+        hp_counter_add(&l2->stats->reconnects, 1);
         conn_open(l2);
         return;
     }
@@ -844,6 +854,7 @@ int hp_l2_init(uv_loop_t *loop, const hp_l2_opts_t *opts, hp_l2_t **out, char *e
     int rc = conf_check(opts, &c, err, errlen);
     if (rc < 0) return rc;
     hp_l2_t *l2 = hp_calloc(1, sizeof(*l2));
+    l2->stats = &l2->own;
     l2->loop = loop;
     conf_apply(l2, &c);
     HP_MUST(uv_timer_init(loop, &l2->timer));
@@ -886,7 +897,7 @@ int hp_l2_reconfigure(hp_l2_t *l2, const hp_l2_opts_t *opts, char *err, size_t e
 /* The checks every call passes; 0 or the code it is refused with. */
 static int admit(hp_l2_t *l2)
 {
-    hp_l2_stats_t *s = &l2->stats;
+    hp_l2_stats_t *s = l2->stats;
     if (l2->closing) {
         hp_counter_add(&s->shutdowns, 1);
         return HP_ESHUTDOWN;
@@ -917,7 +928,7 @@ static void cmd_start(hp_l2_t *l2, conn_t *c, cmd_t *e)
 int hp_l2_get(hp_l2_t *l2, const char *key, size_t key_len, hp_task_t **out)
 {
     *out = NULL;
-    hp_counter_add(&l2->stats.gets, 1);
+    hp_counter_add(&l2->stats->gets, 1);
     int rc = admit(l2);
     if (rc < 0) return rc;
     conn_t *c = l2->conn;
@@ -937,7 +948,7 @@ int hp_l2_get(hp_l2_t *l2, const char *key, size_t key_len, hp_task_t **out)
 
 int hp_l2_set(hp_l2_t *l2, const char *key, size_t key_len, const hp_buf_t *value, uint64_t ttl_ms)
 {
-    hp_l2_stats_t *s = &l2->stats;
+    hp_l2_stats_t *s = l2->stats;
     hp_counter_add(&s->sets, 1);
     if (l2->closing) return admit(l2);
     char head[REC_HEAD_MAX];
@@ -987,7 +998,18 @@ const hp_stats_table_t hp_l2_stats_table = {
 
 const hp_l2_stats_t *hp_l2_stats(const hp_l2_t *l2)
 {
-    return &l2->stats;
+    return l2->stats;
+}
+
+void hp_l2_count_into(hp_l2_t *l2, hp_l2_stats_t *block)
+{
+    for (size_t i = 0; i < hp_l2_stats_table.nrows; i++) {
+        const hp_stat_t *row = &hp_l2_stats_table.rows[i];
+        uint64_t *to = (uint64_t *)((char *)block + row->offset);
+        uint64_t v = *hp_stat_at(l2->stats, row);
+        hp_counter_set(to, row->kind == HP_STAT_GAUGE ? v : hp_counter_get(to) + v);
+    }
+    l2->stats = block;
 }
 
 const char *hp_l2_last_error(const hp_l2_t *l2)

@@ -87,7 +87,8 @@ extern const hp_options_t hp_l2_options;
     XX(disconnects, counter, "ready connections lost to a fault")                                  \
     XX(connected, gauge, "1 while a connection is ready")                                          \
     XX(inflight, gauge, "GETs and SETs awaiting replies")                                          \
-    XX(latency_us_sum, counter, "microseconds from send to reply, over commands answered")         \
+    XX(latency_sum, counter,                                                                       \
+       "microseconds from send to reply, summed over the commands answered (latency_count)")       \
     XX(latency_count, counter, "commands answered (hits, misses, stored, error replies)")          \
     XX(reader_buf_bytes, gauge, "capacity of hiredis's read buffer (not counted by hp_alloc)")     \
     XX(reader_buf_changes, counter, "reads that grew or replaced hiredis's read buffer")
@@ -154,8 +155,16 @@ int hp_l2_get(hp_l2_t *l2, const char *key, size_t key_len, hp_task_t **out);
  * to the burst size. */
 int hp_l2_set(hp_l2_t *l2, const char *key, size_t key_len, const hp_buf_t *value, uint64_t ttl_ms);
 
-/* Borrowed; valid until close's done callback. */
+/* Borrowed; valid until close's done callback (or, after
+ * hp_l2_count_into, the caller's block). */
 const hp_l2_stats_t *hp_l2_stats(const hp_l2_t *l2);
+
+/* Count into block (borrowed: it must outlive l2) from now on, adding what
+ * l2 counted so far: successive clients of one worker (cache.l2.url turned
+ * off, then on again) then keep one set of figures whose counters never go
+ * back, as /stats and /metrics need. The gauges are set to 0 when l2 is
+ * freed. */
+void hp_l2_count_into(hp_l2_t *l2, hp_l2_stats_t *block);
 
 /* The last failure with its detail ("" when none yet): why a connection
  * attempt failed or a connection was lost ("SELECT 99 refused: ERR DB index

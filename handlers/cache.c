@@ -11,7 +11,9 @@
  *   coalesced  the same, on the same fill task as the miss before it: one
  *              upstream request for any number of concurrent misses - the
  *              multi-await case only a task can serve;
- *   stale      answered inline from the expired value while one refresh runs.
+ *   stale      answered inline from the expired value while one refresh runs;
+ *   l2         a miss whose fill the second tier answered (fill.c): one
+ *              Redis round trip instead of the upstream's.
  *
  * Every answer says which in X-Cache. An upstream answer other than 200 is
  * passed through and not cached; an upstream failure is a 502 (504 for a
@@ -47,7 +49,8 @@
 typedef struct {
     hp_origin_t *origin;
     hp_str_t key;
-    const hp_task_t *fill; /* compared, never dereferenced */
+    const hp_task_t *fill;  /* compared, never dereferenced */
+    hp_cache_outcome_t how; /* MISS or COALESCED */
 } waiter_t;
 
 static void answer_error(hp_ctx_t *ctx, int err)
@@ -78,10 +81,21 @@ static int answer(hp_ctx_t *ctx, hp_vtask_t *vt)
     return 0;
 }
 
+static void x_cache(hp_ctx_t *ctx, const char *x)
+{
+    hp_resp_header(ctx, "X-Cache", (hp_str_t){x, strlen(x)});
+}
+
+/* layer->mark: the pending get's waiter_t. A miss learns here whether its
+ * fill was answered by L2: fill.c marks the fill while it completes, which
+ * is when this runs (continuations run inside the completion). */
 static void cache_awaited(void *arg)
 {
     hp_layer_t *layer = arg;
+    const waiter_t *wt = (const waiter_t *)(uintptr_t)layer->mark;
     hp_ctx_on_abort(layer->ctx, NULL, NULL);
+    bool l2 = wt->how == HP_CACHE_MISS && wt->origin->l2_answer == wt->fill;
+    x_cache(layer->ctx, l2 ? "l2" : hp_cache_outcome_name(wt->how));
     int rc = answer(layer->ctx, &layer->downstream);
     hp_layer_complete(layer, rc, rc ? hp_strerror(rc) : NULL);
 }
@@ -91,7 +105,7 @@ static void leave(const waiter_t *wt)
 {
     hp_origin_t *o = wt->origin;
     if (o->cache && hp_cache_leave(o->cache, wt->key.ptr, wt->key.len, wt->fill) == 1)
-        hp_upstream_cancel(o->upstream, wt->fill, false);
+        hp_origin_cancel(o, wt->fill);
 }
 
 static void cache_abort(hp_ctx_t *ctx, void *arg)
@@ -128,17 +142,17 @@ static hp_vtask_t cache_get(void *self, hp_ctx_t *ctx)
     if (n == 0 || n > HP_CACHE_KEY_MAX || memchr(key, '/', (size_t)n) || dot_segment(key, n))
         return bad_key(ctx, 0);
     hp_cache_outcome_t how;
+    o->mode = ctx->mode; /* for a fill this get starts (origin.h) */
     hp_vtask_t vt = hp_cache_get(o->cache, ctx->mode, key, (size_t)n, hp_ctx_now_ms(ctx), &how);
     hp_layer_record(o->cache_get[ctx->mode], &vt);
     /* A coalesced get is one more waiter on the fill's shared task. */
     if (how == HP_CACHE_COALESCED) hp_counter_add(&o->cache_get[ctx->mode]->waiters, 1);
-    const char *x = hp_cache_outcome_name(how);
-    hp_resp_header(ctx, "X-Cache", (hp_str_t){x, strlen(x)});
     if (hp_vtask_is_completed(&vt)) {
+        x_cache(ctx, hp_cache_outcome_name(how));
         /* A hit or a stale value - or a get that cannot be read (consumed
          * or stale: a misuse, answered 500). A MISS or COALESCED one of
          * those will never read its fill, so it leaves it. */
-        waiter_t wt = {o, {key, (size_t)n}, vt.kind == HP_VT_TASK ? vt.u.task : NULL};
+        waiter_t wt = {o, {key, (size_t)n}, vt.kind == HP_VT_TASK ? vt.u.task : NULL, how};
         int rc = answer(ctx, &vt);
         if (rc == 0) return hp_done(ctx);
         if (how == HP_CACHE_MISS || how == HP_CACHE_COALESCED) leave(&wt);
@@ -148,7 +162,8 @@ static hp_vtask_t cache_get(void *self, hp_ctx_t *ctx)
     hp_layer_t *layer = hp_layer_current(ctx);
     hp_vtask_t mine = hp_layer_pending(layer);
     waiter_t *wt = hp_ctx_alloc(ctx, sizeof(*wt));
-    *wt = (waiter_t){o, {key, (size_t)n}, vt.u.task};
+    *wt = (waiter_t){o, {key, (size_t)n}, vt.u.task, how};
+    layer->mark = (uintptr_t)wt;
     hp_ctx_on_abort(ctx, cache_abort, wt);
     /* Refused (counted in the runtime's misuse figures): cache_awaited has
      * run already, with the refusal as the fault (a 500); this get will

@@ -28,6 +28,7 @@ extern const hp_handler_t hp_handler_upstream;
 extern const hp_handler_t hp_handler_not_found;
 extern const hp_handler_t hp_handler_method_not_allowed;
 extern const hp_handler_t hp_handler_options;
+extern const hp_handler_t hp_handler_healthz;
 
 /* The per-worker state of the handlers that go upstream (origin.h). */
 extern const hp_service_t hp_service_origin;

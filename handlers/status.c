@@ -2,8 +2,11 @@
  * status - the answers about the server rather than from an endpoint: 404
  * for an unknown path, 405 with Allow for a known path and the wrong method,
  * and "OPTIONS *" (RFC 9110 9.3.7), 200 with Allow listing every method some
- * route serves. They run through the chain like any handler, so they get
- * Date, a request id and a line in the metrics.
+ * route serves; and GET /healthz, 200 "ok" or 503 "draining" once the
+ * server stops (server/worker.c), touching neither cache nor upstream: what
+ * a balancer's check needs to know is whether this process takes work. They
+ * run through the chain like any handler, so they get Date, a request id
+ * and a line in the metrics.
  */
 #include "handlers.h"
 
@@ -53,7 +56,17 @@ static hp_vtask_t options(void *self, hp_ctx_t *ctx)
     return hp_done(ctx);
 }
 
+static hp_vtask_t healthz(void *self, hp_ctx_t *ctx)
+{
+    if (hp_ctx_healthy(ctx))
+        hp_resp_set(ctx, 200, "text/plain", HP_STR("ok\n"));
+    else
+        hp_resp_set(ctx, 503, "text/plain", HP_STR("draining\n"));
+    return hp_done(ctx);
+}
+
 const hp_handler_t hp_handler_not_found = {.name = "not_found", .invoke = not_found};
+const hp_handler_t hp_handler_healthz = {.name = "healthz", .invoke = healthz};
 const hp_handler_t hp_handler_options = {.name = "options", .invoke = options};
 const hp_handler_t hp_handler_method_not_allowed = {.name = "method_not_allowed",
                                                     .invoke = method_not_allowed};

@@ -23,7 +23,10 @@ One run, in order (each part can be left out with --parts):
   5. system calls per request under strace (hotpath, the twin, nginx);
   6. instructions per request under callgrind, a separate hotpath;
   7. the twin's BenchmarkDotNet micro-benchmark (`make micro`, harness/micro.py);
-  8. report.md, results.json and plots (harness/report.py) into
+  8. the cache tiers (full runs): an L2 hit's CPU and allocations per
+     request next to an L1 hit's, and the cluster: 3 instances against 1
+     behind HAProxy on one CPU cap (harness/tiers.py);
+  9. report.md, results.json and plots (harness/report.py) into
      loadtest/results/<date>[-quick]/; with --publish (full runs only, a
      clean tree) also into loadtest/results/latest/.
 
@@ -39,7 +42,7 @@ import shutil
 import sys
 import time
 
-from harness import cgroup, measure, micro, report, targets
+from harness import cgroup, measure, micro, report, targets, tiers
 from harness.procs import COMMANDS, Pinning, Procs, logger, stop_signals_raise
 from harness.scenarios import (BASE, BY_NAME, SCENARIOS, TWIN_ALL, TWINS, Nonce,
                                run_scenarios, scenario_labels, warm)
@@ -64,7 +67,7 @@ log = logger("bench")
 # 2.5k/core for the twin: in a check run at a 25% cap it did not hold
 # 10k/core on this VM (throttled in 94% of the periods while it used 57%
 # of the cap), and a saturation needs a held rate below it.
-PARTS = ("scenarios", "sweep", "idle", "syscalls", "callgrind", "micro")
+PARTS = ("scenarios", "sweep", "idle", "syscalls", "callgrind", "micro", "tiers", "cluster")
 PROFILES = {
     "quick": dict(
         parts=("scenarios", "sweep", "idle", "callgrind"),
@@ -77,7 +80,7 @@ PROFILES = {
         sweep_rounds=1, band_rounds=3, sweep_duration_s=1.0, sweep_warmup_s=0.3,
         sweep_drain_s=0.5, refine=2, resolution=0.15, sweep_budget_s=70,
         callgrind_counts=(1000, 4000), callgrind_warmup=500, idle_connections=5000,
-        syscall_requests=4000, micro_args="",
+        syscall_requests=4000, micro_args="", cluster_cap=0.10,
     ),
     "full": dict(
         parts=PARTS, scenarios=None, twin="default", runtimes=["hotpath", "kestrel"],
@@ -89,7 +92,7 @@ PROFILES = {
         sweep_rounds=2, band_rounds=5, sweep_duration_s=3.0, sweep_warmup_s=1.0,
         sweep_drain_s=1.0, refine=3, resolution=0.05, sweep_budget_s=2400,
         callgrind_counts=(5000, 20000), callgrind_warmup=2000, idle_connections=5000,
-        syscall_requests=16000, micro_args="",
+        syscall_requests=16000, micro_args="", cluster_cap=0.10,
     ),
 }
 MICRO_TIMEOUT_S = 1800
@@ -123,7 +126,8 @@ def parse_args(argv=None):
     ap.add_argument("--build", default="build", help="build directory with the binaries")
     ap.add_argument("--quick", action="store_true", help="the < 3 minute profile")
     ap.add_argument("--parts", default="", help="comma list of: " + ", ".join(PARTS)
-                    + " (default: the profile's; quick leaves out syscalls and micro)")
+                    + " (default: the profile's; quick leaves out syscalls, micro, tiers "
+                    "and cluster)")
     ap.add_argument("--scenarios", default="", help="comma list of scenario names (default: "
                     "the profile's; quick leaves out cache-hot): " + ", ".join(BY_NAME))
     ap.add_argument("--runtimes", default="",
@@ -215,7 +219,7 @@ class Bench:
         self.build = os.path.abspath(args.build)
         self.pin = Pinning()
         self.res = dict(scenarios={}, sweep=None, callgrind={}, idle_memory={}, syscalls={},
-                        micro=None, runtimes={}, notes=[])
+                        micro=None, runtimes={}, notes=[], tiers=None, cluster=None)
 
     def note(self, text):
         log(text)
@@ -226,7 +230,7 @@ class Bench:
         res, parts = self.res, self.p["parts"]
         commit_at_start, _ = report.git_state()
         group = None
-        if "sweep" in parts:
+        if "sweep" in parts or "cluster" in parts:
             group = cgroup.CpuGroup()
             log(f"CPU cap by {group.describe()}")
         res["part_wall_s"] = {}
@@ -303,6 +307,20 @@ class Bench:
 
     # --- the parts, in order -----------------------------------------------------------
 
+    def tiers(self, ctx):
+        try:
+            self.res["tiers"] = tiers.run_tiers(ctx, self.p, self.res["notes"])
+        except (RuntimeError, TimeoutError, OSError, ValueError) as e:
+            self.note(f"tiers failed: {e}")
+
+    def cluster(self, ctx, group):
+        try:
+            self.res["cluster"] = tiers.run_cluster(ctx, group, self.p["cluster_cap"], self.p,
+                                                    self.res["notes"])
+        except (RuntimeError, TimeoutError, OSError, ValueError) as e:
+            group.unlimit()
+            self.note(f"cluster failed: {e}")
+
     def run_parts(self, procs, group):
         args, p, res = self.args, self.p, self.res
         parts = p["parts"]
@@ -334,6 +352,10 @@ class Bench:
             self.timed("idle", idle)
         if "syscalls" in parts:
             self.timed("syscalls", lambda: self.syscalls(procs, servers))
+        if "tiers" in parts:
+            self.timed("tiers", lambda: self.tiers(ctx))
+        if "cluster" in parts:
+            self.timed("cluster", lambda: self.cluster(ctx, group))
         res["hotpath_stderr_tail"] = procs.stderr(hp.proc, 2000).splitlines()[-20:]
         rc = hp.stop()
         res["hotpath_exit"] = rc

@@ -154,6 +154,11 @@ int hp_options_set(const hp_options_t *t, const hp_option_t *o, void *values, co
     }
     case HP_OPT_STR:
     case HP_OPT_STRPTR:
+        /* A string without a default may be "" in a file: not set, NULL. */
+        if (o->type == HP_OPT_STRPTR && o->def == NULL && cJSON_IsString(v) && !v->valuestring[0]) {
+            *(const char **)field(values, o) = NULL;
+            return 0;
+        }
         if (!cJSON_IsString(v) || !v->valuestring[0] || strlen(v->valuestring) >= o->size)
             return expected(t, o, src, err, errlen);
         if (o->type == HP_OPT_STR)
@@ -189,6 +194,7 @@ int hp_options_check(const hp_options_t *t, const void *values, char *err, size_
         case HP_OPT_STR:
         case HP_OPT_STRPTR: {
             const char *s = o->type == HP_OPT_STR ? p : *(const char *const *)p;
+            if (s == NULL && o->type == HP_OPT_STRPTR && o->def == NULL) break; /* not set */
             if (s == NULL || !s[0] || strlen(s) >= o->size)
                 return fail(err, errlen, "%s: expected a non-empty string of at most %zu bytes",
                             path, o->size - 1);

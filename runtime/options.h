@@ -27,7 +27,8 @@ typedef enum {
     HP_OPT_INT,    /* an unsigned integer field of 2, 4 or 8 bytes, in [min, max] */
     HP_OPT_STR,    /* a char array field of `size` bytes: a copy, non-empty */
     HP_OPT_STRPTR, /* a const char * field: borrowed from the configuration's
-                      document (or the default's literal), at most `size` - 1 bytes */
+                      document (or the default's literal), at most `size` - 1 bytes;
+                      one without a default is NULL when absent or "" */
     HP_OPT_ENUM,   /* an int-sized enum field: the index of its name in `names` */
 } hp_opt_type_t;
 

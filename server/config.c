@@ -64,6 +64,9 @@ static const hp_option_t server_options[] = {
         "10000 per worker: nginx's worker_connections scaled for 5k-connection tests"),
     INT("limits.drain_timeout_ms", limits.drain_timeout_ms, 0, 600000, 5000,
         "5 s, as .NET's HostOptions.ShutdownTimeout before .NET 6"),
+    INT("limits.drain_health_ms", limits.drain_health_ms, 0, 600000, 2000,
+        "2 s: make cluster's HAProxy needs 2 failed checks 500 ms apart; only when "
+        "/healthz was asked"),
 };
 
 static int server_check(const void *values, char *err, size_t errlen);

@@ -51,6 +51,7 @@ typedef struct {
     uint32_t body_grace_ms;
     uint32_t max_connections; /* per worker */
     uint32_t drain_timeout_ms;
+    uint32_t drain_health_ms; /* /healthz says 503 this long before the drain */
 } hp_limits_t;
 
 typedef struct hp_config {

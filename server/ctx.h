@@ -202,6 +202,11 @@ uint32_t hp_ctx_boot_id(const hp_ctx_t *ctx);
 const hp_config_t *hp_ctx_config(const hp_ctx_t *ctx);
 hp_mode_t hp_ctx_worker_mode(const hp_ctx_t *ctx);
 
+/* For GET /healthz: notes that something checks this server's health (so
+ * that a stop first gives it limits.drain_health_ms to notice, host.h)
+ * and says whether the server still takes work: false once it stops. */
+bool hp_ctx_healthy(hp_ctx_t *ctx);
+
 /* The worker's routes (router.h), for answers about them (the index, 405's
  * Allow, OPTIONS). */
 const hp_router_t *hp_ctx_router(const hp_ctx_t *ctx);

@@ -244,6 +244,13 @@ hp_mode_t hp_ctx_worker_mode(const hp_ctx_t *ctx)
     return ctx->host->gen->mode;
 }
 
+bool hp_ctx_healthy(hp_ctx_t *ctx)
+{
+    hp_host_t *h = ctx->host;
+    if (!h->health_checked) __atomic_store_n(&h->health_checked, 1, __ATOMIC_RELAXED);
+    return !h->leaving && !h->draining;
+}
+
 const hp_router_t *hp_ctx_router(const hp_ctx_t *ctx)
 {
     return &ctx->host->router;

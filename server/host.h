@@ -64,6 +64,12 @@ struct hp_host {
     bool draining;       /* answers say Connection: close; idle connections close */
     uint64_t started_ms; /* uv_hrtime (ms) when the loop opened */
 
+    /* Stopping, before the drain: /healthz answers 503 while everything
+     * else is served as usual, so a balancer stops sending first (worker.c). */
+    bool leaving;
+    /* A /healthz was answered (atomic: the control thread reads it). */
+    int health_checked;
+
     /* Input and output, one each per loop. */
     const char *parse_end; /* end of the input llhttp is parsing now */
     char *rbuf;            /* the read buffer */

@@ -85,7 +85,7 @@ int hp_server_start(const hp_app_t *app, hp_config_t *cfg, const char *path,
              * to their end here. */
             snprintf(err, errlen, "cannot start worker thread: %s", uv_strerror(rc));
             for (unsigned j = 0; j < i; j++)
-                hp_worker_stop(&s->workers[j]);
+                hp_worker_stop(&s->workers[j], 0);
             for (unsigned j = 0; j < i; j++)
                 hp_worker_join(&s->workers[j]);
             for (unsigned j = i; j < s->nworkers; j++) {
@@ -141,8 +141,14 @@ int hp_server_reload(hp_server_t *s, char *err, size_t errlen, char *note, size_
 
 void hp_server_stop(hp_server_t *s)
 {
+    /* The grace is for a balancer that checks /healthz, on any worker: the
+     * workers share one port, so they leave together or not at all. */
+    unsigned grace = 0;
     for (unsigned i = 0; i < s->nworkers; i++)
-        hp_worker_stop(&s->workers[i]);
+        if (__atomic_load_n(&s->workers[i].host.health_checked, __ATOMIC_RELAXED))
+            grace = s->config->limits.drain_health_ms;
+    for (unsigned i = 0; i < s->nworkers; i++)
+        hp_worker_stop(&s->workers[i], grace);
 }
 
 void hp_server_join(hp_server_t *s)

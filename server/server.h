@@ -47,7 +47,9 @@ int hp_server_start(const hp_app_t *app, hp_config_t *cfg, const char *path,
 int hp_server_reload(hp_server_t *s, char *err, size_t errlen, char *note, size_t notelen);
 
 /* Begin a graceful stop: workers stop accepting, finish what runs (up to
- * limits.drain_timeout_ms), close, and end. */
+ * limits.drain_timeout_ms), close, and end. When /healthz was ever asked,
+ * they first answer it with 503 for limits.drain_health_ms, serving
+ * everything else as usual (worker.c). */
 void hp_server_stop(hp_server_t *s);
 
 /* Wait for every worker to end, then free the server. */

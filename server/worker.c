@@ -7,8 +7,17 @@
  *
  * The tick (HP_TICK_MS) does the once-a-second and timeout work: the
  * request side's (the Date, metric windows, middleware and service ticks:
- * hp_host_tick), connection deadlines (hp_conn_sweep), and the drain
- * deadline.
+ * hp_host_tick), connection deadlines (hp_conn_sweep), and the stop's two
+ * deadlines: the grace's and the drain's.
+ *
+ * Stop: when a health check watches the server (/healthz was answered),
+ * the worker first leaves: it serves on as usual, listener open, but
+ * /healthz says 503, for limits.drain_health_ms - long enough for a
+ * balancer to take it out of rotation, so nobody is sent to a closed port.
+ * Then it drains: the listener closes, idle connections close, running
+ * requests finish and are answered with Connection: close, up to
+ * limits.drain_timeout_ms. Without a health check there is nobody to tell,
+ * and the drain starts at once.
  *
  * Reload: the control thread parks a config in `pending` and wakes the
  * loop. The worker builds a new generation from it and swaps it in between
@@ -32,6 +41,7 @@
 #include <string.h>
 
 static void close_handles(hp_worker_t *w);
+static void start_drain(hp_worker_t *w);
 
 /* --- the tick ---------------------------------------------------------- */
 
@@ -42,6 +52,7 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = uv_now(&w->loop);
     hp_host_tick(h);
     hp_conn_sweep(h, now);
+    if (h->leaving && !h->draining && now >= w->grace_deadline) start_drain(w);
     if (h->draining) {
         /* Connections that only linger (answered, shut down, waiting for
          * the peer's close) hold nothing worth waiting for at shutdown. */
@@ -88,7 +99,15 @@ static void on_wakeup(uv_async_t *a)
         if (!w->host.draining) apply(w, cfg);
         hp_config_unref(cfg);
     }
-    if (__atomic_load_n(&w->stop_requested, __ATOMIC_ACQUIRE)) start_drain(w);
+    if (__atomic_load_n(&w->stop_requested, __ATOMIC_ACQUIRE)) {
+        unsigned grace = __atomic_load_n(&w->stop_grace_ms, __ATOMIC_RELAXED);
+        if (grace == 0 || w->host.leaving) {
+            start_drain(w);
+        } else {
+            w->host.leaving = true;
+            w->grace_deadline = uv_now(&w->loop) + grace;
+        }
+    }
 }
 
 static void close_handles(hp_worker_t *w)
@@ -203,8 +222,9 @@ void hp_worker_reload(hp_worker_t *w, hp_config_t *cfg)
     uv_async_send(&w->wakeup);
 }
 
-void hp_worker_stop(hp_worker_t *w)
+void hp_worker_stop(hp_worker_t *w, unsigned grace_ms)
 {
+    __atomic_store_n(&w->stop_grace_ms, grace_ms, __ATOMIC_RELAXED);
     __atomic_store_n(&w->stop_requested, 1, __ATOMIC_RELEASE);
     uv_async_send(&w->wakeup);
 }

@@ -33,8 +33,10 @@ typedef struct hp_worker {
     bool listening; /* the listener is open */
     uv_timer_t tick;
     uv_async_t wakeup;
-    hp_config_t *pending; /* next config, handed over by the control thread */
-    int stop_requested;   /* set by the control thread */
+    hp_config_t *pending;    /* next config, handed over by the control thread */
+    int stop_requested;      /* set by the control thread */
+    unsigned stop_grace_ms;  /* ... with the time /healthz says 503 before the drain */
+    uint64_t grace_deadline; /* loop time when a leaving worker starts its drain */
     uint64_t drain_deadline;
     bool closing; /* handles are being closed; the loop is ending */
 } hp_worker_t;
@@ -56,8 +58,9 @@ int hp_worker_start(hp_worker_t *w);
 /* Any thread: switch to cfg at the next request boundary (takes a ref). */
 void hp_worker_reload(hp_worker_t *w, hp_config_t *cfg);
 
-/* Any thread: stop accepting, drain, close, end the thread. */
-void hp_worker_stop(hp_worker_t *w);
+/* Any thread: stop accepting, drain, close, end the thread. With grace_ms,
+ * first serve on as usual for that long, answering /healthz with 503. */
+void hp_worker_stop(hp_worker_t *w, unsigned grace_ms);
 
 /* Control thread: wait for the thread, then free what the worker holds. */
 void hp_worker_join(hp_worker_t *w);

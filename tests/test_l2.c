@@ -32,6 +32,7 @@
 #include "runtime/list.h"
 #include "runtime/task.h"
 #include "tests/support/counters.h"
+#include "tests/support/redis.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -58,135 +59,6 @@
 #define WAIT_MS      5000 /* the longest any single wait on the loop may take */
 #define TEST_ALARM_S 60   /* backstop per test */
 #define MAX_WAITS    256
-
-/* --- the real Redis -------------------------------------------------------- */
-
-typedef struct {
-    pid_t pid;
-    int port;
-    char dir[64]; /* its working directory and log */
-} redis_proc_t;
-
-static char redis_path[4096];
-
-/* The redis-server to run, or NULL. */
-static const char *redis_bin(void)
-{
-    const char *env = getenv("HOTPATH_REDIS_BIN");
-    if (env && *env) return access(env, X_OK) == 0 ? env : NULL;
-    const char *path = getenv("PATH");
-    if (path == NULL) path = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
-    while (*path) {
-        size_t n = strcspn(path, ":");
-        snprintf(redis_path, sizeof(redis_path), "%.*s/redis-server", (int)n, path);
-        if (n && access(redis_path, X_OK) == 0) return redis_path;
-        path += n + (path[n] == ':');
-    }
-    return NULL;
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t len = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd); /* bound, never listened: nothing answers there until Redis does */
-    return ntohs(a.sin_port);
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Start Redis on rp->port; true once it logged that it accepts connections,
- * false when it exited first (the port was taken). */
-static bool redis_spawn(redis_proc_t *rp)
-{
-    char log[128], port[16];
-    snprintf(log, sizeof(log), "%s/redis.log", rp->dir);
-    snprintf(port, sizeof(port), "%d", rp->port);
-    unlink(log);
-    const char *bin = redis_bin();
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) _exit(126);
-        int null = open("/dev/null", O_RDWR);
-        dup2(null, 0);
-        dup2(null, 1);
-        execl(bin, bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-              "--daemonize", "no", "--dir", rp->dir, "--logfile", log, (char *)NULL);
-        fprintf(stderr, "test_l2: cannot run %s: %s\n", bin, strerror(errno));
-        _exit(127);
-    }
-    rp->pid = pid;
-    for (int i = 0; i < 1000; i++) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            rp->pid = 0;
-            return false;
-        }
-        char text[16384];
-        FILE *fp = fopen(log, "r");
-        if (fp) {
-            size_t n = fread(text, 1, sizeof(text) - 1, fp);
-            fclose(fp);
-            text[n] = '\0';
-            if (strstr(text, "Ready to accept connections")) return true;
-        }
-        sleep_ms(10);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    rp->pid = 0;
-    fail_msg("redis-server on port %d did not get ready in 10 s (log: %s)", rp->port, log);
-    return false;
-}
-
-static void redis_start(redis_proc_t *rp)
-{
-    snprintf(rp->dir, sizeof(rp->dir), "/tmp/hp-test-l2-XXXXXX");
-    assert_non_null(mkdtemp(rp->dir));
-    for (int tries = 0; tries < 8; tries++) {
-        rp->port = free_port();
-        if (redis_spawn(rp)) return;
-    }
-    fail_msg("redis-server did not start on 8 free ports in a row");
-}
-
-static void redis_kill(redis_proc_t *rp, int sig)
-{
-    if (rp->pid <= 0) return;
-    pid_t pid = rp->pid;
-    rp->pid = 0;
-    kill(pid, sig);
-    for (int i = 0; i < 500; i++) {
-        if (waitpid(pid, NULL, WNOHANG) == pid) return;
-        sleep_ms(10);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-}
-
-static void redis_cleanup(redis_proc_t *rp)
-{
-    redis_kill(rp, SIGTERM);
-    if (rp->dir[0] == '\0') return;
-    char p[128];
-    snprintf(p, sizeof(p), "%s/redis.log", rp->dir);
-    unlink(p);
-    snprintf(p, sizeof(p), "%s/dump.rdb", rp->dir);
-    unlink(p);
-    rmdir(rp->dir);
-    rp->dir[0] = '\0';
-}
 
 /* --- the fake Redis ---------------------------------------------------------- */
 
@@ -338,7 +210,7 @@ typedef struct {
     uv_loop_t loop;
     uv_timer_t guard;
     bool expired;
-    redis_proc_t redis;
+    hp_test_redis_t redis;
     fake_t fake;
     redisContext *rc; /* the blocking look-behind connection to the real Redis */
     hp_l2_t *l2;
@@ -572,7 +444,7 @@ static int setup_redis(void **state)
     setup_common(state);
     fx_t *f = *state;
     if (!have_redis) return 0;
-    redis_start(&f->redis);
+    hp_test_redis_start(&f->redis);
     snprintf(f->url, sizeof(f->url), "redis://127.0.0.1:%d/0", f->redis.port);
     return 0;
 }
@@ -592,7 +464,7 @@ static int teardown(void **state)
     assert_int_equal(uv_run(&f->loop, UV_RUN_NOWAIT), 0); /* nothing left open */
     assert_int_equal(uv_loop_close(&f->loop), 0);
     raw_drop(f);
-    redis_cleanup(&f->redis);
+    hp_test_redis_cleanup(&f->redis);
     hp_free(f);
     hp_test_counters_teardown(state);
     alarm(0);
@@ -757,7 +629,7 @@ static void test_get_miss_hit(void **state)
     assert_int_equal(STAT(f, stored), 2);
     assert_int_equal(STAT(f, errors), 0);
     assert_int_equal(STAT(f, latency_count), 5);
-    assert_true(STAT(f, latency_us_sum) > 0);
+    assert_true(STAT(f, latency_sum) > 0);
     assert_int_equal(STAT(f, connects), 1);
     assert_int_equal(STAT(f, inflight), 0);
     assert_string_equal(hp_l2_last_error(f->l2), "");
@@ -954,7 +826,7 @@ static void test_redis_killed_and_back(void **state)
     run_for(f, 20); /* sent, and parked by the pause */
     raw_drop(f);
     uint64_t t0 = uv_hrtime();
-    redis_kill(&f->redis, SIGKILL);
+    hp_test_redis_kill(&f->redis, SIGKILL);
     RUN_UNTIL(f, w[2]->done, WAIT_MS);
     double ms = ms_since(t0);
     for (int i = 0; i < 3; i++) {
@@ -1000,7 +872,7 @@ static void test_redis_killed_and_back(void **state)
     assert_int_equal(STAT(f, reconnects), N);
     assert_non_null(strstr(hp_l2_last_error(f->l2), "connection refused"));
 
-    assert_true(redis_spawn(&f->redis)); /* the same port */
+    assert_true(hp_test_redis_spawn(&f->redis)); /* the same port */
     t0 = uv_hrtime();
     RUN_UNTIL(f, STAT(f, connected) == 1, WAIT_MS);
     print_message("redis back -> ready again in %.1f ms (backoff max 400)\n", ms_since(t0));
@@ -1516,7 +1388,7 @@ int main(void)
 {
     hp_alloc_install();
     signal(SIGPIPE, SIG_IGN);
-    have_redis = redis_bin() != NULL;
+    have_redis = hp_test_redis_bin() != NULL;
     if (!have_redis)
         print_message("test_l2: SKIP the tests that need a real Redis: redis-server not found on "
                       "PATH or HOTPATH_REDIS_BIN (`make deps` installs it)\n");

@@ -105,6 +105,12 @@ static void set_from_json(void **state)
     assert_string_equal(d.url, "redis://x"); /* borrowed from the document */
     assert_ptr_equal(d.url, doc->valuestring);
     cJSON_Delete(doc);
+    /* "" in a file unsets a string that has no default. */
+    assert_int_equal(set(&d, "demo.sub.url", "\"\"", &doc, err), 0);
+    assert_null(d.url);
+    cJSON_Delete(doc);
+    assert_int_equal(set(&d, "demo.sub.name", "\"\"", &doc, err), HP_ECONFIG);
+    cJSON_Delete(doc);
 }
 
 static void check_built_in_code(void **state)
@@ -112,6 +118,10 @@ static void check_built_in_code(void **state)
     demo_t d;
     hp_options_defaults(&demo, &d);
     char err[256];
+    /* Without a default, not set is a value of its own (cache.l2.url: no L2). */
+    assert_null(d.url);
+    assert_int_equal(hp_options_check(&demo, &d, err, sizeof(err)), 0);
+    d.url = "";
     assert_int_equal(hp_options_check(&demo, &d, err, sizeof(err)), HP_ECONFIG);
     assert_string_equal(err, "demo.sub.url: expected a non-empty string of at most 15 bytes");
     d.url = "u";

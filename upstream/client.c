@@ -1067,6 +1067,12 @@ static bool idempotent(const char *m)
 hp_task_t *hp_upstream_request(hp_upstream_t *u, const char *method, const char *path,
                                size_t path_len)
 {
+    return hp_upstream_request_since(u, method, path, path_len, uv_now(u->loop));
+}
+
+hp_task_t *hp_upstream_request_since(hp_upstream_t *u, const char *method, const char *path,
+                                     size_t path_len, uint64_t since_ms)
+{
     hp_counter_add(&u->stats.requests, 1);
     if (u->closing) {
         hp_counter_add(&u->stats.errors_shutdown, 1);
@@ -1084,7 +1090,7 @@ hp_task_t *hp_upstream_request(hp_upstream_t *u, const char *method, const char 
     r->t0 = uv_hrtime();
     r->connect_ms = u->opts.connect_timeout_ms;
     r->response_ms = u->opts.response_timeout_ms;
-    r->deadline = uv_now(u->loop) + r->connect_ms + r->response_ms;
+    r->deadline = since_ms + r->connect_ms + r->response_ms;
     r->max_bytes = u->opts.max_response_bytes;
     r->err = 0;
     r->msg = NULL;

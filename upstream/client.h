@@ -135,6 +135,12 @@ int hp_upstream_reconfigure(hp_upstream_t *u, const hp_upstream_opts_t *opts);
 hp_task_t *hp_upstream_request(hp_upstream_t *u, const char *method, const char *path,
                                size_t path_len);
 
+/* The same, for a caller that began waiting at since_ms (uv_now of the
+ * loop, <= now) on something else first - the cache's L2 lookup: the
+ * request's deadline counts from then, so that time is taken out of it. */
+hp_task_t *hp_upstream_request_since(hp_upstream_t *u, const char *method, const char *path,
+                                     size_t path_len, uint64_t since_ms);
+
 /* The caller of the request whose task is t (borrowed; the caller must still
  * hold a reference, so t names that request and no other) no longer wants
  * its answer. A request still waiting for a connection leaves the queue; one

@@ -10,5 +10,6 @@ are their callers):
   sweep      the capped sweep itself
   scenarios  the closed-loop wrk scenarios
   micro      the twin's BenchmarkDotNet tables (`make micro`), read for the report
+  tiers      the L1 and L2 hit loads; 3 instances against 1 behind HAProxy
   report     report.md, results.json, plots; where they go, publishing
 """

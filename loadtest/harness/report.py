@@ -18,7 +18,7 @@ import re
 import shutil
 import subprocess
 
-from . import micro, stats, targets, threshold
+from . import micro, stats, targets, threshold, tiers
 from . import scenarios as scen
 from .procs import HERE, ROOT, run
 
@@ -898,6 +898,7 @@ def render(res):
     L += sweep_section(res)
     L += scenarios_section(res)
     L += twin_section(res)
+    L += tiers.section(res)
     if any(sc.get("advice") for sc in res["scenarios"].values()):
         L += advice_section(res) + [""]
     L += ["## Instructions per request (callgrind)", ""]
