@@ -215,17 +215,6 @@ static void conn_open(hp_l2_t *l2);
 
 /* --- options ------------------------------------------------------------ */
 
-static int conf_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return HP_ECONFIG;
-}
-
 /* Digits only, no sign, no leading garbage; *out <= max. */
 static bool parse_uint(const char *s, size_t n, long max, long *out)
 {
@@ -240,17 +229,18 @@ static bool parse_uint(const char *s, size_t n, long max, long *out)
     return true;
 }
 
-#define URL_FAIL(why) conf_fail(err, errlen, "cache.l2.url: %s (got \"%.*s\")", why, 128, url)
+#define URL_FAIL(why) hp_options_fail(err, errlen, "cache.l2.url: %s (got \"%.*s\")", why, 128, url)
 
 /* redis://HOST[:PORT][/DB]. No DNS: a name would need a blocking
  * getaddrinfo on the loop, so HOST is a numeric address or "localhost". */
 static int url_parse(const char *url, conf_t *c, char *err, size_t errlen)
 {
     if (url == NULL || *url == '\0')
-        return conf_fail(err, errlen, "cache.l2.url: missing (expected redis://HOST[:PORT][/DB])");
+        return hp_options_fail(err, errlen,
+                               "cache.l2.url: missing (expected redis://HOST[:PORT][/DB])");
     size_t n = strlen(url);
     if (n >= URL_MAX)
-        return conf_fail(err, errlen, "cache.l2.url: longer than %d bytes", URL_MAX - 1);
+        return hp_options_fail(err, errlen, "cache.l2.url: longer than %d bytes", URL_MAX - 1);
     if (strncasecmp(url, "rediss://", 9) == 0) return URL_FAIL("TLS (rediss://) is not supported");
     if (strncasecmp(url, "redis://", 8) != 0) return URL_FAIL("expected redis://HOST[:PORT][/DB]");
     const char *p = url + 8, *end = url + n;
@@ -311,15 +301,16 @@ static int conf_cross_check(const void *values, char *err, size_t errlen)
     conf_t c;
     if (o->url && url_parse(o->url, &c, err, errlen) < 0) return HP_ECONFIG;
     if (o->backoff_max_ms >= o->backoff_min_ms) return 0;
-    return conf_fail(err, errlen,
-                     "cache.l2.backoff_max_ms: expected %u..600000 ms (at least backoff_min_ms), "
-                     "got %u",
-                     o->backoff_min_ms, o->backoff_max_ms);
+    return hp_options_fail(
+        err, errlen,
+        "cache.l2.backoff_max_ms: expected %u..600000 ms (at least backoff_min_ms), "
+        "got %u",
+        o->backoff_min_ms, o->backoff_max_ms);
 }
 
 static int conf_check(const hp_l2_opts_t *in, conf_t *c, char *err, size_t errlen)
 {
-    if (in == NULL) return conf_fail(err, errlen, "cache.l2: no options");
+    if (in == NULL) return hp_options_fail(err, errlen, "cache.l2: no options");
     memset(c, 0, sizeof(*c));
     int rc = url_parse(in->url, c, err, errlen);
     if (rc < 0) return rc;

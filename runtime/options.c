@@ -14,10 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+int hp_options_fail(char *err, size_t errlen, const char *fmt, ...)
 {
     if (err && errlen) {
         va_list ap;
@@ -121,8 +118,8 @@ static int expected(const hp_options_t *t, const hp_option_t *o, const char *src
     const char *at = src ? src : "", *sep = src ? ": " : "";
     switch (o->type) {
     case HP_OPT_INT:
-        return fail(err, errlen, "%s%s%s: expected an integer from %lld to %lld", at, sep, path,
-                    (long long)o->min, (long long)o->max);
+        return hp_options_fail(err, errlen, "%s%s%s: expected an integer from %lld to %lld", at,
+                               sep, path, (long long)o->min, (long long)o->max);
     case HP_OPT_ENUM: {
         char names[128] = "";
         size_t used = 0;
@@ -132,11 +129,12 @@ static int expected(const hp_options_t *t, const hp_option_t *o, const char *src
                                      : o->names[i + 1] ? ", "
                                                        : " or ",
                                      o->names[i]);
-        return fail(err, errlen, "%s%s%s: expected %s", at, sep, path, names);
+        return hp_options_fail(err, errlen, "%s%s%s: expected %s", at, sep, path, names);
     }
     default:
-        return fail(err, errlen, "%s%s%s: expected a non-empty string of at most %zu bytes", at,
-                    sep, path, o->size - 1);
+        return hp_options_fail(err, errlen,
+                               "%s%s%s: expected a non-empty string of at most %zu bytes", at, sep,
+                               path, o->size - 1);
     }
 }
 
@@ -187,8 +185,9 @@ int hp_options_check(const hp_options_t *t, const void *values, char *err, size_
         case HP_OPT_INT: {
             uint64_t v = load_int(values, o);
             if ((int64_t)v < o->min || (int64_t)v > o->max)
-                return fail(err, errlen, "%s: expected an integer from %lld to %lld, got %llu",
-                            path, (long long)o->min, (long long)o->max, (unsigned long long)v);
+                return hp_options_fail(err, errlen,
+                                       "%s: expected an integer from %lld to %lld, got %llu", path,
+                                       (long long)o->min, (long long)o->max, (unsigned long long)v);
             break;
         }
         case HP_OPT_STR:
@@ -196,8 +195,9 @@ int hp_options_check(const hp_options_t *t, const void *values, char *err, size_
             const char *s = o->type == HP_OPT_STR ? p : *(const char *const *)p;
             if (s == NULL && o->type == HP_OPT_STRPTR && o->def == NULL) break; /* not set */
             if (s == NULL || !s[0] || strlen(s) >= o->size)
-                return fail(err, errlen, "%s: expected a non-empty string of at most %zu bytes",
-                            path, o->size - 1);
+                return hp_options_fail(err, errlen,
+                                       "%s: expected a non-empty string of at most %zu bytes", path,
+                                       o->size - 1);
             break;
         }
         case HP_OPT_ENUM: {

@@ -98,6 +98,11 @@ int hp_options_set(const hp_options_t *t, const hp_option_t *o, void *values, co
  * 0, or HP_ECONFIG with "<path>: expected ..., got ..." in err. */
 int hp_options_check(const hp_options_t *t, const void *values, char *err, size_t errlen);
 
+/* Format a refusal into err (when err and errlen are given) and return
+ * HP_ECONFIG: how every configuration check says no, naming the key. */
+int hp_options_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* One line per option: path, default, why (--help). */
 void hp_options_print(const hp_options_t *t, FILE *f);
 

@@ -25,7 +25,6 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,15 +78,6 @@ static const hp_options_t server_table = {
     .check = server_check,
 };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return HP_ECONFIG;
-}
-
 /* The table path belongs to, and its option there; NULL when none has it. */
 static const hp_option_t *find_option(const hp_config_t *c, const char *path,
                                       const hp_options_t **table, void **values)
@@ -121,31 +111,36 @@ static bool is_section(const hp_config_t *c, const char *prefix)
 static int parse_middleware(const hp_app_t *app, hp_config_t *c, const cJSON *arr, const char *src,
                             char *err, size_t errlen)
 {
-    if (!cJSON_IsArray(arr)) return fail(err, errlen, "%s: middleware: expected an array", src);
+    if (!cJSON_IsArray(arr))
+        return hp_options_fail(err, errlen, "%s: middleware: expected an array", src);
     size_t n = (size_t)cJSON_GetArraySize(arr);
     if (n > HP_CHAIN_MAX)
-        return fail(err, errlen, "%s: middleware: at most %d entries", src, HP_CHAIN_MAX);
+        return hp_options_fail(err, errlen, "%s: middleware: at most %d entries", src,
+                               HP_CHAIN_MAX);
     c->n_middleware = 0;
     for (size_t i = 0; i < n; i++) {
         const cJSON *e = cJSON_GetArrayItem(arr, (int)i);
         char path[64];
         snprintf(path, sizeof(path), "middleware[%zu]", i);
-        if (!cJSON_IsObject(e)) return fail(err, errlen, "%s: %s: expected an object", src, path);
+        if (!cJSON_IsObject(e))
+            return hp_options_fail(err, errlen, "%s: %s: expected an object", src, path);
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name");
         if (!cJSON_IsString(name))
-            return fail(err, errlen, "%s: %s.name: expected a string", src, path);
+            return hp_options_fail(err, errlen, "%s: %s.name: expected a string", src, path);
         const hp_middleware_t *mw = hp_app_middleware(app, name->valuestring);
         char known[256];
         if (mw == NULL)
-            return fail(err, errlen, "%s: %s.name: unknown middleware \"%s\" (known: %s)", src,
-                        path, name->valuestring,
-                        hp_app_middleware_names(app, known, sizeof(known)));
+            return hp_options_fail(
+                err, errlen, "%s: %s.name: unknown middleware \"%s\" (known: %s)", src, path,
+                name->valuestring, hp_app_middleware_names(app, known, sizeof(known)));
         for (size_t j = 0; j < c->n_middleware; j++)
             if (c->middleware[j].desc == mw)
-                return fail(err, errlen, "%s: %s.name: \"%s\" appears twice", src, path, mw->name);
+                return hp_options_fail(err, errlen, "%s: %s.name: \"%s\" appears twice", src, path,
+                                       mw->name);
         const cJSON *en = cJSON_GetObjectItemCaseSensitive(e, "enabled");
         if (en && !cJSON_IsBool(en))
-            return fail(err, errlen, "%s: %s.enabled: expected true or false", src, path);
+            return hp_options_fail(err, errlen, "%s: %s.enabled: expected true or false", src,
+                                   path);
         hp_config_mw_t *m = &c->middleware[c->n_middleware++];
         m->desc = mw;
         m->enabled = en ? cJSON_IsTrue(en) : true;
@@ -155,7 +150,7 @@ static int parse_middleware(const hp_app_t *app, hp_config_t *c, const cJSON *ar
         char mwerr[200] = "";
         void *self = NULL;
         if (mw->create(e, path, &self, mwerr, sizeof(mwerr)) != 0)
-            return fail(err, errlen, "%s: %s", src, mwerr);
+            return hp_options_fail(err, errlen, "%s: %s", src, mwerr);
         mw->destroy(self);
     }
     return 0;
@@ -183,11 +178,11 @@ static int walk(const hp_app_t *app, hp_config_t *c, const cJSON *obj, const cha
             if (rc) return rc;
         } else if (is_section(c, path)) {
             if (!cJSON_IsObject(v))
-                return fail(err, errlen, "%s: %s: expected an object", src, path);
+                return hp_options_fail(err, errlen, "%s: %s: expected an object", src, path);
             int rc = walk(app, c, v, path, src, err, errlen);
             if (rc) return rc;
         } else {
-            return fail(err, errlen, "%s: %s: unknown key", src, path);
+            return hp_options_fail(err, errlen, "%s: %s: unknown key", src, path);
         }
     }
     return 0;
@@ -208,11 +203,11 @@ static int server_check(const void *values, char *err, size_t errlen)
     struct sockaddr_storage ss;
     if (uv_ip4_addr(c->host, 0, (struct sockaddr_in *)&ss) &&
         uv_ip6_addr(c->host, 0, (struct sockaddr_in6 *)&ss))
-        return fail(err, errlen, "listen.host: expected a numeric IPv4 or IPv6 address");
+        return hp_options_fail(err, errlen, "listen.host: expected a numeric IPv4 or IPv6 address");
     if (c->limits.request_line_bytes > c->limits.header_bytes)
-        return fail(err, errlen,
-                    "limits.request_line_bytes: must not exceed limits.header_bytes (%u)",
-                    c->limits.header_bytes);
+        return hp_options_fail(
+            err, errlen, "limits.request_line_bytes: must not exceed limits.header_bytes (%u)",
+            c->limits.header_bytes);
     return 0;
 }
 
@@ -222,7 +217,7 @@ static int cross_check(const hp_options_t *t, const void *values, const char *sr
 {
     char why[256];
     if (t->check == NULL || t->check(values, why, sizeof(why)) == 0) return 0;
-    return fail(err, errlen, "%s: %s", src, why);
+    return hp_options_fail(err, errlen, "%s: %s", src, why);
 }
 
 static void apply_overrides(hp_config_t *c, const hp_config_overrides_t *ov)
@@ -241,8 +236,8 @@ int hp_config_parse(const hp_app_t *app, const char *json, size_t len, const cha
     snprintf(c->source, sizeof(c->source), "%s", source);
     int rc;
     if (app->nsections > HP_SECTIONS_MAX) {
-        rc = fail(err, errlen, "%zu configuration sections: at most %d", app->nsections,
-                  HP_SECTIONS_MAX);
+        rc = hp_options_fail(err, errlen, "%zu configuration sections: at most %d", app->nsections,
+                             HP_SECTIONS_MAX);
         goto free_config;
     }
     /* Every option at its default first: they lie inside their bounds
@@ -263,11 +258,11 @@ int hp_config_parse(const hp_app_t *app, const char *json, size_t len, const cha
         int line = 1;
         for (size_t i = 0; i < at && i < len; i++)
             line += json[i] == '\n';
-        rc = fail(err, errlen, "%s: line %d: not valid JSON", source, line);
+        rc = hp_options_fail(err, errlen, "%s: line %d: not valid JSON", source, line);
         goto free_config;
     }
     if (!cJSON_IsObject(c->json)) {
-        rc = fail(err, errlen, "%s: expected a JSON object at the top level", source);
+        rc = hp_options_fail(err, errlen, "%s: expected a JSON object at the top level", source);
         goto free_config;
     }
     /* The default chain applies unless the file names its own. */
@@ -307,9 +302,9 @@ int hp_config_load(const hp_app_t *app, const char *path, const hp_config_overri
     fclose(f);
     int rc;
     if (rerr)
-        rc = fail(err, errlen, "%s: read error", path);
+        rc = hp_options_fail(err, errlen, "%s: read error", path);
     else if (n > MAX_CONFIG)
-        rc = fail(err, errlen, "%s: larger than %d bytes", path, MAX_CONFIG);
+        rc = hp_options_fail(err, errlen, "%s: larger than %d bytes", path, MAX_CONFIG);
     else
         rc = hp_config_parse(app, buf, n, path, ov, out, err, errlen);
     hp_free(buf);

@@ -21,6 +21,7 @@
  * fires at 200-201 ms.
  */
 #include "upstream/client.h"
+#include "tests/support/harness.h"
 
 #include "runtime/alloc.h"
 #include "runtime/buf.h"
@@ -516,25 +517,14 @@ static void test_chunked_and_large(void **state)
     assert_int_equal(stub_stat(&f->stub, "connections"), 1);
 }
 
-static int dead_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t len = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd); /* bound, never listened: nothing answers there */
-    return ntohs(a.sin_port);
-}
-
 /* Connection refused fails fast; the client recovers once the address is
  * good again. */
 static void test_refused(void **state)
 {
     fx_t *f = *state;
     hp_upstream_opts_t o = f->opts;
-    o.port = dead_port();
+    o.port = hp_it_unused_port(); /* nothing answers there */
+    assert_true(o.port > 0);
     assert_int_equal(hp_upstream_reconfigure(f->u, &o), 0);
     double ms;
     hp_task_t *t = fetch_timed(f, "GET", "/items/x", &ms);

@@ -632,6 +632,20 @@ size_t hp_it_header_count(const hp_it_resp_t *resp, const char *name)
 
 /* --- the client ---------------------------------------------------------- */
 
+int hp_it_unused_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int rc = 0;
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) < 0)
+        rc = -errno;
+    close(fd);
+    return rc < 0 ? rc : ntohs(a.sin_port);
+}
+
 int hp_it_client_open(hp_it_client_t *c, int port)
 {
     return hp_it_client_open_rcvbuf(c, port, 0);

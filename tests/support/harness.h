@@ -158,6 +158,12 @@ typedef struct {
     bool in_value;
 } hp_it_client_t;
 
+/* A loopback port that was free a moment ago: bound, never listened on,
+ * then closed, so nothing answers there until someone binds it (a dead
+ * upstream, or the port a test then gives a child process). -errno on
+ * failure. */
+int hp_it_unused_port(void);
+
 /* Connect to 127.0.0.1:port (TCP_NODELAY). Returns 0 or -errno. */
 int hp_it_client_open(hp_it_client_t *c, int port);
 /* The same with SO_RCVBUF set to rcvbuf bytes (0: the default), which also

@@ -4,6 +4,7 @@
  * the test (PR_SET_PDEATHSIG) if the test dies first.
  */
 #include "tests/support/redis.h"
+#include "tests/support/harness.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,18 +26,6 @@
 #include <unistd.h>
 
 static char redis_path[4096];
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t len = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd); /* bound, never listened: nothing answers there until Redis does */
-    return ntohs(a.sin_port);
-}
 
 static void sleep_ms(int ms)
 {
@@ -112,7 +101,8 @@ void hp_test_redis_start(hp_test_redis_t *rp)
     snprintf(rp->dir, sizeof(rp->dir), "/tmp/hp-test-redis-XXXXXX");
     assert_non_null(mkdtemp(rp->dir));
     for (int tries = 0; tries < 8; tries++) {
-        rp->port = free_port();
+        rp->port = hp_it_unused_port();
+        assert_true(rp->port > 0);
         if (hp_test_redis_spawn(rp)) return;
     }
     fail_msg("redis-server did not start on 8 free ports in a row");
