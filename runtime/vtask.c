@@ -176,12 +176,6 @@ int hp_vtsource_fail(hp_vtsource_t *s, int err, const char *msg)
     return settle(s, S_FAULTED, none, err, msg ? msg : hp_strerror(err));
 }
 
-hp_vtask_t hp_vtask_from_result(hp_value_t v)
-{
-    hp_counter_add(&rt()->valuetasks_inline, 1);
-    return (hp_vtask_t){.kind = HP_VT_INLINE, .u.value = v};
-}
-
 hp_vtask_t hp_vtask_from_task(hp_task_t *t)
 {
     hp_counter_add(&rt()->valuetasks_task, 1);

@@ -30,6 +30,7 @@
 #ifndef HP_VTASK_H
 #define HP_VTASK_H
 
+#include "counter.h"
 #include "task.h"
 
 #include <stdbool.h>
@@ -100,8 +101,13 @@ int hp_vtsource_fail(hp_vtsource_t *s, int err, const char *msg);
 
 /* --- valuetasks ------------------------------------------------------- */
 
-/* Inline and completed. Counted in valuetasks_inline (an allocation avoided). */
-hp_vtask_t hp_vtask_from_result(hp_value_t v);
+/* Inline and completed. Counted in valuetasks_inline (an allocation
+ * avoided). Inline itself: every synchronous layer makes one. */
+static inline hp_vtask_t hp_vtask_from_result(hp_value_t v)
+{
+    hp_counter_add(&hp_runtime_thread_stats()->valuetasks_inline, 1);
+    return (hp_vtask_t){.kind = HP_VT_INLINE, .u.value = v};
+}
 
 /* Takes t's reference. Counted in valuetasks_task. */
 hp_vtask_t hp_vtask_from_task(hp_task_t *t);
