@@ -553,13 +553,18 @@ void hp_conn_continue(hp_conn_t *c)
 hp_ctx_t *hp_conn_begin(hp_conn_t *c)
 {
     hp_host_t *h = c->host;
-    /* A context the pool had to make is this request's allocation. */
-    hp_alloc_counter_t grown = {0, 0};
-    hp_alloc_scope_set(&grown);
-    hp_ctx_t *ctx = hp_ctx_acquire(&h->ctx_pool);
-    ctx->io = grown;
+    hp_ctx_t *ctx;
+    if (h->ctx_pool.free) {
+        ctx = hp_ctx_acquire(&h->ctx_pool); /* allocates nothing: ctx->io is 0 */
+    } else {
+        /* A context the pool has to make is this request's allocation. */
+        hp_alloc_counter_t grown = {0, 0};
+        hp_alloc_scope_set(&grown);
+        ctx = hp_ctx_acquire(&h->ctx_pool);
+        ctx->io = grown;
+        hp_counter_set(&h->metrics.conns.request_contexts, h->ctx_pool.size);
+    }
     hp_alloc_scope_set(&ctx->io);
-    hp_counter_set(&h->metrics.conns.request_contexts, h->ctx_pool.size);
     ctx->conn = c;
     ctx->host = h;
     ctx->gen = hp_gen_ref(h->gen);
@@ -761,7 +766,7 @@ static void keep_carry(hp_conn_t *c, const char *data, const char *pos, size_t r
     c->carry_len = (uint32_t)rest;
 }
 
-static void parse(hp_conn_t *c, const char *data, size_t len)
+static void parse_input(hp_conn_t *c, const char *data, size_t len)
 {
     const char *buf = data, *end = data + len;
     enum llhttp_errno err;
@@ -817,6 +822,20 @@ static void parse(hp_conn_t *c, const char *data, size_t len)
         return;
     }
     reject(c, c->reject ? (hp_reject_t)c->reject : reason_for(err));
+}
+
+/* Parse input; then, when it ended inside a request head, arm the head's
+ * deadline, once per request: from the loop's clock, which has not moved
+ * since the head began (on_message_begin runs in this same read). A head
+ * that ends in the read it begins in - nearly every one - never arms it. */
+static void parse(hp_conn_t *c, const char *data, size_t len)
+{
+    parse_input(c, data, len);
+    hp_ctx_t *ctx = c->ctx;
+    if (c->state == HP_CONN_HEAD && ctx && !ctx->head_timed && !(c->flags & HP_CF_CLOSED)) {
+        ctx->head_timed = true;
+        hp_conn_set_timer(c, HP_LIST_HEAD, now_ms(c) + limits(c)->header_timeout_ms);
+    }
 }
 
 /* Input that arrives while a request runs or output is backed up waits

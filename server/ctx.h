@@ -114,6 +114,7 @@ struct hp_ctx {
     struct spill *spill;     /* heap chunks beyond the arena */
     size_t arena_used;
     uint8_t reached; /* layers the chain has entered: the ones release resets */
+    bool head_timed; /* the head's deadline is armed (conn.c's parse) */
 
     /* Last of the reset part, so that its header array (192 bytes, read
      * only up to resp.nheaders) can be left out of the per-request memset. */

@@ -265,9 +265,12 @@ enum llhttp_errno hp_parser_scan(hp_conn_t *c, const char **data, const char *en
 static int on_message_begin(llhttp_t *p)
 {
     hp_conn_t *c = conn_of(p);
-    hp_ctx_t *ctx = hp_conn_begin(c);
+    hp_conn_begin(c);
+    /* The head's deadline is armed when the read ends with the head still
+     * coming (conn.c's parse): most heads end in the read they begin in,
+     * and their deadline would be set here only to be stopped at
+     * headers-complete. */
     c->state = HP_CONN_HEAD;
-    hp_conn_set_timer(c, HP_LIST_HEAD, uv_now(c->host->loop) + ctx->gen->limits.header_timeout_ms);
     return 0;
 }
 
