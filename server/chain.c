@@ -152,8 +152,15 @@ hp_layer_t *hp_layer_current(hp_ctx_t *ctx)
     return &ctx->layers[ctx->depth];
 }
 
+/* The layer's state beyond its mark is in use: the release resets it. */
+static inline void pend(hp_layer_t *layer)
+{
+    layer->ctx->pended |= (uint16_t)(1u << (layer - layer->ctx->layers));
+}
+
 hp_vtask_t hp_layer_pending(hp_layer_t *layer)
 {
+    pend(layer);
     if (layer->ctx->mode == HP_MODE_TASK) {
         layer->task = hp_task_new();
         return hp_vtask_from_task(hp_task_ref(layer->task));
@@ -196,6 +203,7 @@ static void then_awaited(void *arg)
 
 int hp_layer_await(hp_layer_t *layer, hp_vtask_t downstream, hp_cont_cb cb)
 {
+    pend(layer);
     layer->downstream = downstream;
     int rc = hp_vtask_on_completed(&layer->downstream, cb, layer);
     if (rc == 0) return 0;
@@ -215,6 +223,7 @@ hp_vtask_t hp_then(hp_ctx_t *ctx, hp_vtask_t downstream, void *self, hp_after_cb
         return status ? hp_fail(ctx, status, ctx->fault) : hp_done(ctx);
     }
     hp_layer_t *layer = &ctx->layers[ctx->depth];
+    pend(layer);
     layer->self = self;
     layer->after = after;
     hp_vtask_t mine = hp_layer_pending(layer);
