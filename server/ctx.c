@@ -18,13 +18,8 @@ struct spill {
     char data[];
 };
 
-void *hp_ctx_alloc(hp_ctx_t *ctx, size_t n)
+void *hp_ctx_alloc_spill(hp_ctx_t *ctx, size_t n)
 {
-    size_t at = (ctx->arena_used + 7) & ~(size_t)7;
-    if (at + n <= sizeof(ctx->arena)) {
-        ctx->arena_used = at + n;
-        return ctx->arena + at;
-    }
     struct spill *s = hp_malloc(sizeof(*s) + n);
     s->next = ctx->spill;
     ctx->spill = s;

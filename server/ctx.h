@@ -141,8 +141,17 @@ struct hp_ctx {
  * pipelines more than 64 KiB behind it (then it is noticed at the answer). */
 void hp_ctx_on_abort(hp_ctx_t *ctx, hp_abort_cb cb, void *arg);
 
-/* Request-scoped memory, 8-byte aligned, freed when the request ends. */
-void *hp_ctx_alloc(hp_ctx_t *ctx, size_t n);
+/* Request-scoped memory, 8-byte aligned, freed when the request ends.
+ * Inline where it fits the arena (the target, a kept header, a request
+ * id: every request takes some); a spill to the heap is a call. */
+void *hp_ctx_alloc_spill(hp_ctx_t *ctx, size_t n);
+static inline void *hp_ctx_alloc(hp_ctx_t *ctx, size_t n)
+{
+    size_t at = (ctx->arena_used + 7) & ~(size_t)7;
+    if (at + n > HP_CTX_ARENA) return hp_ctx_alloc_spill(ctx, n);
+    ctx->arena_used = at + n;
+    return ctx->arena + at;
+}
 
 /* A request-scoped copy of s[0..n). */
 hp_str_t hp_ctx_strdup(hp_ctx_t *ctx, const char *s, size_t n);

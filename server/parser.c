@@ -28,6 +28,7 @@
 #include "router.h"
 
 #include "runtime/alloc.h"
+#include "runtime/bytes.h"
 #include "runtime/counter.h"
 
 #include <string.h>
@@ -78,7 +79,7 @@ static void append(hp_ctx_t *ctx, hp_str_t *s, const char *at, size_t len, size_
         ctx->grow_cap = (uint32_t)cap;
     }
     char *d = ctx->grow;
-    memcpy(d + s->len, at, len);
+    hp_bytes_put(d + s->len, at, len);
     d[s->len + len] = '\0';
     s->len += len;
 }
@@ -332,7 +333,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
         ctx->hname_len = UINT8_MAX; /* longer than any name we keep */
         return 0;
     }
-    memcpy(ctx->hname + ctx->hname_len, at, len);
+    hp_bytes_put(ctx->hname + ctx->hname_len, at, len);
     ctx->hname_len += (uint8_t)len;
     return 0;
 }

@@ -9,6 +9,7 @@
  */
 #include "router.h"
 
+#include "runtime/bytes.h"
 #include "runtime/errors.h"
 
 #include <stdio.h>
@@ -54,8 +55,8 @@ int hp_router_init(hp_router_t *r, const hp_app_t *app, char *err, size_t errlen
 static bool matches(const hp_route_t *r, hp_str_t path)
 {
     size_t n = r->path_len;
-    if (r->match == HP_ROUTE_PREFIX) return path.len >= n && memcmp(path.ptr, r->path, n) == 0;
-    return path.len == n && memcmp(path.ptr, r->path, n) == 0;
+    if (r->match == HP_ROUTE_PREFIX) return path.len >= n && hp_bytes_eq(path.ptr, r->path, n);
+    return path.len == n && hp_bytes_eq(path.ptr, r->path, n);
 }
 
 const hp_route_t *hp_router_find(const hp_router_t *r, hp_str_t path, unsigned method)
