@@ -32,14 +32,6 @@
 #include <stdio.h>
 #include <uv.h>
 
-static inline hp_value_t ctx_value(hp_ctx_t *ctx)
-{
-    /* Every layer's result is the context itself: a reference type's value,
-     * as Task<HttpResponse> would carry, so task mode never benefits from
-     * the completed-task singletons (they cover small integers and null). */
-    return hp_value_ptr(ctx);
-}
-
 /* --- generations ------------------------------------------------------- */
 
 hp_gen_t *hp_gen_new(hp_config_t *cfg, hp_metrics_t *m, const hp_gen_t *prev, char *err,
@@ -120,30 +112,23 @@ hp_vtask_t hp_next(hp_ctx_t *ctx)
     return vt;
 }
 
-hp_vtask_t hp_done(hp_ctx_t *ctx)
-{
-    return hp_vtask_completed(ctx->mode, ctx_value(ctx));
-}
-
 hp_vtask_t hp_fail(hp_ctx_t *ctx, int err, const char *msg)
 {
     return hp_vtask_failed(err, msg);
 }
 
-/* hp_chain_consume, inline for hp_then: every layer of a request reads its
- * downstream through it. */
-static inline int consume(hp_ctx_t *ctx, hp_vtask_t *vt)
+void hp_chain_fault(hp_ctx_t *ctx, int rc, const char *msg)
 {
-    hp_value_t v;
-    const char *msg = NULL;
-    int rc = hp_vtask_result(vt, &v, &msg);
-    if (rc) ctx->fault = msg ? msg : hp_strerror(rc);
-    return rc;
+    ctx->fault = msg ? msg : hp_strerror(rc);
 }
 
 int hp_chain_consume(hp_ctx_t *ctx, hp_vtask_t *vt)
 {
-    return consume(ctx, vt);
+    hp_value_t v;
+    const char *msg = NULL;
+    int rc = hp_vtask_result(vt, &v, &msg);
+    if (rc) hp_chain_fault(ctx, rc, msg);
+    return rc;
 }
 
 hp_layer_t *hp_layer_current(hp_ctx_t *ctx)
@@ -177,12 +162,12 @@ void hp_layer_complete(hp_layer_t *layer, int status, const char *msg)
         if (status)
             hp_task_fail(t, status, msg);
         else
-            hp_task_complete(t, ctx_value(ctx));
+            hp_task_complete(t, hp_chain_value(ctx));
         hp_task_unref(t);
     } else if (status) {
         hp_vtsource_fail(&layer->source, status, msg);
     } else {
-        hp_vtsource_complete(&layer->source, ctx_value(ctx));
+        hp_vtsource_complete(&layer->source, hp_chain_value(ctx));
     }
 }
 
@@ -215,13 +200,8 @@ int hp_layer_await(hp_layer_t *layer, hp_vtask_t downstream, hp_cont_cb cb)
     return rc;
 }
 
-hp_vtask_t hp_then(hp_ctx_t *ctx, hp_vtask_t downstream, void *self, hp_after_cb after)
+hp_vtask_t hp_then_pending(hp_ctx_t *ctx, hp_vtask_t downstream, void *self, hp_after_cb after)
 {
-    if (hp_vtask_is_completed(&downstream)) {
-        int status = consume(ctx, &downstream);
-        after(self, ctx, status);
-        return status ? hp_fail(ctx, status, ctx->fault) : hp_done(ctx);
-    }
     hp_layer_t *layer = &ctx->layers[ctx->depth];
     pend(layer);
     layer->self = self;

@@ -88,16 +88,44 @@ hp_vtask_t hp_chain_start(hp_ctx_t *ctx);
 /* Run the rest of the chain after the calling layer. */
 hp_vtask_t hp_next(hp_ctx_t *ctx);
 
+/* Every layer's result is the context itself: a reference type's value, as
+ * Task<HttpResponse> would carry, so task mode never benefits from the
+ * completed-task singletons (they cover small integers and null). */
+static inline hp_value_t hp_chain_value(hp_ctx_t *ctx)
+{
+    return hp_value_ptr(ctx);
+}
+
 /* The calling layer finished synchronously with a response in ctx->resp:
  * inline in valuetask mode, a completed heap task in task mode. */
-hp_vtask_t hp_done(hp_ctx_t *ctx);
+static inline hp_vtask_t hp_done(hp_ctx_t *ctx)
+{
+    return hp_vtask_completed(ctx->mode, hp_chain_value(ctx));
+}
 
 /* The calling layer failed synchronously (a fault, not an HTTP answer). */
 hp_vtask_t hp_fail(hp_ctx_t *ctx, int err, const char *msg);
 
+/* hp_then's parts in chain.c: the slow path (downstream pends), and a
+ * downstream's fault read into ctx->fault. */
+hp_vtask_t hp_then_pending(hp_ctx_t *ctx, hp_vtask_t downstream, void *self, hp_after_cb after);
+void hp_chain_fault(hp_ctx_t *ctx, int rc, const char *msg);
+
 /* Continue with `after` once downstream completes (see the top). Consumes
- * downstream. */
-hp_vtask_t hp_then(hp_ctx_t *ctx, hp_vtask_t downstream, void *self, hp_after_cb after);
+ * downstream. Inline: when downstream completed - every layer of a
+ * synchronous request - `after` is a direct call the compiler can fold
+ * into the layer's invoke, and only a pending downstream calls chain.c. */
+static inline hp_vtask_t hp_then(hp_ctx_t *ctx, hp_vtask_t downstream, void *self,
+                                 hp_after_cb after)
+{
+    if (!hp_vtask_is_completed(&downstream)) return hp_then_pending(ctx, downstream, self, after);
+    hp_value_t v;
+    const char *msg = NULL;
+    int status = hp_vtask_result(&downstream, &v, &msg);
+    if (status) hp_chain_fault(ctx, status, msg);
+    after(self, ctx, status);
+    return status ? hp_fail(ctx, status, ctx->fault) : hp_done(ctx);
+}
 
 /* The calling layer's state, for layers that pend on their own work. */
 hp_layer_t *hp_layer_current(hp_ctx_t *ctx);
