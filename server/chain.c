@@ -67,9 +67,8 @@ hp_gen_t *hp_gen_new(hp_config_t *cfg, hp_metrics_t *m, const hp_gen_t *prev, ch
     return g;
 }
 
-void hp_gen_release(hp_gen_t *g)
+void hp_gen_destroy(hp_gen_t *g)
 {
-    if (g == NULL || --g->refs) return;
     for (unsigned i = 0; i < g->nmw; i++)
         g->mw[i].desc->destroy(g->mw[i].self);
     hp_config_unref(g->config);
@@ -84,19 +83,13 @@ hp_vtask_t hp_chain_start(hp_ctx_t *ctx)
     return hp_next(ctx);
 }
 
-/* Layer d is in use: the release resets it (ctx.c resets only these). */
-static inline void reach(hp_ctx_t *ctx, int d)
-{
-    if (d >= ctx->reached) ctx->reached = (uint8_t)(d + 1);
-}
-
 hp_vtask_t hp_next(hp_ctx_t *ctx)
 {
     hp_gen_t *gen = ctx->gen;
     int d = ctx->depth + 1;
     hp_vtask_t vt;
     ctx->depth = d;
-    reach(ctx, d);
+    ctx->layers[d].mark = 0; /* the layer's own per-request value starts at 0 */
     if (d < (int)gen->nmw) {
         vt = gen->mw[d].desc->invoke(gen->mw[d].self, ctx);
         hp_layer_record(gen->mw[d].stats[ctx->mode], &vt);
@@ -122,18 +115,8 @@ void hp_chain_fault(hp_ctx_t *ctx, int rc, const char *msg)
     ctx->fault = msg ? msg : hp_strerror(rc);
 }
 
-int hp_chain_consume(hp_ctx_t *ctx, hp_vtask_t *vt)
-{
-    hp_value_t v;
-    const char *msg = NULL;
-    int rc = hp_vtask_result(vt, &v, &msg);
-    if (rc) hp_chain_fault(ctx, rc, msg);
-    return rc;
-}
-
 hp_layer_t *hp_layer_current(hp_ctx_t *ctx)
 {
-    reach(ctx, ctx->depth);
     return &ctx->layers[ctx->depth];
 }
 

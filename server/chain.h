@@ -71,14 +71,19 @@ struct hp_gen {
 hp_gen_t *hp_gen_new(hp_config_t *cfg, hp_metrics_t *m, const hp_gen_t *prev, char *err,
                      size_t errlen);
 
-/* A reference for the caller; the matching release. The last release
- * destroys the middleware instances and drops the config. */
+/* A reference for the caller; the matching release (NULL: nothing). The
+ * last release destroys the middleware instances and drops the config
+ * (hp_gen_destroy). Inline: a request takes one and drops it. */
 static inline hp_gen_t *hp_gen_ref(hp_gen_t *g)
 {
     g->refs++;
     return g;
 }
-void hp_gen_release(hp_gen_t *gen);
+void hp_gen_destroy(hp_gen_t *gen);
+static inline void hp_gen_release(hp_gen_t *g)
+{
+    if (g && --g->refs == 0) hp_gen_destroy(g);
+}
 
 /* --- running the chain -------------------------------------------------- */
 
@@ -111,6 +116,16 @@ hp_vtask_t hp_fail(hp_ctx_t *ctx, int err, const char *msg);
 hp_vtask_t hp_then_pending(hp_ctx_t *ctx, hp_vtask_t downstream, void *self, hp_after_cb after);
 void hp_chain_fault(hp_ctx_t *ctx, int rc, const char *msg);
 
+/* Consume a chain valuetask: 0, or its fault code (message in ctx->fault). */
+static inline int hp_chain_consume(hp_ctx_t *ctx, hp_vtask_t *vt)
+{
+    hp_value_t v;
+    const char *msg = NULL;
+    int rc = hp_vtask_result(vt, &v, &msg);
+    if (rc) hp_chain_fault(ctx, rc, msg);
+    return rc;
+}
+
 /* Continue with `after` once downstream completes (see the top). Consumes
  * downstream. Inline: when downstream completed - every layer of a
  * synchronous request - `after` is a direct call the compiler can fold
@@ -119,10 +134,7 @@ static inline hp_vtask_t hp_then(hp_ctx_t *ctx, hp_vtask_t downstream, void *sel
                                  hp_after_cb after)
 {
     if (!hp_vtask_is_completed(&downstream)) return hp_then_pending(ctx, downstream, self, after);
-    hp_value_t v;
-    const char *msg = NULL;
-    int status = hp_vtask_result(&downstream, &v, &msg);
-    if (status) hp_chain_fault(ctx, status, msg);
+    int status = hp_chain_consume(ctx, &downstream);
     after(self, ctx, status);
     return status ? hp_fail(ctx, status, ctx->fault) : hp_done(ctx);
 }
@@ -153,8 +165,5 @@ void hp_layer_complete(hp_layer_t *layer, int status, const char *msg);
  * on something goes through here (hp_then does), so no refusal is ever
  * ignored. */
 int hp_layer_await(hp_layer_t *layer, hp_vtask_t downstream, hp_cont_cb cb);
-
-/* Consume a chain valuetask: 0, or its fault code (message in ctx->fault). */
-int hp_chain_consume(hp_ctx_t *ctx, hp_vtask_t *vt);
 
 #endif

@@ -113,7 +113,6 @@ struct hp_ctx {
     uint32_t grow_cap;       /* ...and the room it has, its NUL included */
     struct spill *spill;     /* heap chunks beyond the arena */
     size_t arena_used;
-    uint8_t reached; /* layers the chain has entered: release clears their marks */
     uint16_t pended; /* bit i: layer i pended (its source, task or downstream used) */
     bool head_timed; /* the head's deadline is armed (conn.c's parse) */
 
