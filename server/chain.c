@@ -115,11 +115,6 @@ void hp_chain_fault(hp_ctx_t *ctx, int rc, const char *msg)
     ctx->fault = msg ? msg : hp_strerror(rc);
 }
 
-hp_layer_t *hp_layer_current(hp_ctx_t *ctx)
-{
-    return &ctx->layers[ctx->depth];
-}
-
 /* The layer's state beyond its mark is in use: the release resets it. */
 static inline void pend(hp_layer_t *layer)
 {

@@ -140,7 +140,10 @@ static inline hp_vtask_t hp_then(hp_ctx_t *ctx, hp_vtask_t downstream, void *sel
 }
 
 /* The calling layer's state, for layers that pend on their own work. */
-hp_layer_t *hp_layer_current(hp_ctx_t *ctx);
+static inline hp_layer_t *hp_layer_current(hp_ctx_t *ctx)
+{
+    return &ctx->layers[ctx->depth];
+}
 
 /* The calling layer's pending valuetask: its pooled source in valuetask
  * mode, a new heap task in task mode. Return it from invoke. */

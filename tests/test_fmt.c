@@ -31,6 +31,14 @@ static void numbers(void **state)
             assert_string_equal(buf, want);
         }
     }
+    for (uint64_t p16 = 1, k = 0; k < 16; k++, p16 *= 16) {
+        for (uint64_t n = p16 - 1; n <= p16 + 1; n++) {
+            char want[32];
+            snprintf(want, sizeof(want), "%llx", (unsigned long long)n);
+            *hp_fmt_hex(buf, n) = '\0';
+            assert_string_equal(buf, want);
+        }
+    }
     *hp_fmt_hex(buf, 0) = '\0';
     assert_string_equal(buf, "0");
     *hp_fmt_hex(buf, 0xbeef) = '\0';
