@@ -161,7 +161,7 @@ static const hp_limits_t *limits(hp_conn_t *c)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     hp_conn_t *c = h->data;
-    *buf = uv_buf_init(c->host->rbuf, (unsigned)c->host->rbuf_size);
+    *buf = (uv_buf_t){.base = c->host->rbuf, .len = c->host->rbuf_size};
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -527,7 +527,7 @@ static void flush(hp_conn_t *c)
     if (c->flags & HP_CF_MEMORY) {
         n = c->mem->sink(c->mem->arg, out->data, len);
     } else {
-        uv_buf_t b = uv_buf_init(out->data, (unsigned)len);
+        uv_buf_t b = {.base = out->data, .len = len};
         n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         hp_counter_add(&c->host->metrics.io.writes, 1);
         if (n == UV_EAGAIN) n = 0;

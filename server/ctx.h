@@ -202,7 +202,10 @@ int64_t hp_ctx_date_s(const hp_ctx_t *ctx);
 /* The request's number on its worker (from 1), the worker's number (from
  * 0), and the server's boot id (random per process run; 0 without a
  * server, in tests): together unique per run. */
-uint64_t hp_ctx_seq(const hp_ctx_t *ctx);
+static inline uint64_t hp_ctx_seq(const hp_ctx_t *ctx)
+{
+    return ctx->seq;
+}
 unsigned hp_ctx_worker_index(const hp_ctx_t *ctx);
 uint32_t hp_ctx_boot_id(const hp_ctx_t *ctx);
 

@@ -219,11 +219,6 @@ int64_t hp_ctx_date_s(const hp_ctx_t *ctx)
     return ctx->host->date_sec;
 }
 
-uint64_t hp_ctx_seq(const hp_ctx_t *ctx)
-{
-    return ctx->seq;
-}
-
 unsigned hp_ctx_worker_index(const hp_ctx_t *ctx)
 {
     return ctx->host->index;

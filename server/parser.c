@@ -342,25 +342,27 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
  * Setting bit 5 lowercases an ASCII letter and keeps '-'; the only other
  * byte it maps onto one of these is CR (onto '-'), which llhttp never lets
  * into a name. */
-static bool name_is(const hp_ctx_t *ctx, const char *lit)
+static bool name_is(const hp_ctx_t *ctx, const char *lit, size_t n)
 {
-    for (size_t i = 0; lit[i]; i++)
-        if ((ctx->hname[i] | 0x20) != lit[i]) return false;
-    return true;
+    char folded[sizeof(ctx->hname)];
+    for (size_t i = 0; i < n; i++)
+        folded[i] = (char)(ctx->hname[i] | 0x20);
+    return hp_bytes_eq(folded, lit, n);
 }
+#define NAME_IS(ctx, lit) name_is((ctx), (lit), sizeof(lit) - 1)
 
 /* Which kept header the name read is, by its length first: most names a
  * client sends (User-Agent, Accept-Encoding, ...) are decided by that. */
 static uint8_t kept_header(const hp_ctx_t *ctx)
 {
     switch (ctx->hname_len) {
-    case 4: return name_is(ctx, "host") ? H_HOST : H_NONE;
-    case 6: return name_is(ctx, "accept") ? H_ACCEPT : name_is(ctx, "expect") ? H_EXPECT : H_NONE;
+    case 4: return NAME_IS(ctx, "host") ? H_HOST : H_NONE;
+    case 6: return NAME_IS(ctx, "accept") ? H_ACCEPT : NAME_IS(ctx, "expect") ? H_EXPECT : H_NONE;
     case 12:
-        return name_is(ctx, "x-request-id")   ? H_REQUEST_ID
-               : name_is(ctx, "content-type") ? H_CONTENT_TYPE
+        return NAME_IS(ctx, "x-request-id")   ? H_REQUEST_ID
+               : NAME_IS(ctx, "content-type") ? H_CONTENT_TYPE
                                               : H_NONE;
-    case 17: return name_is(ctx, "transfer-encoding") ? H_TE : H_NONE;
+    case 17: return NAME_IS(ctx, "transfer-encoding") ? H_TE : H_NONE;
     default: return H_NONE;
     }
 }
@@ -580,10 +582,11 @@ static int on_headers_complete(llhttp_t *p)
     /* Absolute-form ("http://host/path") must be accepted (RFC 9112 3.2.2):
      * the path is what routes; the authority is not checked, as no virtual
      * hosts exist here. Authority-form serves no route. */
-    if (req->target.len > 7 && ieq_prefix(req->target, "http://")) {
-        skip_authority(req, 7);
-    } else if (req->target.len > 8 && ieq_prefix(req->target, "https://")) {
-        skip_authority(req, 8);
+    if (req->target.len > 7 && req->target.ptr[0] != '/') {
+        if (ieq_prefix(req->target, "http://"))
+            skip_authority(req, 7);
+        else if (req->target.len > 8 && ieq_prefix(req->target, "https://"))
+            skip_authority(req, 8);
     }
     /* Asterisk-form is for OPTIONS only, and asks about the server as a
      * whole (RFC 9112 3.2.4): it routes as the path "*". */

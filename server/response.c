@@ -50,7 +50,7 @@ static inline char *put(char *p, const char *s, size_t n)
 
 #define PUT(p, lit) put((p), (lit), sizeof(lit) - 1)
 
-static char *status_line(char *p, unsigned status)
+static inline char *status_line(char *p, unsigned status)
 {
     if (status == 200) return PUT(p, "HTTP/1.1 200 OK\r\n");
     p = PUT(p, "HTTP/1.1 ");
