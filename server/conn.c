@@ -597,6 +597,14 @@ static void finish(hp_conn_t *c, hp_ctx_t *ctx, int status)
     hp_counter_add(&rs->requests, 1);
     c->ctx = NULL;
     c->state = HP_CONN_IDLE;
+    /* The read deadline the request had (the head's or the body's; none
+     * when it pended) becomes the keep-alive timeout's, in one move - unless
+     * the connection closes, or answers wait for the peer (the write
+     * deadline covers it then). */
+    if (c->flags & (HP_CF_CLOSE | HP_CF_WBLOCK))
+        hp_conn_set_timer(c, HP_LIST_NONE, 0);
+    else
+        hp_conn_set_timer(c, HP_LIST_IDLE, now_ms(c) + limits(c)->idle_timeout_ms);
     /* What the connection does next for this answer (write what the kernel
      * refuses, keep pipelined input) is this route's, outside the chain. */
     c->charge = &rs->outside;
@@ -637,7 +645,6 @@ int hp_conn_dispatch(hp_conn_t *c)
     hp_host_t *h = c->host;
     hp_ctx_t *ctx = c->ctx;
     c->state = HP_CONN_BUSY;
-    hp_conn_set_timer(c, HP_LIST_NONE, 0);
     if (!ctx->req.keep_alive || (c->flags & HP_CF_UPGRADE)) c->flags |= HP_CF_CLOSE;
 
     ctx->scope = &h->metrics.routes[ctx->route->id][ctx->mode].alloc;
@@ -650,7 +657,8 @@ int hp_conn_dispatch(hp_conn_t *c)
         ctx->top = vt;
         status = hp_vtask_on_completed(&ctx->top, request_awaited, ctx);
         if (status == 0) {
-            hp_alloc_scope_set(io_scope(c)); /* parsing goes on for the request */
+            hp_conn_set_timer(c, HP_LIST_NONE, 0); /* BUSY: the server is working */
+            hp_alloc_scope_set(io_scope(c));       /* parsing goes on for the request */
             return HPE_PAUSED;
         }
         /* Refused (the chain returned a valuetask already awaited: a

@@ -623,9 +623,9 @@ static int on_headers_complete(llhttp_t *p)
         }
         /* The first chunk-size line is the scanner's (see below). */
         if (req->chunked) return chunk_line_next(ctx);
-    } else {
-        hp_conn_set_timer(c, HP_LIST_NONE, 0);
     }
+    /* Without a body the read deadline stands until the dispatch: the
+     * answer moves it (conn.c's finish), or a pending request stops it. */
     return 0;
 }
 
