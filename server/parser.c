@@ -286,28 +286,35 @@ static int count_line(hp_conn_t *c, size_t len)
     return 0;
 }
 
-static int on_method(llhttp_t *p, const char *at, size_t len)
-{
-    return count_line(conn_of(p), len);
-}
+/* The method's and the version's bytes are counted without a callback of
+ * their own (each would be two calls a request for bytes llhttp has
+ * matched against its own table): the method, by llhttp's number for it,
+ * with the target's first piece; the version's three ("1.1" after
+ * "HTTP/", llhttp's versions being single digits) when it is complete. */
+static const uint8_t method_len[] = {
+#define XX(num, name, string) [num] = sizeof(#string) - 1,
+    HTTP_ALL_METHOD_MAP(XX)
+#undef XX
+};
+#define VERSION_BYTES 3
 
 static int on_url(llhttp_t *p, const char *at, size_t len)
 {
     hp_conn_t *c = conn_of(p);
-    if (count_line(c, len)) return HPE_USER;
-    append(c->ctx, &c->ctx->req.target, at, len, c->ctx->gen->limits.request_line_bytes);
+    hp_ctx_t *ctx = c->ctx;
+    size_t method =
+        ctx->line_bytes == 0 && p->method < sizeof(method_len) ? method_len[p->method] : 0;
+    if (count_line(c, method + len)) return HPE_USER;
+    append(ctx, &ctx->req.target, at, len, ctx->gen->limits.request_line_bytes);
     return 0;
-}
-
-static int on_version(llhttp_t *p, const char *at, size_t len)
-{
-    return count_line(conn_of(p), len);
 }
 
 static int on_version_complete(llhttp_t *p)
 {
+    hp_conn_t *c = conn_of(p);
+    if (count_line(c, VERSION_BYTES)) return HPE_USER;
     /* HTTP/1.0 and 1.1 only; llhttp also lets 0.9 and 2.0 through. */
-    if (p->http_major != 1 || p->http_minor > 1) return refuse(conn_of(p), HP_REJECT_VERSION);
+    if (p->http_major != 1 || p->http_minor > 1) return refuse(c, HP_REJECT_VERSION);
     return 0;
 }
 
@@ -680,9 +687,7 @@ static int on_message_complete(llhttp_t *p)
 
 const llhttp_settings_t hp_parser_settings = {
     .on_message_begin = on_message_begin,
-    .on_method = on_method,
     .on_url = on_url,
-    .on_version = on_version,
     .on_version_complete = on_version_complete,
     .on_header_field = on_header_field,
     .on_header_field_complete = on_header_field_complete,
