@@ -65,6 +65,20 @@ void hp_resp_buf(hp_ctx_t *ctx, hp_buf_t *buf)
  * instructions. */
 _Static_assert(HP_CHAIN_MAX + 1 <= 16, "ctx->pended has a bit per layer");
 
+/* The part of the context a request resets: 16-byte stores, unrolled. A
+ * memset of this constant size compiles to `rep stosq`, 54 iterations
+ * (and instructions, to callgrind), slow to start on most cores. */
+#define RESET_BYTES offsetof(hp_ctx_t, resp.headers)
+_Static_assert(RESET_BYTES % 16 == 0, "the reset part is whole 16-byte words");
+static inline void zero_reset_part(hp_ctx_t *ctx)
+{
+    typedef uint64_t v16 __attribute__((vector_size(16), may_alias, aligned(8)));
+    v16 *w = (v16 *)(void *)ctx;
+#pragma GCC unroll 32
+    for (size_t i = 0; i < RESET_BYTES / 16; i++)
+        w[i] = (v16){0, 0};
+}
+
 static void reset(hp_ctx_t *ctx)
 {
     char *body = ctx->req.body;
@@ -77,7 +91,7 @@ static void reset(hp_ctx_t *ctx)
         l->self = NULL;
         l->after = NULL;
     }
-    memset(ctx, 0, offsetof(hp_ctx_t, resp.headers));
+    zero_reset_part(ctx);
     ctx->req.body = body;
     ctx->depth = -1;
 }
