@@ -72,9 +72,9 @@ typedef enum {
 } hp_vtask_kind_t;
 
 typedef struct {
-    uint32_t kind : 2;    /* hp_vtask_kind_t */
+    uint32_t kind : 8;    /* hp_vtask_kind_t: a byte of its own, read and written as one */
     uint32_t awaited : 1; /* a continuation was registered through this copy */
-    uint32_t slot : 29;   /* HP_VT_TASK: its slot in the thread's slot table */
+    uint32_t slot : 23;   /* HP_VT_TASK: its slot in the thread's slot table (2^20 at most) */
     uint32_t token;       /* the version it was made for: the source's, or the slot's */
     union {
         hp_value_t value;      /* HP_VT_INLINE */
