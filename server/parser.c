@@ -33,8 +33,10 @@
 
 #include <string.h>
 
-/* The headers the server keeps (or checks); everything else is counted. */
-enum { H_NONE = 0, H_REQUEST_ID, H_CONTENT_TYPE, H_ACCEPT, H_EXPECT, H_HOST, H_TE, H_SKIP };
+/* The headers the server keeps (or checks); everything else is counted.
+ * Those whose value is only counted come first (H_SKIP: a kept one given
+ * up on), then Transfer-Encoding, then those whose value is read. */
+enum { H_NONE = 0, H_HOST, H_SKIP, H_TE, H_REQUEST_ID, H_CONTENT_TYPE, H_ACCEPT, H_EXPECT };
 
 /* X-Request-Id values longer than this are ignored (and one generated):
  * ids are logged and echoed, so they are bounded, as Kestrel bounds
@@ -444,11 +446,11 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     bool first_piece = !ctx->value_piece;
     ctx->value_piece = true;
     ctx->value_piece_at_end = at + len == c->host->parse_end;
+    if (ctx->hdr < H_TE) return 0; /* counted only */
     if (ctx->hdr == H_TE) {
         te_codings(ctx, at, len);
         return 0;
     }
-    if (ctx->hdr == H_NONE || ctx->hdr == H_SKIP || ctx->hdr == H_HOST) return 0;
     hp_str_t *dst = kept_value(ctx);
     if (dst && first_piece && (dst->len || ctx->repeated)) {
         /* A second line of a header kept as one value: a repeated
@@ -501,6 +503,8 @@ static int on_header_value_complete(llhttp_t *p)
     hp_conn_t *c = conn_of(p);
     hp_ctx_t *ctx = c->ctx;
     hp_str_t *v = &ctx->req.param;
+    ctx->value_piece = ctx->value_piece_at_end = false;
+    if (ctx->hdr == H_NONE) return 0; /* most headers: nothing kept, no scratch used */
     switch (ctx->hdr) {
     case H_REQUEST_ID:
         if (!valid_request_id(ctx->req.request_id)) {
@@ -523,7 +527,6 @@ static int on_header_value_complete(llhttp_t *p)
      * it is the route's, set at headers-complete, and stays. */
     if (c->state != HP_CONN_BODY) *v = (hp_str_t){0};
     ctx->hdr = H_NONE;
-    ctx->value_piece = ctx->value_piece_at_end = false;
     return 0;
 }
 
@@ -555,8 +558,8 @@ static int on_headers_complete(llhttp_t *p)
     hp_req_t *req = &ctx->req;
     const hp_limits_t *lim = &ctx->gen->limits;
 
-    req->method = llhttp_get_method(p);
-    req->http_minor = llhttp_get_http_minor(p);
+    req->method = p->method;
+    req->http_minor = p->http_minor;
     req->keep_alive = llhttp_should_keep_alive(p);
     req->chunked = (p->flags & F_CHUNKED) != 0;
     req->content_length = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
