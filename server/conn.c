@@ -593,7 +593,7 @@ static void finish(hp_conn_t *c, hp_ctx_t *ctx, int status)
     if (ctx->resp.status == 0) hp_resp_set(ctx, 500, "text/plain", HP_STR("no response\n"));
     if (ctx->resp.close || h->draining) c->flags |= HP_CF_CLOSE;
     hp_response_write(&h->out, ctx, !(c->flags & HP_CF_CLOSE));
-    hp_route_stats_t *rs = &h->metrics.routes[ctx->route->id][ctx->mode];
+    hp_route_stats_t *rs = ctx->stats;
     hp_counter_add(&rs->requests, 1);
     c->ctx = NULL;
     c->state = HP_CONN_IDLE;
@@ -647,7 +647,8 @@ int hp_conn_dispatch(hp_conn_t *c)
     c->state = HP_CONN_BUSY;
     if (!ctx->req.keep_alive || (c->flags & HP_CF_UPGRADE)) c->flags |= HP_CF_CLOSE;
 
-    ctx->scope = &h->metrics.routes[ctx->route->id][ctx->mode].alloc;
+    ctx->stats = &h->metrics.routes[ctx->route->id][ctx->mode];
+    ctx->scope = &ctx->stats->alloc;
     hp_alloc_scope_set(ctx->scope);
     hp_vtask_t vt = hp_chain_start(ctx);
     int status;

@@ -83,6 +83,7 @@ struct hp_ctx {
     const hp_handler_slot_t *handler; /* its route's handler on this worker */
     hp_conn_t *conn;                  /* NULL once the connection has gone */
     hp_alloc_counter_t *scope;        /* its chain's allocations: the route's account */
+    hp_route_stats_t *stats;          /* its route and mode's figures (from the dispatch) */
     hp_alloc_counter_t io;            /* its allocations outside the chain, so far */
     int depth;                        /* layer currently running; -1 = the server */
     hp_vtask_t top;                   /* the whole chain's valuetask, when pending */
@@ -221,7 +222,10 @@ const hp_router_t *hp_ctx_router(const hp_ctx_t *ctx);
 
 /* This request's route and mode figures on its worker (metrics.h), which
  * the worker alone writes: the metrics middleware counts answers here. */
-hp_route_stats_t *hp_ctx_route_stats(const hp_ctx_t *ctx);
+static inline hp_route_stats_t *hp_ctx_route_stats(const hp_ctx_t *ctx)
+{
+    return ctx->stats;
+}
 
 /* --- the pool (worker and connection only) ----------------------------- */
 
@@ -231,8 +235,18 @@ typedef struct {
     uint64_t idle; /* contexts in the pool now */
 } hp_ctx_pool_t;
 
-/* Returns a reset context, allocating only when the pool is empty. */
-hp_ctx_t *hp_ctx_acquire(hp_ctx_pool_t *pool);
+/* Returns a reset context, allocating only when the pool is empty (inline
+ * when it is not: once the pool has grown, every request's case). */
+hp_ctx_t *hp_ctx_new(hp_ctx_pool_t *pool);
+static inline hp_ctx_t *hp_ctx_acquire(hp_ctx_pool_t *pool)
+{
+    hp_ctx_t *ctx = pool->free;
+    if (ctx == NULL) return hp_ctx_new(pool);
+    pool->free = ctx->next_free;
+    pool->idle--;
+    ctx->next_free = NULL;
+    return ctx;
+}
 
 /* End the request: free its request-scoped memory and drop its response
  * references, reset every layer source (stale tokens from now on), return

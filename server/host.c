@@ -243,8 +243,3 @@ const hp_router_t *hp_ctx_router(const hp_ctx_t *ctx)
 {
     return &ctx->host->router;
 }
-
-hp_route_stats_t *hp_ctx_route_stats(const hp_ctx_t *ctx)
-{
-    return &ctx->host->metrics.routes[ctx->route->id][ctx->mode];
-}
