@@ -14,27 +14,32 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Copy n bytes of s to p; return p + n. */
+/* Copy n bytes of s to p; return p + n. Two compares pick the moves for
+ * the common lengths. */
 static inline char *hp_bytes_put(char *p, const char *s, size_t n)
 {
-    if (n >= 8 && n <= 16) {
-        uint64_t a, b;
-        memcpy(&a, s, 8);
-        memcpy(&b, s + n - 8, 8);
-        memcpy(p, &a, 8);
-        memcpy(p + n - 8, &b, 8);
-    } else if (n > 16 && n <= 32) {
+    if (n <= 16) {
+        if (n >= 8) {
+            uint64_t a, b;
+            memcpy(&a, s, 8);
+            memcpy(&b, s + n - 8, 8);
+            memcpy(p, &a, 8);
+            memcpy(p + n - 8, &b, 8);
+        } else if (n >= 4) {
+            uint32_t a, b;
+            memcpy(&a, s, 4);
+            memcpy(&b, s + n - 4, 4);
+            memcpy(p, &a, 4);
+            memcpy(p + n - 4, &b, 4);
+        } else {
+            memcpy(p, s, n);
+        }
+    } else if (n <= 32) {
         uint64_t a[2], b[2];
         memcpy(a, s, 16);
         memcpy(b, s + n - 16, 16);
         memcpy(p, a, 16);
         memcpy(p + n - 16, b, 16);
-    } else if (n >= 4 && n < 8) {
-        uint32_t a, b;
-        memcpy(&a, s, 4);
-        memcpy(&b, s + n - 4, 4);
-        memcpy(p, &a, 4);
-        memcpy(p + n - 4, &b, 4);
     } else {
         memcpy(p, s, n);
     }

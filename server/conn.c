@@ -308,8 +308,7 @@ static hp_alloc_counter_t *io_scope(hp_conn_t *c)
  * context back to the pool. */
 static void request_end(hp_host_t *h, hp_ctx_t *ctx)
 {
-    hp_alloc_counter_t *to =
-        ctx->route ? &h->metrics.routes[ctx->route->id][ctx->mode].outside : &h->metrics.conn_alloc;
+    hp_alloc_counter_t *to = ctx->stats ? &ctx->stats->outside : &h->metrics.conn_alloc;
     hp_counter_add(&to->count, ctx->io.count);
     hp_counter_add(&to->bytes, ctx->io.bytes);
     if (hp_alloc_scope_get() == &ctx->io) hp_alloc_scope_set(to);
@@ -647,7 +646,6 @@ int hp_conn_dispatch(hp_conn_t *c)
     c->state = HP_CONN_BUSY;
     if (!ctx->req.keep_alive || (c->flags & HP_CF_UPGRADE)) c->flags |= HP_CF_CLOSE;
 
-    ctx->stats = &h->metrics.routes[ctx->route->id][ctx->mode];
     ctx->scope = &ctx->stats->alloc;
     hp_alloc_scope_set(ctx->scope);
     hp_vtask_t vt = hp_chain_start(ctx);

@@ -83,7 +83,7 @@ struct hp_ctx {
     const hp_handler_slot_t *handler; /* its route's handler on this worker */
     hp_conn_t *conn;                  /* NULL once the connection has gone */
     hp_alloc_counter_t *scope;        /* its chain's allocations: the route's account */
-    hp_route_stats_t *stats;          /* its route and mode's figures (from the dispatch) */
+    hp_route_stats_t *stats;          /* its route and mode's figures, set with route */
     hp_alloc_counter_t io;            /* its allocations outside the chain, so far */
     int depth;                        /* layer currently running; -1 = the server */
     hp_vtask_t top;                   /* the whole chain's valuetask, when pending */

@@ -611,6 +611,7 @@ static int on_headers_complete(llhttp_t *p)
     req->query = q ? (hp_str_t){q + 1, req->target.len - plen - 1} : (hp_str_t){"", 0};
     ctx->route = hp_router_find(&c->host->router, req->path, req->method);
     ctx->handler = &c->host->handlers[ctx->route->id];
+    ctx->stats = &c->host->metrics.routes[ctx->route->id][ctx->mode];
     if (ctx->route->match == HP_ROUTE_PREFIX) {
         size_t n = ctx->route->path_len;
         req->param = (hp_str_t){req->path.ptr + n, req->path.len - n};
