@@ -30,6 +30,7 @@
 #include "ctx.h"
 #include "layers.h"
 
+#include "runtime/errors.h"
 #include "runtime/task.h"
 #include "runtime/vtask.h"
 
@@ -111,6 +112,12 @@ static inline hp_vtask_t hp_done(hp_ctx_t *ctx)
 /* The calling layer failed synchronously (a fault, not an HTTP answer). */
 hp_vtask_t hp_fail(hp_ctx_t *ctx, int err, const char *msg);
 
+/* hp_chain_consume for a valuetask that may not have completed: one read
+ * for what hp_vtask_is_completed and a consume would ask twice (a task
+ * mode layer's task asked both, each a call). HP_EVTASK_PENDING, with
+ * nothing consumed and ctx->fault untouched, when it has not completed. */
+static inline int hp_chain_try_consume(hp_ctx_t *ctx, hp_vtask_t *vt);
+
 /* hp_then's parts in chain.c: the slow path (downstream pends), and a
  * downstream's fault read into ctx->fault. */
 hp_vtask_t hp_then_pending(hp_ctx_t *ctx, hp_vtask_t downstream, void *self, hp_after_cb after);
@@ -126,6 +133,15 @@ static inline int hp_chain_consume(hp_ctx_t *ctx, hp_vtask_t *vt)
     return rc;
 }
 
+static inline int hp_chain_try_consume(hp_ctx_t *ctx, hp_vtask_t *vt)
+{
+    hp_value_t v;
+    const char *msg = NULL;
+    int rc = hp_vtask_result(vt, &v, &msg);
+    if (rc && rc != HP_EVTASK_PENDING) hp_chain_fault(ctx, rc, msg);
+    return rc;
+}
+
 /* Continue with `after` once downstream completes (see the top). Consumes
  * downstream. Inline: when downstream completed - every layer of a
  * synchronous request - `after` is a direct call the compiler can fold
@@ -133,8 +149,8 @@ static inline int hp_chain_consume(hp_ctx_t *ctx, hp_vtask_t *vt)
 static inline hp_vtask_t hp_then(hp_ctx_t *ctx, hp_vtask_t downstream, void *self,
                                  hp_after_cb after)
 {
-    if (!hp_vtask_is_completed(&downstream)) return hp_then_pending(ctx, downstream, self, after);
-    int status = hp_chain_consume(ctx, &downstream);
+    int status = hp_chain_try_consume(ctx, &downstream);
+    if (status == HP_EVTASK_PENDING) return hp_then_pending(ctx, downstream, self, after);
     after(self, ctx, status);
     return status ? hp_fail(ctx, status, ctx->fault) : hp_done(ctx);
 }

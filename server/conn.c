@@ -649,10 +649,8 @@ int hp_conn_dispatch(hp_conn_t *c)
     ctx->scope = &ctx->stats->alloc;
     hp_alloc_scope_set(ctx->scope);
     hp_vtask_t vt = hp_chain_start(ctx);
-    int status;
-    if (hp_vtask_is_completed(&vt)) {
-        status = hp_chain_consume(ctx, &vt);
-    } else {
+    int status = hp_chain_try_consume(ctx, &vt);
+    if (status == HP_EVTASK_PENDING) {
         ctx->top = vt;
         status = hp_vtask_on_completed(&ctx->top, request_awaited, ctx);
         if (status == 0) {
