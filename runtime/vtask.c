@@ -64,7 +64,7 @@ typedef struct {
 
 #define SLOT_CHUNK  4096
 #define SLOT_CHUNKS 256 /* 1 Mi task-backed vtasks alive on one thread */
-_Static_assert(SLOT_CHUNK *SLOT_CHUNKS <= (1u << 23), "hp_vtask_t.slot holds every index");
+_Static_assert(SLOT_CHUNKS <= (1u << 23) / SLOT_CHUNK, "hp_vtask_t.slot holds every index");
 
 static _Thread_local slot_t tls_chunk0[SLOT_CHUNK];
 static _Thread_local slot_t *tls_chunks[SLOT_CHUNKS];
