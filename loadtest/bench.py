@@ -79,7 +79,7 @@ PROFILES = {
                         300000, 400000, 600000, 800000],
         sweep_rounds=1, band_rounds=3, sweep_duration_s=1.0, sweep_warmup_s=0.3,
         sweep_drain_s=0.5, refine=2, resolution=0.15, sweep_budget_s=70,
-        callgrind_counts=(1000, 4000), callgrind_warmup=500, idle_connections=5000,
+        callgrind_requests=20000, callgrind_connections=8, callgrind_warmup=2000, idle_connections=5000,
         syscall_requests=4000, micro_args="", cluster_cap=0.10,
     ),
     "full": dict(
@@ -91,7 +91,7 @@ PROFILES = {
                         600000, 800000],
         sweep_rounds=2, band_rounds=5, sweep_duration_s=3.0, sweep_warmup_s=1.0,
         sweep_drain_s=1.0, refine=3, resolution=0.05, sweep_budget_s=2400,
-        callgrind_counts=(5000, 20000), callgrind_warmup=2000, idle_connections=5000,
+        callgrind_requests=20000, callgrind_connections=8, callgrind_warmup=2000, idle_connections=5000,
         syscall_requests=16000, micro_args="", cluster_cap=0.10,
     ),
 }
@@ -423,14 +423,14 @@ class Bench:
         if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
             res["notes"].append("callgrind skipped: valgrind not installed")
             return
-        log(f"callgrind: hotpath under valgrind; {p['callgrind_counts']} requests "
-            "per path and mode")
+        log(f"callgrind: hotpath under valgrind; {p['callgrind_requests']} requests on "
+            f"{p['callgrind_connections']} connections per path and mode")
         try:
             res["callgrind"], res["callgrind_command"] = measure.callgrind(
                 lambda wrapper: targets.Server(targets.HOTPATH, ctx, name="hotpath-callgrind",
                                                wrapper=wrapper, timeout=60),
-                self.pin, p["callgrind_counts"], p["callgrind_warmup"],
-                ("/plaintext", "/json"), targets.HOTPATH.modes,
+                self.pin, p["callgrind_requests"], p["callgrind_connections"],
+                p["callgrind_warmup"], measure.CALLGRIND_PATHS, targets.HOTPATH.modes,
                 os.path.join(procs.tmp, "callgrind"), log)
         except (RuntimeError, TimeoutError, OSError) as e:
             self.note(f"callgrind failed: {e}")

@@ -71,14 +71,15 @@ def cpu_per_request(ctx, n):
         hp.stop()
 
 
-def instructions_per_request(ctx, tmp, n1, n2):
+def instructions_per_request(ctx, tmp, n):
     def start(wrapper):
         srv = targets.Server(targets.HOTPATH, ctx, name="hotpath-callgrind", wrapper=wrapper,
                              timeout=60)
         warm_up(srv.port, 50)
         return srv
-    out, _ = measure.callgrind(start, ctx.pin, (n1, n2), 100, PATHS + ("/dashboard",),
-                               ("valuetask",), os.path.join(tmp, "callgrind"), log)
+    paths = [(p, p) for p in PATHS + ("/dashboard",)]
+    out, _ = measure.callgrind(start, ctx.pin, n, 1, 100, paths, ("valuetask",),
+                               os.path.join(tmp, "callgrind"), log)
     return {path: d["valuetask"]["ir_per_request"] for path, d in out.items()}
 
 
@@ -99,8 +100,8 @@ def main():
         for path, (us, wall) in cpu.items():
             print(f"  {path:<16} {us:6.1f} us  ({wall:.1f} s)")
         if shutil.which("valgrind") and shutil.which("callgrind_control"):
-            ir = instructions_per_request(ctx, procs.tmp, 200, 1000)
-            print("instructions per request (callgrind, 1000 - 200 requests):")
+            ir = instructions_per_request(ctx, procs.tmp, 1000)
+            print("instructions per request (callgrind, 1000 requests on one connection):")
             for path, n in ir.items():
                 print(f"  {path:<16} {n:8.0f}")
         else:

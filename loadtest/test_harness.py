@@ -532,8 +532,10 @@ class Render(unittest.TestCase):
                           latency_mode="Interactive"))
         return dict(meta=meta, scenarios={"plaintext": sc}, sweep=None, notes=[],
                     callgrind={"/plaintext": {
-                        "valuetask": dict(ir_per_request=5400, allocs_per_req=0.0, n1=1, n2=2),
-                        "task": dict(ir_per_request=7500, allocs_per_req=4.0, n1=1, n2=2)}},
+                        "valuetask": dict(ir_per_request=5400, allocs_per_req=0.0,
+                                          requests=20000, connections=8),
+                        "task": dict(ir_per_request=7500, allocs_per_req=4.0,
+                                     requests=20000, connections=8)}},
                     idle_memory={}, commands=[], wall_s=1.0, part_wall_s={"scenarios": 1.0},
                     runtimes={"kestrel": dict(describe=gc, env="DOTNET_gcServer=0",
                                               modes=["valuetask", "task"])},
@@ -550,6 +552,8 @@ class Render(unittest.TestCase):
                       "| 349 (349–349) | 0.143 (0.143–0.143) | 0.40% | 1.08 (1.04–1.12, n=3) "
                       "| 2.45 (2.36–2.55, n=3) | 0.62 (0.62–0.62, n=3) | 0 |", text)
         self.assertIn("**workstation GC**", text)
+        self.assertIn("20,000 keep-alive requests are sent by `h2load --h1 -c 8 -n 20000`", text)
+        self.assertIn("| /plaintext | 5,400 | 7,500 | +2,100 | 1.389 | 0.00 → 4.00 |", text)
         self.assertIn("workstation collects 4.1× as often", text)
         self.assertIn("| plaintext | kestrel task | 9,000 → 20.0k → 24.0k | 24.0k |", text)
         self.assertIn("| `recvfrom` | 2.01 |", text)

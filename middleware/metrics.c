@@ -16,7 +16,16 @@
 
 #include "server/metrics.h"
 
-#include <uv.h>
+#include <time.h>
+
+/* uv_hrtime's clock (CLOCK_MONOTONIC, in ns), read without libuv's
+ * wrapper, which costs more than the read itself (twice a request). */
+static inline uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
 
 static int create(const cJSON *section, const char *path, void **out, char *err, size_t errlen)
 {
@@ -30,12 +39,12 @@ static void after(void *self, hp_ctx_t *ctx, int status)
 {
     uint64_t start = hp_layer_current(ctx)->mark;
     unsigned code = status ? 500 : ctx->resp.status;
-    hp_metrics_answer(hp_ctx_route_stats(ctx), code, uv_hrtime() - start);
+    hp_metrics_answer(hp_ctx_route_stats(ctx), code, now_ns() - start);
 }
 
 static hp_vtask_t invoke(void *self, hp_ctx_t *ctx)
 {
-    hp_layer_current(ctx)->mark = uv_hrtime();
+    hp_layer_current(ctx)->mark = now_ns();
     return hp_then(ctx, hp_next(ctx), self, after);
 }
 

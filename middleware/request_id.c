@@ -21,15 +21,14 @@
 
 /* The id's first two parts are the worker's for the life of the process:
  * they are formatted on the worker's first request and copied after that
- * (a middleware instance is one worker's: chain.h), which leaves one number
- * to format per request. */
+ * (a middleware instance is one worker's: chain.h; the boot id is set
+ * before any worker runs: server.c), which leaves one number to format per
+ * request. */
 #define PREFIX_MAX (8 + 1 + 16 + 1)
 
 typedef struct {
     bool trust_incoming;
-    uint32_t boot;   /* what prefix was made for */
-    unsigned worker; /* ... */
-    uint8_t prefix_len;
+    uint8_t prefix_len; /* 0 until the first generated id */
     char prefix[PREFIX_MAX];
 } request_id_t;
 
@@ -61,16 +60,11 @@ static void make_prefix(request_id_t *self, uint32_t boot, unsigned worker)
     p = hp_fmt_hex(p, worker);
     *p++ = '-';
     self->prefix_len = (uint8_t)(p - self->prefix);
-    self->boot = boot;
-    self->worker = worker;
 }
 
 static hp_str_t generate(request_id_t *self, hp_ctx_t *ctx)
 {
-    uint32_t boot = hp_ctx_boot_id(ctx);
-    unsigned worker = hp_ctx_worker_index(ctx);
-    if (self->prefix_len == 0 || self->boot != boot || self->worker != worker)
-        make_prefix(self, boot, worker);
+    if (self->prefix_len == 0) make_prefix(self, hp_ctx_boot_id(ctx), hp_ctx_worker_index(ctx));
     char *start = hp_ctx_alloc(ctx, PREFIX_MAX + 16);
     memcpy(start, self->prefix, PREFIX_MAX);
     char *p = hp_fmt_hex(start + self->prefix_len, hp_ctx_seq(ctx));

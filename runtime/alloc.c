@@ -19,16 +19,16 @@
 
 static _Thread_local hp_alloc_stats_t tls_private;
 static _Thread_local hp_alloc_stats_t *tls_stats;
-static _Thread_local hp_alloc_counter_t *tls_scope;
+_Thread_local hp_alloc_counter_t *hp_alloc_scope_;
 
 static void charge(hp_alloc_source_t src, size_t n)
 {
     hp_alloc_stats_t *s = tls_stats ? tls_stats : &tls_private;
     hp_counter_add(&s->by_source[src].count, 1);
     hp_counter_add(&s->by_source[src].bytes, n);
-    if (tls_scope) {
-        hp_counter_add(&tls_scope->count, 1);
-        hp_counter_add(&tls_scope->bytes, n);
+    if (hp_alloc_scope_) {
+        hp_counter_add(&hp_alloc_scope_->count, 1);
+        hp_counter_add(&hp_alloc_scope_->bytes, n);
     }
 }
 
@@ -169,16 +169,4 @@ uint64_t hp_alloc_stats_live(const hp_alloc_stats_t *stats)
 {
     return hp_alloc_stats_sum(stats).count - hp_counter_get(&stats->frees) -
            hp_counter_get(&stats->resized);
-}
-
-hp_alloc_counter_t *hp_alloc_scope_set(hp_alloc_counter_t *scope)
-{
-    hp_alloc_counter_t *prev = tls_scope;
-    tls_scope = scope;
-    return prev;
-}
-
-hp_alloc_counter_t *hp_alloc_scope_get(void)
-{
-    return tls_scope;
 }

@@ -78,7 +78,16 @@ hp_alloc_counter_t hp_alloc_stats_sum(const hp_alloc_stats_t *stats);
  * account follows where the loop is and nothing is restored by hand; a
  * module whose own callbacks charge a caller's account (the upstream
  * client's, the L2 client's) restores what it found. */
-hp_alloc_counter_t *hp_alloc_scope_set(hp_alloc_counter_t *scope);
-hp_alloc_counter_t *hp_alloc_scope_get(void);
+extern _Thread_local hp_alloc_counter_t *hp_alloc_scope_; /* alloc.c's; inline for the calls */
+static inline hp_alloc_counter_t *hp_alloc_scope_set(hp_alloc_counter_t *scope)
+{
+    hp_alloc_counter_t *prev = hp_alloc_scope_;
+    hp_alloc_scope_ = scope;
+    return prev;
+}
+static inline hp_alloc_counter_t *hp_alloc_scope_get(void)
+{
+    return hp_alloc_scope_;
+}
 
 #endif

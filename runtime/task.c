@@ -59,17 +59,12 @@ struct hp_task {
     void (*dispose)(hp_value_t v); /* frees a COMPLETED result with the task */
 };
 
-static _Thread_local hp_runtime_stats_t tls_rt_private;
-static _Thread_local hp_runtime_stats_t *tls_rt;
+_Thread_local hp_runtime_stats_t hp_rt_private_;
+_Thread_local hp_runtime_stats_t *hp_rt_bound_;
 
 void hp_runtime_bind_thread(hp_runtime_stats_t *stats)
 {
-    tls_rt = stats;
-}
-
-hp_runtime_stats_t *hp_runtime_thread_stats(void)
-{
-    return tls_rt ? tls_rt : &tls_rt_private;
+    hp_rt_bound_ = stats;
 }
 
 /* Singletons for results -1..8, the range .NET's AsyncTaskCache keeps for

@@ -79,7 +79,15 @@ extern const hp_stats_table_t hp_runtime_stats_table;
 /* Point the calling thread's runtime figures at stats (borrowed). Threads
  * that never bind count into a private thread-local block. */
 void hp_runtime_bind_thread(hp_runtime_stats_t *stats);
-hp_runtime_stats_t *hp_runtime_thread_stats(void);
+
+/* The calling thread's figures. Inline, as every inline valuetask counts
+ * itself here: the two thread-locals are task.c's, read nowhere else. */
+extern _Thread_local hp_runtime_stats_t *hp_rt_bound_;
+extern _Thread_local hp_runtime_stats_t hp_rt_private_;
+static inline hp_runtime_stats_t *hp_runtime_thread_stats(void)
+{
+    return hp_rt_bound_ ? hp_rt_bound_ : &hp_rt_private_;
+}
 
 typedef struct hp_task hp_task_t;
 

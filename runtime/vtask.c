@@ -64,6 +64,7 @@ typedef struct {
 
 #define SLOT_CHUNK  4096
 #define SLOT_CHUNKS 256 /* 1 Mi task-backed vtasks alive on one thread */
+_Static_assert(SLOT_CHUNKS <= (1u << 23) / SLOT_CHUNK, "hp_vtask_t.slot holds every index");
 
 static _Thread_local slot_t tls_chunk0[SLOT_CHUNK];
 static _Thread_local slot_t *tls_chunks[SLOT_CHUNKS];
@@ -174,12 +175,6 @@ int hp_vtsource_fail(hp_vtsource_t *s, int err, const char *msg)
     if (err >= 0) err = HP_ETASK_FAULTED;
     hp_value_t none = {.i = 0};
     return settle(s, S_FAULTED, none, err, msg ? msg : hp_strerror(err));
-}
-
-hp_vtask_t hp_vtask_from_result(hp_value_t v)
-{
-    hp_counter_add(&rt()->valuetasks_inline, 1);
-    return (hp_vtask_t){.kind = HP_VT_INLINE, .u.value = v};
 }
 
 hp_vtask_t hp_vtask_from_task(hp_task_t *t)

@@ -30,6 +30,7 @@
 #ifndef HP_VTASK_H
 #define HP_VTASK_H
 
+#include "counter.h"
 #include "task.h"
 
 #include <stdbool.h>
@@ -71,9 +72,9 @@ typedef enum {
 } hp_vtask_kind_t;
 
 typedef struct {
-    uint32_t kind : 2;    /* hp_vtask_kind_t */
+    uint32_t kind : 8;    /* hp_vtask_kind_t: a byte of its own, read and written as one */
     uint32_t awaited : 1; /* a continuation was registered through this copy */
-    uint32_t slot : 29;   /* HP_VT_TASK: its slot in the thread's slot table */
+    uint32_t slot : 23;   /* HP_VT_TASK: its slot in the thread's slot table (2^20 at most) */
     uint32_t token;       /* the version it was made for: the source's, or the slot's */
     union {
         hp_value_t value;      /* HP_VT_INLINE */
@@ -100,8 +101,13 @@ int hp_vtsource_fail(hp_vtsource_t *s, int err, const char *msg);
 
 /* --- valuetasks ------------------------------------------------------- */
 
-/* Inline and completed. Counted in valuetasks_inline (an allocation avoided). */
-hp_vtask_t hp_vtask_from_result(hp_value_t v);
+/* Inline and completed. Counted in valuetasks_inline (an allocation
+ * avoided). Inline itself: every synchronous layer makes one. */
+static inline hp_vtask_t hp_vtask_from_result(hp_value_t v)
+{
+    hp_counter_add(&hp_runtime_thread_stats()->valuetasks_inline, 1);
+    return (hp_vtask_t){.kind = HP_VT_INLINE, .u.value = v};
+}
 
 /* Takes t's reference. Counted in valuetasks_task. */
 hp_vtask_t hp_vtask_from_task(hp_task_t *t);

@@ -32,14 +32,6 @@
 #include <stdio.h>
 #include <uv.h>
 
-static inline hp_value_t ctx_value(hp_ctx_t *ctx)
-{
-    /* Every layer's result is the context itself: a reference type's value,
-     * as Task<HttpResponse> would carry, so task mode never benefits from
-     * the completed-task singletons (they cover small integers and null). */
-    return hp_value_ptr(ctx);
-}
-
 /* --- generations ------------------------------------------------------- */
 
 hp_gen_t *hp_gen_new(hp_config_t *cfg, hp_metrics_t *m, const hp_gen_t *prev, char *err,
@@ -75,9 +67,8 @@ hp_gen_t *hp_gen_new(hp_config_t *cfg, hp_metrics_t *m, const hp_gen_t *prev, ch
     return g;
 }
 
-void hp_gen_release(hp_gen_t *g)
+void hp_gen_destroy(hp_gen_t *g)
 {
-    if (g == NULL || --g->refs) return;
     for (unsigned i = 0; i < g->nmw; i++)
         g->mw[i].desc->destroy(g->mw[i].self);
     hp_config_unref(g->config);
@@ -92,19 +83,13 @@ hp_vtask_t hp_chain_start(hp_ctx_t *ctx)
     return hp_next(ctx);
 }
 
-/* Layer d is in use: the release resets it (ctx.c resets only these). */
-static inline void reach(hp_ctx_t *ctx, int d)
-{
-    if (d >= ctx->reached) ctx->reached = (uint8_t)(d + 1);
-}
-
 hp_vtask_t hp_next(hp_ctx_t *ctx)
 {
     hp_gen_t *gen = ctx->gen;
     int d = ctx->depth + 1;
     hp_vtask_t vt;
     ctx->depth = d;
-    reach(ctx, d);
+    ctx->layers[d].mark = 0; /* the layer's own per-request value starts at 0 */
     if (d < (int)gen->nmw) {
         vt = gen->mw[d].desc->invoke(gen->mw[d].self, ctx);
         hp_layer_record(gen->mw[d].stats[ctx->mode], &vt);
@@ -120,40 +105,25 @@ hp_vtask_t hp_next(hp_ctx_t *ctx)
     return vt;
 }
 
-hp_vtask_t hp_done(hp_ctx_t *ctx)
-{
-    return hp_vtask_completed(ctx->mode, ctx_value(ctx));
-}
-
 hp_vtask_t hp_fail(hp_ctx_t *ctx, int err, const char *msg)
 {
     return hp_vtask_failed(err, msg);
 }
 
-/* hp_chain_consume, inline for hp_then: every layer of a request reads its
- * downstream through it. */
-static inline int consume(hp_ctx_t *ctx, hp_vtask_t *vt)
+void hp_chain_fault(hp_ctx_t *ctx, int rc, const char *msg)
 {
-    hp_value_t v;
-    const char *msg = NULL;
-    int rc = hp_vtask_result(vt, &v, &msg);
-    if (rc) ctx->fault = msg ? msg : hp_strerror(rc);
-    return rc;
+    ctx->fault = msg ? msg : hp_strerror(rc);
 }
 
-int hp_chain_consume(hp_ctx_t *ctx, hp_vtask_t *vt)
+/* The layer's state beyond its mark is in use: the release resets it. */
+static inline void pend(hp_layer_t *layer)
 {
-    return consume(ctx, vt);
-}
-
-hp_layer_t *hp_layer_current(hp_ctx_t *ctx)
-{
-    reach(ctx, ctx->depth);
-    return &ctx->layers[ctx->depth];
+    layer->ctx->pended |= (uint16_t)(1u << (layer - layer->ctx->layers));
 }
 
 hp_vtask_t hp_layer_pending(hp_layer_t *layer)
 {
+    pend(layer);
     if (layer->ctx->mode == HP_MODE_TASK) {
         layer->task = hp_task_new();
         return hp_vtask_from_task(hp_task_ref(layer->task));
@@ -170,12 +140,12 @@ void hp_layer_complete(hp_layer_t *layer, int status, const char *msg)
         if (status)
             hp_task_fail(t, status, msg);
         else
-            hp_task_complete(t, ctx_value(ctx));
+            hp_task_complete(t, hp_chain_value(ctx));
         hp_task_unref(t);
     } else if (status) {
         hp_vtsource_fail(&layer->source, status, msg);
     } else {
-        hp_vtsource_complete(&layer->source, ctx_value(ctx));
+        hp_vtsource_complete(&layer->source, hp_chain_value(ctx));
     }
 }
 
@@ -196,6 +166,7 @@ static void then_awaited(void *arg)
 
 int hp_layer_await(hp_layer_t *layer, hp_vtask_t downstream, hp_cont_cb cb)
 {
+    pend(layer);
     layer->downstream = downstream;
     int rc = hp_vtask_on_completed(&layer->downstream, cb, layer);
     if (rc == 0) return 0;
@@ -207,14 +178,10 @@ int hp_layer_await(hp_layer_t *layer, hp_vtask_t downstream, hp_cont_cb cb)
     return rc;
 }
 
-hp_vtask_t hp_then(hp_ctx_t *ctx, hp_vtask_t downstream, void *self, hp_after_cb after)
+hp_vtask_t hp_then_pending(hp_ctx_t *ctx, hp_vtask_t downstream, void *self, hp_after_cb after)
 {
-    if (hp_vtask_is_completed(&downstream)) {
-        int status = consume(ctx, &downstream);
-        after(self, ctx, status);
-        return status ? hp_fail(ctx, status, ctx->fault) : hp_done(ctx);
-    }
     hp_layer_t *layer = &ctx->layers[ctx->depth];
+    pend(layer);
     layer->self = self;
     layer->after = after;
     hp_vtask_t mine = hp_layer_pending(layer);

@@ -30,6 +30,7 @@
 #include "ctx.h"
 #include "layers.h"
 
+#include "runtime/errors.h"
 #include "runtime/task.h"
 #include "runtime/vtask.h"
 
@@ -71,14 +72,19 @@ struct hp_gen {
 hp_gen_t *hp_gen_new(hp_config_t *cfg, hp_metrics_t *m, const hp_gen_t *prev, char *err,
                      size_t errlen);
 
-/* A reference for the caller; the matching release. The last release
- * destroys the middleware instances and drops the config. */
+/* A reference for the caller; the matching release (NULL: nothing). The
+ * last release destroys the middleware instances and drops the config
+ * (hp_gen_destroy). Inline: a request takes one and drops it. */
 static inline hp_gen_t *hp_gen_ref(hp_gen_t *g)
 {
     g->refs++;
     return g;
 }
-void hp_gen_release(hp_gen_t *gen);
+void hp_gen_destroy(hp_gen_t *gen);
+static inline void hp_gen_release(hp_gen_t *g)
+{
+    if (g && --g->refs == 0) hp_gen_destroy(g);
+}
 
 /* --- running the chain -------------------------------------------------- */
 
@@ -88,19 +94,72 @@ hp_vtask_t hp_chain_start(hp_ctx_t *ctx);
 /* Run the rest of the chain after the calling layer. */
 hp_vtask_t hp_next(hp_ctx_t *ctx);
 
+/* Every layer's result is the context itself: a reference type's value, as
+ * Task<HttpResponse> would carry, so task mode never benefits from the
+ * completed-task singletons (they cover small integers and null). */
+static inline hp_value_t hp_chain_value(hp_ctx_t *ctx)
+{
+    return hp_value_ptr(ctx);
+}
+
 /* The calling layer finished synchronously with a response in ctx->resp:
  * inline in valuetask mode, a completed heap task in task mode. */
-hp_vtask_t hp_done(hp_ctx_t *ctx);
+static inline hp_vtask_t hp_done(hp_ctx_t *ctx)
+{
+    return hp_vtask_completed(ctx->mode, hp_chain_value(ctx));
+}
 
 /* The calling layer failed synchronously (a fault, not an HTTP answer). */
 hp_vtask_t hp_fail(hp_ctx_t *ctx, int err, const char *msg);
 
+/* hp_chain_consume for a valuetask that may not have completed: one read
+ * for what hp_vtask_is_completed and a consume would ask twice (a task
+ * mode layer's task asked both, each a call). HP_EVTASK_PENDING, with
+ * nothing consumed and ctx->fault untouched, when it has not completed. */
+static inline int hp_chain_try_consume(hp_ctx_t *ctx, hp_vtask_t *vt);
+
+/* hp_then's parts in chain.c: the slow path (downstream pends), and a
+ * downstream's fault read into ctx->fault. */
+hp_vtask_t hp_then_pending(hp_ctx_t *ctx, hp_vtask_t downstream, void *self, hp_after_cb after);
+void hp_chain_fault(hp_ctx_t *ctx, int rc, const char *msg);
+
+/* Consume a chain valuetask: 0, or its fault code (message in ctx->fault). */
+static inline int hp_chain_consume(hp_ctx_t *ctx, hp_vtask_t *vt)
+{
+    hp_value_t v;
+    const char *msg = NULL;
+    int rc = hp_vtask_result(vt, &v, &msg);
+    if (rc) hp_chain_fault(ctx, rc, msg);
+    return rc;
+}
+
+static inline int hp_chain_try_consume(hp_ctx_t *ctx, hp_vtask_t *vt)
+{
+    hp_value_t v;
+    const char *msg = NULL;
+    int rc = hp_vtask_result(vt, &v, &msg);
+    if (rc && rc != HP_EVTASK_PENDING) hp_chain_fault(ctx, rc, msg);
+    return rc;
+}
+
 /* Continue with `after` once downstream completes (see the top). Consumes
- * downstream. */
-hp_vtask_t hp_then(hp_ctx_t *ctx, hp_vtask_t downstream, void *self, hp_after_cb after);
+ * downstream. Inline: when downstream completed - every layer of a
+ * synchronous request - `after` is a direct call the compiler can fold
+ * into the layer's invoke, and only a pending downstream calls chain.c. */
+static inline hp_vtask_t hp_then(hp_ctx_t *ctx, hp_vtask_t downstream, void *self,
+                                 hp_after_cb after)
+{
+    int status = hp_chain_try_consume(ctx, &downstream);
+    if (status == HP_EVTASK_PENDING) return hp_then_pending(ctx, downstream, self, after);
+    after(self, ctx, status);
+    return status ? hp_fail(ctx, status, ctx->fault) : hp_done(ctx);
+}
 
 /* The calling layer's state, for layers that pend on their own work. */
-hp_layer_t *hp_layer_current(hp_ctx_t *ctx);
+static inline hp_layer_t *hp_layer_current(hp_ctx_t *ctx)
+{
+    return &ctx->layers[ctx->depth];
+}
 
 /* The calling layer's pending valuetask: its pooled source in valuetask
  * mode, a new heap task in task mode. Return it from invoke. */
@@ -125,8 +184,5 @@ void hp_layer_complete(hp_layer_t *layer, int status, const char *msg);
  * on something goes through here (hp_then does), so no refusal is ever
  * ignored. */
 int hp_layer_await(hp_layer_t *layer, hp_vtask_t downstream, hp_cont_cb cb);
-
-/* Consume a chain valuetask: 0, or its fault code (message in ctx->fault). */
-int hp_chain_consume(hp_ctx_t *ctx, hp_vtask_t *vt);
 
 #endif

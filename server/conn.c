@@ -161,7 +161,7 @@ static const hp_limits_t *limits(hp_conn_t *c)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     hp_conn_t *c = h->data;
-    *buf = uv_buf_init(c->host->rbuf, (unsigned)c->host->rbuf_size);
+    *buf = (uv_buf_t){.base = c->host->rbuf, .len = c->host->rbuf_size};
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -308,8 +308,7 @@ static hp_alloc_counter_t *io_scope(hp_conn_t *c)
  * context back to the pool. */
 static void request_end(hp_host_t *h, hp_ctx_t *ctx)
 {
-    hp_alloc_counter_t *to =
-        ctx->route ? &h->metrics.routes[ctx->route->id][ctx->mode].outside : &h->metrics.conn_alloc;
+    hp_alloc_counter_t *to = ctx->stats ? &ctx->stats->outside : &h->metrics.conn_alloc;
     hp_counter_add(&to->count, ctx->io.count);
     hp_counter_add(&to->bytes, ctx->io.bytes);
     if (hp_alloc_scope_get() == &ctx->io) hp_alloc_scope_set(to);
@@ -527,7 +526,7 @@ static void flush(hp_conn_t *c)
     if (c->flags & HP_CF_MEMORY) {
         n = c->mem->sink(c->mem->arg, out->data, len);
     } else {
-        uv_buf_t b = uv_buf_init(out->data, (unsigned)len);
+        uv_buf_t b = {.base = out->data, .len = len};
         n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         hp_counter_add(&c->host->metrics.io.writes, 1);
         if (n == UV_EAGAIN) n = 0;
@@ -553,13 +552,18 @@ void hp_conn_continue(hp_conn_t *c)
 hp_ctx_t *hp_conn_begin(hp_conn_t *c)
 {
     hp_host_t *h = c->host;
-    /* A context the pool had to make is this request's allocation. */
-    hp_alloc_counter_t grown = {0, 0};
-    hp_alloc_scope_set(&grown);
-    hp_ctx_t *ctx = hp_ctx_acquire(&h->ctx_pool);
-    ctx->io = grown;
+    hp_ctx_t *ctx;
+    if (h->ctx_pool.free) {
+        ctx = hp_ctx_acquire(&h->ctx_pool); /* allocates nothing: ctx->io is 0 */
+    } else {
+        /* A context the pool has to make is this request's allocation. */
+        hp_alloc_counter_t grown = {0, 0};
+        hp_alloc_scope_set(&grown);
+        ctx = hp_ctx_acquire(&h->ctx_pool);
+        ctx->io = grown;
+        hp_counter_set(&h->metrics.conns.request_contexts, h->ctx_pool.size);
+    }
     hp_alloc_scope_set(&ctx->io);
-    hp_counter_set(&h->metrics.conns.request_contexts, h->ctx_pool.size);
     ctx->conn = c;
     ctx->host = h;
     ctx->gen = hp_gen_ref(h->gen);
@@ -588,10 +592,18 @@ static void finish(hp_conn_t *c, hp_ctx_t *ctx, int status)
     if (ctx->resp.status == 0) hp_resp_set(ctx, 500, "text/plain", HP_STR("no response\n"));
     if (ctx->resp.close || h->draining) c->flags |= HP_CF_CLOSE;
     hp_response_write(&h->out, ctx, !(c->flags & HP_CF_CLOSE));
-    hp_route_stats_t *rs = &h->metrics.routes[ctx->route->id][ctx->mode];
+    hp_route_stats_t *rs = ctx->stats;
     hp_counter_add(&rs->requests, 1);
     c->ctx = NULL;
     c->state = HP_CONN_IDLE;
+    /* The read deadline the request had (the head's or the body's; none
+     * when it pended) becomes the keep-alive timeout's, in one move - unless
+     * the connection closes, or answers wait for the peer (the write
+     * deadline covers it then). */
+    if (c->flags & (HP_CF_CLOSE | HP_CF_WBLOCK))
+        hp_conn_set_timer(c, HP_LIST_NONE, 0);
+    else
+        hp_conn_set_timer(c, HP_LIST_IDLE, now_ms(c) + limits(c)->idle_timeout_ms);
     /* What the connection does next for this answer (write what the kernel
      * refuses, keep pipelined input) is this route's, outside the chain. */
     c->charge = &rs->outside;
@@ -632,20 +644,18 @@ int hp_conn_dispatch(hp_conn_t *c)
     hp_host_t *h = c->host;
     hp_ctx_t *ctx = c->ctx;
     c->state = HP_CONN_BUSY;
-    hp_conn_set_timer(c, HP_LIST_NONE, 0);
     if (!ctx->req.keep_alive || (c->flags & HP_CF_UPGRADE)) c->flags |= HP_CF_CLOSE;
 
-    ctx->scope = &h->metrics.routes[ctx->route->id][ctx->mode].alloc;
+    ctx->scope = &ctx->stats->alloc;
     hp_alloc_scope_set(ctx->scope);
     hp_vtask_t vt = hp_chain_start(ctx);
-    int status;
-    if (hp_vtask_is_completed(&vt)) {
-        status = hp_chain_consume(ctx, &vt);
-    } else {
+    int status = hp_chain_try_consume(ctx, &vt);
+    if (status == HP_EVTASK_PENDING) {
         ctx->top = vt;
         status = hp_vtask_on_completed(&ctx->top, request_awaited, ctx);
         if (status == 0) {
-            hp_alloc_scope_set(io_scope(c)); /* parsing goes on for the request */
+            hp_conn_set_timer(c, HP_LIST_NONE, 0); /* BUSY: the server is working */
+            hp_alloc_scope_set(io_scope(c));       /* parsing goes on for the request */
             return HPE_PAUSED;
         }
         /* Refused (the chain returned a valuetask already awaited: a
@@ -761,7 +771,7 @@ static void keep_carry(hp_conn_t *c, const char *data, const char *pos, size_t r
     c->carry_len = (uint32_t)rest;
 }
 
-static void parse(hp_conn_t *c, const char *data, size_t len)
+static void parse_input(hp_conn_t *c, const char *data, size_t len)
 {
     const char *buf = data, *end = data + len;
     enum llhttp_errno err;
@@ -817,6 +827,20 @@ static void parse(hp_conn_t *c, const char *data, size_t len)
         return;
     }
     reject(c, c->reject ? (hp_reject_t)c->reject : reason_for(err));
+}
+
+/* Parse input; then, when it ended inside a request head, arm the head's
+ * deadline, once per request: from the loop's clock, which has not moved
+ * since the head began (on_message_begin runs in this same read). A head
+ * that ends in the read it begins in - nearly every one - never arms it. */
+static void parse(hp_conn_t *c, const char *data, size_t len)
+{
+    parse_input(c, data, len);
+    hp_ctx_t *ctx = c->ctx;
+    if (c->state == HP_CONN_HEAD && ctx && !ctx->head_timed && !(c->flags & HP_CF_CLOSED)) {
+        ctx->head_timed = true;
+        hp_conn_set_timer(c, HP_LIST_HEAD, now_ms(c) + limits(c)->header_timeout_ms);
+    }
 }
 
 /* Input that arrives while a request runs or output is backed up waits

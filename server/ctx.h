@@ -83,6 +83,7 @@ struct hp_ctx {
     const hp_handler_slot_t *handler; /* its route's handler on this worker */
     hp_conn_t *conn;                  /* NULL once the connection has gone */
     hp_alloc_counter_t *scope;        /* its chain's allocations: the route's account */
+    hp_route_stats_t *stats;          /* its route and mode's figures, set with route */
     hp_alloc_counter_t io;            /* its allocations outside the chain, so far */
     int depth;                        /* layer currently running; -1 = the server */
     hp_vtask_t top;                   /* the whole chain's valuetask, when pending */
@@ -113,7 +114,8 @@ struct hp_ctx {
     uint32_t grow_cap;       /* ...and the room it has, its NUL included */
     struct spill *spill;     /* heap chunks beyond the arena */
     size_t arena_used;
-    uint8_t reached; /* layers the chain has entered: the ones release resets */
+    uint16_t pended; /* bit i: layer i pended (its source, task or downstream used) */
+    bool head_timed; /* the head's deadline is armed (conn.c's parse) */
 
     /* Last of the reset part, so that its header array (192 bytes, read
      * only up to resp.nheaders) can be left out of the per-request memset. */
@@ -139,8 +141,17 @@ struct hp_ctx {
  * pipelines more than 64 KiB behind it (then it is noticed at the answer). */
 void hp_ctx_on_abort(hp_ctx_t *ctx, hp_abort_cb cb, void *arg);
 
-/* Request-scoped memory, 8-byte aligned, freed when the request ends. */
-void *hp_ctx_alloc(hp_ctx_t *ctx, size_t n);
+/* Request-scoped memory, 8-byte aligned, freed when the request ends.
+ * Inline where it fits the arena (the target, a kept header, a request
+ * id: every request takes some); a spill to the heap is a call. */
+void *hp_ctx_alloc_spill(hp_ctx_t *ctx, size_t n);
+static inline void *hp_ctx_alloc(hp_ctx_t *ctx, size_t n)
+{
+    size_t at = (ctx->arena_used + 7) & ~(size_t)7;
+    if (at + n > HP_CTX_ARENA) return hp_ctx_alloc_spill(ctx, n);
+    ctx->arena_used = at + n;
+    return ctx->arena + at;
+}
 
 /* A request-scoped copy of s[0..n). */
 hp_str_t hp_ctx_strdup(hp_ctx_t *ctx, const char *s, size_t n);
@@ -192,7 +203,10 @@ int64_t hp_ctx_date_s(const hp_ctx_t *ctx);
 /* The request's number on its worker (from 1), the worker's number (from
  * 0), and the server's boot id (random per process run; 0 without a
  * server, in tests): together unique per run. */
-uint64_t hp_ctx_seq(const hp_ctx_t *ctx);
+static inline uint64_t hp_ctx_seq(const hp_ctx_t *ctx)
+{
+    return ctx->seq;
+}
 unsigned hp_ctx_worker_index(const hp_ctx_t *ctx);
 uint32_t hp_ctx_boot_id(const hp_ctx_t *ctx);
 
@@ -213,7 +227,10 @@ const hp_router_t *hp_ctx_router(const hp_ctx_t *ctx);
 
 /* This request's route and mode figures on its worker (metrics.h), which
  * the worker alone writes: the metrics middleware counts answers here. */
-hp_route_stats_t *hp_ctx_route_stats(const hp_ctx_t *ctx);
+static inline hp_route_stats_t *hp_ctx_route_stats(const hp_ctx_t *ctx)
+{
+    return ctx->stats;
+}
 
 /* --- the pool (worker and connection only) ----------------------------- */
 
@@ -223,8 +240,18 @@ typedef struct {
     uint64_t idle; /* contexts in the pool now */
 } hp_ctx_pool_t;
 
-/* Returns a reset context, allocating only when the pool is empty. */
-hp_ctx_t *hp_ctx_acquire(hp_ctx_pool_t *pool);
+/* Returns a reset context, allocating only when the pool is empty (inline
+ * when it is not: once the pool has grown, every request's case). */
+hp_ctx_t *hp_ctx_new(hp_ctx_pool_t *pool);
+static inline hp_ctx_t *hp_ctx_acquire(hp_ctx_pool_t *pool)
+{
+    hp_ctx_t *ctx = pool->free;
+    if (ctx == NULL) return hp_ctx_new(pool);
+    pool->free = ctx->next_free;
+    pool->idle--;
+    ctx->next_free = NULL;
+    return ctx;
+}
 
 /* End the request: free its request-scoped memory and drop its response
  * references, reset every layer source (stale tokens from now on), return

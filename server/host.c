@@ -219,11 +219,6 @@ int64_t hp_ctx_date_s(const hp_ctx_t *ctx)
     return ctx->host->date_sec;
 }
 
-uint64_t hp_ctx_seq(const hp_ctx_t *ctx)
-{
-    return ctx->seq;
-}
-
 unsigned hp_ctx_worker_index(const hp_ctx_t *ctx)
 {
     return ctx->host->index;
@@ -254,9 +249,4 @@ bool hp_ctx_healthy(hp_ctx_t *ctx)
 const hp_router_t *hp_ctx_router(const hp_ctx_t *ctx)
 {
     return &ctx->host->router;
-}
-
-hp_route_stats_t *hp_ctx_route_stats(const hp_ctx_t *ctx)
-{
-    return &ctx->host->metrics.routes[ctx->route->id][ctx->mode];
 }

@@ -59,6 +59,17 @@ hp_layer_stats_t *hp_metrics_layer(hp_metrics_t *m, const char *name, hp_mode_t 
     return i < 0 ? NULL : &m->layers[i][mode];
 }
 
+void hp_layer_record_other(hp_layer_stats_t *s, const hp_vtask_t *vt)
+{
+    hp_counter_add(&s->calls, 1);
+    if (hp_vtask_is_completed(vt)) hp_counter_add(&s->completed_synchronously, 1);
+    switch (vt->kind) {
+    case HP_VT_TASK: hp_counter_add(&s->task_valuetasks, 1); break;
+    case HP_VT_SOURCE: hp_counter_add(&s->source_valuetasks, 1); break;
+    default: break; /* consumed or never set: a call, nothing else */
+    }
+}
+
 void hp_metrics_answer(hp_route_stats_t *rs, unsigned status, uint64_t latency_ns)
 {
     unsigned cls = status / 100;

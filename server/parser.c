@@ -28,12 +28,15 @@
 #include "router.h"
 
 #include "runtime/alloc.h"
+#include "runtime/bytes.h"
 #include "runtime/counter.h"
 
 #include <string.h>
 
-/* The headers the server keeps (or checks); everything else is counted. */
-enum { H_NONE = 0, H_REQUEST_ID, H_CONTENT_TYPE, H_ACCEPT, H_EXPECT, H_HOST, H_TE, H_SKIP };
+/* The headers the server keeps (or checks); everything else is counted.
+ * Those whose value is only counted come first (H_SKIP: a kept one given
+ * up on), then Transfer-Encoding, then those whose value is read. */
+enum { H_NONE = 0, H_HOST, H_SKIP, H_TE, H_REQUEST_ID, H_CONTENT_TYPE, H_ACCEPT, H_EXPECT };
 
 /* X-Request-Id values longer than this are ignored (and one generated):
  * ids are logged and echoed, so they are bounded, as Kestrel bounds
@@ -78,7 +81,7 @@ static void append(hp_ctx_t *ctx, hp_str_t *s, const char *at, size_t len, size_
         ctx->grow_cap = (uint32_t)cap;
     }
     char *d = ctx->grow;
-    memcpy(d + s->len, at, len);
+    hp_bytes_put(d + s->len, at, len);
     d[s->len + len] = '\0';
     s->len += len;
 }
@@ -265,9 +268,12 @@ enum llhttp_errno hp_parser_scan(hp_conn_t *c, const char **data, const char *en
 static int on_message_begin(llhttp_t *p)
 {
     hp_conn_t *c = conn_of(p);
-    hp_ctx_t *ctx = hp_conn_begin(c);
+    hp_conn_begin(c);
+    /* The head's deadline is armed when the read ends with the head still
+     * coming (conn.c's parse): most heads end in the read they begin in,
+     * and their deadline would be set here only to be stopped at
+     * headers-complete. */
     c->state = HP_CONN_HEAD;
-    hp_conn_set_timer(c, HP_LIST_HEAD, uv_now(c->host->loop) + ctx->gen->limits.header_timeout_ms);
     return 0;
 }
 
@@ -282,28 +288,35 @@ static int count_line(hp_conn_t *c, size_t len)
     return 0;
 }
 
-static int on_method(llhttp_t *p, const char *at, size_t len)
-{
-    return count_line(conn_of(p), len);
-}
+/* The method's and the version's bytes are counted without a callback of
+ * their own (each would be two calls a request for bytes llhttp has
+ * matched against its own table): the method, by llhttp's number for it,
+ * with the target's first piece; the version's three ("1.1" after
+ * "HTTP/", llhttp's versions being single digits) when it is complete. */
+static const uint8_t method_len[] = {
+#define XX(num, name, string) [num] = sizeof(#string) - 1,
+    HTTP_ALL_METHOD_MAP(XX)
+#undef XX
+};
+#define VERSION_BYTES 3
 
 static int on_url(llhttp_t *p, const char *at, size_t len)
 {
     hp_conn_t *c = conn_of(p);
-    if (count_line(c, len)) return HPE_USER;
-    append(c->ctx, &c->ctx->req.target, at, len, c->ctx->gen->limits.request_line_bytes);
+    hp_ctx_t *ctx = c->ctx;
+    size_t method =
+        ctx->line_bytes == 0 && p->method < sizeof(method_len) ? method_len[p->method] : 0;
+    if (count_line(c, method + len)) return HPE_USER;
+    append(ctx, &ctx->req.target, at, len, ctx->gen->limits.request_line_bytes);
     return 0;
-}
-
-static int on_version(llhttp_t *p, const char *at, size_t len)
-{
-    return count_line(conn_of(p), len);
 }
 
 static int on_version_complete(llhttp_t *p)
 {
+    hp_conn_t *c = conn_of(p);
+    if (count_line(c, VERSION_BYTES)) return HPE_USER;
     /* HTTP/1.0 and 1.1 only; llhttp also lets 0.9 and 2.0 through. */
-    if (p->http_major != 1 || p->http_minor > 1) return refuse(conn_of(p), HP_REJECT_VERSION);
+    if (p->http_major != 1 || p->http_minor > 1) return refuse(c, HP_REJECT_VERSION);
     return 0;
 }
 
@@ -329,7 +342,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
         ctx->hname_len = UINT8_MAX; /* longer than any name we keep */
         return 0;
     }
-    memcpy(ctx->hname + ctx->hname_len, at, len);
+    hp_bytes_put(ctx->hname + ctx->hname_len, at, len);
     ctx->hname_len += (uint8_t)len;
     return 0;
 }
@@ -338,25 +351,27 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
  * Setting bit 5 lowercases an ASCII letter and keeps '-'; the only other
  * byte it maps onto one of these is CR (onto '-'), which llhttp never lets
  * into a name. */
-static bool name_is(const hp_ctx_t *ctx, const char *lit)
+static bool name_is(const hp_ctx_t *ctx, const char *lit, size_t n)
 {
-    for (size_t i = 0; lit[i]; i++)
-        if ((ctx->hname[i] | 0x20) != lit[i]) return false;
-    return true;
+    char folded[sizeof(ctx->hname)];
+    for (size_t i = 0; i < n; i++)
+        folded[i] = (char)(ctx->hname[i] | 0x20);
+    return hp_bytes_eq(folded, lit, n);
 }
+#define NAME_IS(ctx, lit) name_is((ctx), (lit), sizeof(lit) - 1)
 
 /* Which kept header the name read is, by its length first: most names a
  * client sends (User-Agent, Accept-Encoding, ...) are decided by that. */
 static uint8_t kept_header(const hp_ctx_t *ctx)
 {
     switch (ctx->hname_len) {
-    case 4: return name_is(ctx, "host") ? H_HOST : H_NONE;
-    case 6: return name_is(ctx, "accept") ? H_ACCEPT : name_is(ctx, "expect") ? H_EXPECT : H_NONE;
+    case 4: return NAME_IS(ctx, "host") ? H_HOST : H_NONE;
+    case 6: return NAME_IS(ctx, "accept") ? H_ACCEPT : NAME_IS(ctx, "expect") ? H_EXPECT : H_NONE;
     case 12:
-        return name_is(ctx, "x-request-id")   ? H_REQUEST_ID
-               : name_is(ctx, "content-type") ? H_CONTENT_TYPE
+        return NAME_IS(ctx, "x-request-id")   ? H_REQUEST_ID
+               : NAME_IS(ctx, "content-type") ? H_CONTENT_TYPE
                                               : H_NONE;
-    case 17: return name_is(ctx, "transfer-encoding") ? H_TE : H_NONE;
+    case 17: return NAME_IS(ctx, "transfer-encoding") ? H_TE : H_NONE;
     default: return H_NONE;
     }
 }
@@ -431,11 +446,11 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     bool first_piece = !ctx->value_piece;
     ctx->value_piece = true;
     ctx->value_piece_at_end = at + len == c->host->parse_end;
+    if (ctx->hdr < H_TE) return 0; /* counted only */
     if (ctx->hdr == H_TE) {
         te_codings(ctx, at, len);
         return 0;
     }
-    if (ctx->hdr == H_NONE || ctx->hdr == H_SKIP || ctx->hdr == H_HOST) return 0;
     hp_str_t *dst = kept_value(ctx);
     if (dst && first_piece && (dst->len || ctx->repeated)) {
         /* A second line of a header kept as one value: a repeated
@@ -488,6 +503,8 @@ static int on_header_value_complete(llhttp_t *p)
     hp_conn_t *c = conn_of(p);
     hp_ctx_t *ctx = c->ctx;
     hp_str_t *v = &ctx->req.param;
+    ctx->value_piece = ctx->value_piece_at_end = false;
+    if (ctx->hdr == H_NONE) return 0; /* most headers: nothing kept, no scratch used */
     switch (ctx->hdr) {
     case H_REQUEST_ID:
         if (!valid_request_id(ctx->req.request_id)) {
@@ -510,7 +527,6 @@ static int on_header_value_complete(llhttp_t *p)
      * it is the route's, set at headers-complete, and stays. */
     if (c->state != HP_CONN_BODY) *v = (hp_str_t){0};
     ctx->hdr = H_NONE;
-    ctx->value_piece = ctx->value_piece_at_end = false;
     return 0;
 }
 
@@ -542,8 +558,8 @@ static int on_headers_complete(llhttp_t *p)
     hp_req_t *req = &ctx->req;
     const hp_limits_t *lim = &ctx->gen->limits;
 
-    req->method = llhttp_get_method(p);
-    req->http_minor = llhttp_get_http_minor(p);
+    req->method = p->method;
+    req->http_minor = p->http_minor;
     req->keep_alive = llhttp_should_keep_alive(p);
     req->chunked = (p->flags & F_CHUNKED) != 0;
     req->content_length = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
@@ -576,10 +592,11 @@ static int on_headers_complete(llhttp_t *p)
     /* Absolute-form ("http://host/path") must be accepted (RFC 9112 3.2.2):
      * the path is what routes; the authority is not checked, as no virtual
      * hosts exist here. Authority-form serves no route. */
-    if (req->target.len > 7 && ieq_prefix(req->target, "http://")) {
-        skip_authority(req, 7);
-    } else if (req->target.len > 8 && ieq_prefix(req->target, "https://")) {
-        skip_authority(req, 8);
+    if (req->target.len > 7 && req->target.ptr[0] != '/') {
+        if (ieq_prefix(req->target, "http://"))
+            skip_authority(req, 7);
+        else if (req->target.len > 8 && ieq_prefix(req->target, "https://"))
+            skip_authority(req, 8);
     }
     /* Asterisk-form is for OPTIONS only, and asks about the server as a
      * whole (RFC 9112 3.2.4): it routes as the path "*". */
@@ -594,6 +611,7 @@ static int on_headers_complete(llhttp_t *p)
     req->query = q ? (hp_str_t){q + 1, req->target.len - plen - 1} : (hp_str_t){"", 0};
     ctx->route = hp_router_find(&c->host->router, req->path, req->method);
     ctx->handler = &c->host->handlers[ctx->route->id];
+    ctx->stats = &c->host->metrics.routes[ctx->route->id][ctx->mode];
     if (ctx->route->match == HP_ROUTE_PREFIX) {
         size_t n = ctx->route->path_len;
         req->param = (hp_str_t){req->path.ptr + n, req->path.len - n};
@@ -616,9 +634,9 @@ static int on_headers_complete(llhttp_t *p)
         }
         /* The first chunk-size line is the scanner's (see below). */
         if (req->chunked) return chunk_line_next(ctx);
-    } else {
-        hp_conn_set_timer(c, HP_LIST_NONE, 0);
     }
+    /* Without a body the read deadline stands until the dispatch: the
+     * answer moves it (conn.c's finish), or a pending request stops it. */
     return 0;
 }
 
@@ -673,9 +691,7 @@ static int on_message_complete(llhttp_t *p)
 
 const llhttp_settings_t hp_parser_settings = {
     .on_message_begin = on_message_begin,
-    .on_method = on_method,
     .on_url = on_url,
-    .on_version = on_version,
     .on_version_complete = on_version_complete,
     .on_header_field = on_header_field,
     .on_header_field_complete = on_header_field_complete,

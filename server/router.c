@@ -9,6 +9,7 @@
  */
 #include "router.h"
 
+#include "runtime/bytes.h"
 #include "runtime/errors.h"
 
 #include <stdio.h>
@@ -51,26 +52,9 @@ int hp_router_init(hp_router_t *r, const hp_app_t *app, char *err, size_t errlen
     return 0;
 }
 
-static bool matches(const hp_route_t *r, hp_str_t path)
-{
-    size_t n = r->path_len;
-    if (r->match == HP_ROUTE_PREFIX) return path.len >= n && memcmp(path.ptr, r->path, n) == 0;
-    return path.len == n && memcmp(path.ptr, r->path, n) == 0;
-}
-
-const hp_route_t *hp_router_find(const hp_router_t *r, hp_str_t path, unsigned method)
-{
-    for (size_t i = 0; i < r->nserved; i++) {
-        const hp_route_t *route = &r->routes[i];
-        if (!matches(route, path)) continue;
-        return (route->methods & HP_METHOD_BIT(method)) ? route : &r->routes[r->nserved + 1];
-    }
-    return &r->routes[r->nserved];
-}
-
 const char *hp_router_allow(const hp_router_t *r, hp_str_t path)
 {
     for (size_t i = 0; i < r->nserved; i++)
-        if (matches(&r->routes[i], path)) return r->routes[i].allow;
+        if (hp_route_matches(&r->routes[i], path)) return r->routes[i].allow;
     return NULL;
 }

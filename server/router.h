@@ -13,6 +13,8 @@
 #include "http.h"
 #include "layers.h"
 
+#include "runtime/bytes.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,10 +33,26 @@ typedef struct hp_router {
  * not fit (more than HP_ROUTES_MAX - 2 routes) or a route has no handler. */
 int hp_router_init(hp_router_t *r, const hp_app_t *app, char *err, size_t errlen);
 
+/* Whether path is r's (exact, or under its prefix). */
+static inline bool hp_route_matches(const hp_route_t *r, hp_str_t path)
+{
+    size_t n = r->path_len;
+    if (r->match == HP_ROUTE_PREFIX) return path.len >= n && hp_bytes_eq(path.ptr, r->path, n);
+    return path.len == n && hp_bytes_eq(path.ptr, r->path, n);
+}
+
 /* Always a route: the first whose path matches and that serves method, the
  * 405 route when a path matches but none serves method, the 404 route when
- * none matches. */
-const hp_route_t *hp_router_find(const hp_router_t *r, hp_str_t path, unsigned method);
+ * none matches. Inline: the parser asks once per request. */
+static inline const hp_route_t *hp_router_find(const hp_router_t *r, hp_str_t path, unsigned method)
+{
+    for (size_t i = 0; i < r->nserved; i++) {
+        const hp_route_t *route = &r->routes[i];
+        if (!hp_route_matches(route, path)) continue;
+        return (route->methods & HP_METHOD_BIT(method)) ? route : &r->routes[r->nserved + 1];
+    }
+    return &r->routes[r->nserved];
+}
 
 /* The Allow header for a path (for 405 answers); NULL when no route has it. */
 const char *hp_router_allow(const hp_router_t *r, hp_str_t path);

@@ -905,11 +905,12 @@ def render(res):
     if res["callgrind"]:
         any_m = next(iter(next(iter(res["callgrind"].values())).values()))
         L += [f"A separate hotpath (workers 1) under `{res.get('callgrind_command')}`; per path "
-              f"and mode, {p['callgrind_warmup']} warm-up requests, then the counters are dumped "
-              f"and zeroed around {any_m['n1']:,} and {any_m['n2']:,} requests sent by "
-              "`h2load --h1 -c 1 -n N`; instructions/request = (I(N2) − I(N1)) / (N2 − N1). "
-              "Deterministic: the difference between the modes shows even where wall-clock "
-              "noise is larger. Counts cover all threads.", "",
+              f"and mode, {p['callgrind_warmup']:,} warm-up requests, then the counters are "
+              f"zeroed, {any_m['requests']:,} keep-alive requests are sent by `h2load --h1 "
+              f"-c {any_m['connections']} -n {any_m['requests']}` and the counters dumped; "
+              "instructions/request = the dump's total / requests. Deterministic: the difference "
+              "between the modes shows even where wall-clock noise is larger. Counts cover all "
+              "threads; the cache path is a hit (its key filled in the warm-up).", "",
               "| path | valuetask Ir/req | task Ir/req | task − vt | task/vt | allocs/req vt → task |",
               "|---|---|---|---|---|---|"]
         for path, d in res["callgrind"].items():
