@@ -62,6 +62,7 @@
  * The generator's CPU share is its own over the measured window.
  */
 #include "runtime/alloc.h"
+#include "runtime/errors.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -383,7 +384,7 @@ static void conn_connect(conn_t *c)
 {
     load_t *ld = c->ld;
     c->state = CONN_CONNECTING;
-    uv_tcp_init(&ld->loop, &c->tcp);
+    HP_MUST(uv_tcp_init(&ld->loop, &c->tcp)); /* no socket yet: it cannot fail */
     uv_tcp_nodelay(&c->tcp, 1);
     c->tcp.data = c;
     c->connect_req.data = c;
@@ -707,15 +708,23 @@ int main(int argc, char **argv)
     ld->settings.on_status_complete = on_status_complete;
     ld->settings.on_message_complete = on_message_complete;
 
-    uv_loop_init(&ld->loop);
+    rc = uv_loop_init(&ld->loop);
+    if (rc < 0) {
+        fprintf(stderr, "hotpath-load: uv_loop_init: %s\n", uv_strerror(rc));
+        return 1;
+    }
     ld->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (ld->tfd < 0) {
         perror("hotpath-load: timerfd_create");
         return 1;
     }
-    uv_poll_init(&ld->loop, &ld->tick, ld->tfd);
+    rc = uv_poll_init(&ld->loop, &ld->tick, ld->tfd);
+    if (rc < 0) {
+        fprintf(stderr, "hotpath-load: uv_poll_init: %s\n", uv_strerror(rc));
+        return 1;
+    }
     ld->tick.data = ld;
-    uv_timer_init(&ld->loop, &ld->phase);
+    HP_MUST(uv_timer_init(&ld->loop, &ld->phase));
     ld->phase.data = ld;
 
     ld->conns = hp_calloc(ld->nconns, sizeof(*ld->conns));
