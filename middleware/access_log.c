@@ -14,14 +14,14 @@
  * address are real costs on a hot path, which is why servers let you turn
  * their access log off.
  *
- * Options: "path" ("-" for standard output, the default), "buffer_bytes"
- * (default 64 KiB; a full buffer is flushed at once).
+ * Options: the table below.
  */
 #include "middleware.h"
 
 #include "runtime/alloc.h"
 #include "runtime/errors.h"
 #include "runtime/fmt.h"
+#include "runtime/options.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +33,27 @@
 #include <uv.h>
 
 typedef struct {
+    const char *path;
+    uint32_t buffer_bytes;
+} options_t;
+
+static const hp_option_t rows[] = {
+    HP_OPTION_STRPTR(options_t, "path", path, 256, "-",
+                     "\"-\": standard output, where a container's log collector reads; else a "
+                     "file, appended to"),
+    HP_OPTION_INT(options_t, "buffer_bytes", buffer_bytes, 4096, 16 << 20, 65536,
+                  "64 KiB per worker, as nginx's access_log buffer when gzip names no size; "
+                  "written whole when full"),
+};
+
+static const hp_options_t options = {
+    .section = "",
+    .options = rows,
+    .n = sizeof(rows) / sizeof(rows[0]),
+    .size = sizeof(options_t),
+};
+
+typedef struct {
     int fd;
     bool owns_fd;
     size_t cap, len;
@@ -41,15 +62,10 @@ typedef struct {
     char *buf;
 } access_log_t;
 
-static int create(const cJSON *section, const char *path, void **out, char *err, size_t errlen)
+static int create(const void *opts, const char *path, void **out, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"path", "buffer_bytes", NULL};
-    char file[256];
-    long long cap;
-    if (hp_mw_check_keys(section, path, keys, err, errlen) ||
-        hp_mw_opt_string(section, path, "path", "-", file, sizeof(file), err, errlen) ||
-        hp_mw_opt_int(section, path, "buffer_bytes", 65536, 4096, 16 << 20, &cap, err, errlen))
-        return HP_ECONFIG;
+    const options_t *o = opts;
+    const char *file = o->path;
     int fd = STDOUT_FILENO;
     bool owns = false;
     if (strcmp(file, "-") != 0) {
@@ -63,7 +79,7 @@ static int create(const cJSON *section, const char *path, void **out, char *err,
     access_log_t *self = hp_calloc(1, sizeof(*self));
     self->fd = fd;
     self->owns_fd = owns;
-    self->cap = (size_t)cap;
+    self->cap = o->buffer_bytes;
     self->buf = hp_malloc(self->cap);
     *out = self;
     return 0;
@@ -154,6 +170,7 @@ static hp_vtask_t invoke(void *self, hp_ctx_t *ctx)
 const hp_middleware_t hp_mw_access_log = {
     .name = "access_log",
     .summary = "Common Log Format, buffered (off by default)",
+    .options = &options,
     .create = create,
     .destroy = destroy,
     .invoke = invoke,

@@ -27,10 +27,10 @@ static inline uint64_t now_ns(void)
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
-static int create(const cJSON *section, const char *path, void **out, char *err, size_t errlen)
+static int create(const void *options, const char *path, void **out, char *err, size_t errlen)
 {
     *out = NULL;
-    return hp_mw_check_keys(section, path, NULL, err, errlen);
+    return 0;
 }
 
 static void destroy(void *self) {}

@@ -9,13 +9,13 @@
  * ("5f3c9a1e-0-1b"): unique per process run without a random draw or a
  * lock per request, like Kestrel's connection id + request number.
  *
- * Options: "trust_incoming" (default true): keep the client's id.
+ * Options: the table below.
  */
 #include "middleware.h"
 
 #include "runtime/alloc.h"
-#include "runtime/errors.h"
 #include "runtime/fmt.h"
+#include "runtime/options.h"
 
 #include <string.h>
 
@@ -28,19 +28,32 @@
 
 typedef struct {
     bool trust_incoming;
+} options_t;
+
+typedef struct {
+    bool trust_incoming;
     uint8_t prefix_len; /* 0 until the first generated id */
     char prefix[PREFIX_MAX];
 } request_id_t;
 
-static int create(const cJSON *section, const char *path, void **out, char *err, size_t errlen)
+static const hp_option_t rows[] = {
+    HP_OPTION_BOOL(options_t, "trust_incoming", trust_incoming, true,
+                   "a client's well-formed id is kept, so one id follows a request across "
+                   "tiers; false: always generated"),
+};
+
+static const hp_options_t options = {
+    .section = "",
+    .options = rows,
+    .n = sizeof(rows) / sizeof(rows[0]),
+    .size = sizeof(options_t),
+};
+
+static int create(const void *opts, const char *path, void **out, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"trust_incoming", NULL};
-    if (hp_mw_check_keys(section, path, keys, err, errlen)) return HP_ECONFIG;
+    const options_t *o = opts;
     request_id_t *self = hp_calloc(1, sizeof(*self));
-    if (hp_mw_opt_bool(section, path, "trust_incoming", true, &self->trust_incoming, err, errlen)) {
-        hp_free(self);
-        return HP_ECONFIG;
-    }
+    self->trust_incoming = o->trust_incoming;
     *out = self;
     return 0;
 }
@@ -87,6 +100,7 @@ static hp_vtask_t invoke(void *arg, hp_ctx_t *ctx)
 const hp_middleware_t hp_mw_request_id = {
     .name = "request_id",
     .summary = "X-Request-Id: kept from the request or generated",
+    .options = &options,
     .create = create,
     .destroy = destroy,
     .invoke = invoke,

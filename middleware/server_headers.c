@@ -7,31 +7,44 @@
  * was completed, not the time it arrived. The date string is the worker's,
  * formatted once a second by its tick: no time() or strftime per request.
  *
- * Options: "server": the Server header's value (default "hotpath").
+ * Options: the table below.
  */
 #include "middleware.h"
 
 #include "runtime/alloc.h"
-#include "runtime/errors.h"
+#include "runtime/options.h"
 
 #include <string.h>
+
+typedef struct {
+    const char *server;
+} options_t;
 
 typedef struct {
     char server[64];
     size_t server_len;
 } server_headers_t;
 
-static int create(const cJSON *section, const char *path, void **out, char *err, size_t errlen)
+static const hp_option_t rows[] = {
+    HP_OPTION_STRPTR(options_t, "server", server, sizeof(((server_headers_t *)0)->server),
+                     "hotpath",
+                     "the Server header's value: this server's name, as Kestrel's is "
+                     "\"Kestrel\""),
+};
+
+static const hp_options_t options = {
+    .section = "",
+    .options = rows,
+    .n = sizeof(rows) / sizeof(rows[0]),
+    .size = sizeof(options_t),
+};
+
+static int create(const void *opts, const char *path, void **out, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"server", NULL};
-    if (hp_mw_check_keys(section, path, keys, err, errlen)) return HP_ECONFIG;
+    const options_t *o = opts;
     server_headers_t *self = hp_calloc(1, sizeof(*self));
-    if (hp_mw_opt_string(section, path, "server", "hotpath", self->server, sizeof(self->server),
-                         err, errlen)) {
-        hp_free(self);
-        return HP_ECONFIG;
-    }
-    self->server_len = strlen(self->server);
+    self->server_len = strlen(o->server); /* the table bounds it by the copy's size */
+    memcpy(self->server, o->server, self->server_len + 1);
     *out = self;
     return 0;
 }
@@ -56,6 +69,7 @@ static hp_vtask_t invoke(void *arg, hp_ctx_t *ctx)
 const hp_middleware_t hp_mw_server_headers = {
     .name = "server_headers",
     .summary = "Server and Date headers",
+    .options = &options,
     .create = create,
     .destroy = destroy,
     .invoke = invoke,

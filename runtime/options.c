@@ -70,6 +70,7 @@ static void set_default(void *values, const hp_option_t *o)
     case HP_OPT_STR: snprintf(field(values, o), o->size, "%s", o->def); break;
     case HP_OPT_STRPTR: *(const char **)field(values, o) = o->def; break;
     case HP_OPT_ENUM: *(int *)field(values, o) = enum_index(o, o->def); break;
+    case HP_OPT_BOOL: *(bool *)field(values, o) = strcmp(o->def, "true") == 0; break;
     }
 }
 
@@ -131,6 +132,8 @@ static int expected(const hp_options_t *t, const hp_option_t *o, const char *src
                                      o->names[i]);
         return hp_options_fail(err, errlen, "%s%s%s: expected %s", at, sep, path, names);
     }
+    case HP_OPT_BOOL:
+        return hp_options_fail(err, errlen, "%s%s%s: expected true or false", at, sep, path);
     default:
         return hp_options_fail(err, errlen,
                                "%s%s%s: expected a non-empty string of at most %zu bytes", at, sep,
@@ -170,6 +173,10 @@ int hp_options_set(const hp_options_t *t, const hp_option_t *o, void *values, co
         *(int *)field(values, o) = i;
         return 0;
     }
+    case HP_OPT_BOOL:
+        if (!cJSON_IsBool(v)) return expected(t, o, src, err, errlen);
+        *(bool *)field(values, o) = cJSON_IsTrue(v);
+        return 0;
     }
     return 0;
 }
@@ -207,6 +214,7 @@ int hp_options_check(const hp_options_t *t, const void *values, char *err, size_
             if (v < 0 || v >= n) return expected(t, o, NULL, err, errlen);
             break;
         }
+        case HP_OPT_BOOL: break; /* a bool holds nothing but its two values */
         }
     }
     return t->check ? t->check(values, err, errlen) : 0;

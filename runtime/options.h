@@ -30,6 +30,7 @@ typedef enum {
                       document (or the default's literal), at most `size` - 1 bytes;
                       one without a default is NULL when absent or "" */
     HP_OPT_ENUM,   /* an int-sized enum field: the index of its name in `names` */
+    HP_OPT_BOOL,   /* a bool field: JSON's true or false */
 } hp_opt_type_t;
 
 typedef struct {
@@ -38,8 +39,8 @@ typedef struct {
     size_t offset;
     size_t size;              /* INT: the field's width; STR, STRPTR: capacity, NUL included */
     int64_t min, max;         /* INT */
-    const char *def;          /* the default, as text (an ENUM: its name; a STRPTR: may be
-                                 NULL, no default) */
+    const char *def;          /* the default, as text (an ENUM: its name; a BOOL: "true" or
+                                 "false"; a STRPTR: may be NULL, no default) */
     const char *why;          /* where the default comes from */
     const char *const *names; /* ENUM: the values' names, NULL-ended */
 } hp_option_t;
@@ -71,6 +72,11 @@ typedef struct hp_options {
 #define HP_OPTION_ENUM(type, key, field, names, def, why)                                          \
     {                                                                                              \
         key, HP_OPT_ENUM, offsetof(type, field), sizeof(((type *)0)->field), 0, 0, def, why, names \
+    }
+
+#define HP_OPTION_BOOL(type, key, field, def, why)                                                 \
+    {                                                                                              \
+        key, HP_OPT_BOOL, offsetof(type, field), sizeof(bool), 0, 0, #def, why, NULL               \
     }
 
 /* Every option of t at its default. */

@@ -54,7 +54,7 @@ hp_gen_t *hp_gen_new(hp_config_t *cfg, hp_metrics_t *m, const hp_gen_t *prev, ch
         char path[48];
         snprintf(path, sizeof(path), "middleware[%zu]", i);
         void *self = NULL;
-        if (cm->desc->create(cm->section, path, &self, err, errlen) != 0) {
+        if (cm->desc->create(cm->options, path, &self, err, errlen) != 0) {
             hp_gen_release(g);
             return NULL;
         }

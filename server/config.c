@@ -13,9 +13,12 @@
  * checked and stored, unknown ones refused with their full path.
  *
  * The middleware list is the one structured option: an ordered array of
- * {"name", "enabled", ...own options}. Each entry's own options are checked
- * by that middleware's create(), called here on a throw-away instance, so a
- * file is validated whole before any worker sees it.
+ * {"name", "enabled", ...own options}. Each entry's own options are read
+ * through its middleware's table like any section's, named by the entry's
+ * place ("middleware[3].buffer_bytes"); then that middleware's create(),
+ * called here on a throw-away instance, refuses what no table can say (a
+ * log file that will not open), so a file is validated whole before any
+ * worker sees it.
  */
 #include "config.h"
 
@@ -108,6 +111,43 @@ static bool is_section(const hp_config_t *c, const char *prefix)
     return false;
 }
 
+/* mw's table as it reads the entry at path: the same rows, named from
+ * there ("middleware[3]" + "buffer_bytes"). */
+static hp_options_t entry_table(const hp_middleware_t *mw, const char *path)
+{
+    hp_options_t t = *mw->options;
+    t.section = path;
+    return t;
+}
+
+/* The options of middleware entry e (at path) into *values, a new struct of
+ * mw's table at its defaults first (NULL when mw has no table). Every key
+ * but "name" and "enabled" must be one of the table's. */
+static int read_entry(const hp_middleware_t *mw, const cJSON *e, const char *path, const char *src,
+                      void **values, char *err, size_t errlen)
+{
+    hp_options_t t = {.section = path};
+    if (mw->options) {
+        t = entry_table(mw, path);
+        *values = hp_calloc(1, t.size);
+        hp_options_defaults(&t, *values);
+    }
+    for (const cJSON *v = e->child; v; v = v->next) {
+        if (!strcmp(v->string, "name") || !strcmp(v->string, "enabled")) continue;
+        char key[128];
+        snprintf(key, sizeof(key), "%s.%s", path, v->string);
+        const hp_option_t *o = hp_options_find(&t, key);
+        if (o == NULL) return hp_options_fail(err, errlen, "%s: %s: unknown key", src, key);
+        int rc = hp_options_set(&t, o, *values, v, src, err, errlen);
+        if (rc) return rc;
+    }
+    /* A table's own check names the key alone; the entry's path goes first. */
+    char why[200];
+    if (t.check && t.check(*values, why, sizeof(why)))
+        return hp_options_fail(err, errlen, "%s: %s.%s", src, path, why);
+    return 0;
+}
+
 static int parse_middleware(const hp_app_t *app, hp_config_t *c, const cJSON *arr, const char *src,
                             char *err, size_t errlen)
 {
@@ -117,6 +157,10 @@ static int parse_middleware(const hp_app_t *app, hp_config_t *c, const cJSON *ar
     if (n > HP_CHAIN_MAX)
         return hp_options_fail(err, errlen, "%s: middleware: at most %d entries", src,
                                HP_CHAIN_MAX);
+    /* A second "middleware" key in one document replaces the first. */
+    for (size_t i = 0; i < c->n_middleware; i++)
+        hp_free(c->middleware[i].options);
+    memset(c->middleware, 0, sizeof(c->middleware));
     c->n_middleware = 0;
     for (size_t i = 0; i < n; i++) {
         const cJSON *e = cJSON_GetArrayItem(arr, (int)i);
@@ -144,12 +188,13 @@ static int parse_middleware(const hp_app_t *app, hp_config_t *c, const cJSON *ar
         hp_config_mw_t *m = &c->middleware[c->n_middleware++];
         m->desc = mw;
         m->enabled = en ? cJSON_IsTrue(en) : true;
-        m->section = e;
-        /* The middleware checks its own options, on and off alike: a typo in
-         * a disabled entry is still a typo. */
+        /* Its own options are checked on and off alike: a typo in a
+         * disabled entry is still a typo. */
+        int rc = read_entry(mw, e, path, src, &m->options, err, errlen);
+        if (rc) return rc;
         char mwerr[200] = "";
         void *self = NULL;
-        if (mw->create(e, path, &self, mwerr, sizeof(mwerr)) != 0)
+        if (mw->create(m->options, path, &self, mwerr, sizeof(mwerr)) != 0)
             return hp_options_fail(err, errlen, "%s: %s", src, mwerr);
         mw->destroy(self);
     }
@@ -322,6 +367,8 @@ void hp_config_unref(hp_config_t *c)
     if (c == NULL || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
     for (size_t i = 0; i < c->nsections; i++)
         hp_free(c->sections[i]);
+    for (size_t i = 0; i < c->n_middleware; i++)
+        hp_free(c->middleware[i].options);
     cJSON_Delete(c->json);
     hp_free(c);
 }
@@ -351,6 +398,13 @@ void hp_config_print_options(const hp_app_t *app, void *file)
     for (size_t i = 0; i < app->nsections; i++)
         hp_options_print(app->sections[i], f);
     fprintf(f, "  %-30s %-10s %s\n", "middleware", "(list)",
-            "ordered [{\"name\":..., \"enabled\":...}], from: ");
+            "ordered [{\"name\":..., \"enabled\":..., its options}], of:");
     fprintf(f, "  %-30s %-10s %s\n", "", "", hp_app_middleware_names(app, names, sizeof(names)));
+    fprintf(f, "  %-30s %-10s %s\n", "", "", "each one's options, as <name>.<key>:");
+    for (size_t i = 0; i < app->nmiddleware; i++) {
+        const hp_middleware_t *mw = app->middleware[i];
+        if (mw->options == NULL) continue;
+        hp_options_t t = entry_table(mw, mw->name);
+        hp_options_print(&t, f);
+    }
 }

@@ -37,7 +37,7 @@ typedef struct cJSON cJSON;
 typedef struct {
     const hp_middleware_t *desc; /* from the app the config was parsed for */
     bool enabled;
-    const cJSON *section; /* the entry's JSON object, owned by the config */
+    void *options; /* desc->options' struct, filled from the entry (owned); NULL without */
 } hp_config_mw_t;
 
 typedef struct {
@@ -113,7 +113,7 @@ void hp_config_unref(hp_config_t *c); /* NULL is a no-op */
 int hp_config_mode_from_string(const char *s, hp_mode_t *out);
 
 /* Print every option with its default and the default's source - the
- * server's, then app's sections' - and app's middleware (--help). */
+ * server's, app's sections', then each of app's middleware's (--help). */
 void hp_config_print_options(const hp_app_t *app, void *file);
 
 #endif

@@ -32,7 +32,6 @@
 /* Configuration sections an app may add to the server's own. */
 #define HP_SECTIONS_MAX 8
 
-typedef struct cJSON cJSON;
 typedef struct hp_options hp_options_t;
 typedef struct hp_ctx hp_ctx_t;
 typedef struct hp_config hp_config_t;
@@ -42,12 +41,19 @@ typedef struct hp_host hp_host_t; /* a worker, as a service sees it (service.h) 
 typedef struct hp_middleware {
     const char *name;
     const char *summary;
-    /* Parse the entry's own options (section is the whole middleware entry,
-     * with "name" and "enabled" already checked; path is "middleware[i]" for
-     * messages). On failure write a message naming the key and return
+    /* The entry's own options beside "name" and "enabled", or NULL for
+     * none: a table (runtime/options.h) whose section is "" - where an
+     * entry sits is the configuration's to say ("middleware[3]"). The
+     * configuration reads each entry through it, refusing unknown keys and
+     * bad values by path, and --help prints it as "<name>.<key>". */
+    const hp_options_t *options;
+    /* An instance for one entry: options is the struct the table filled
+     * (valid while the configuration is; NULL without a table), path is
+     * "middleware[i]" for messages. What no table can check (a file that
+     * will not open) is refused here: a message naming the key, and
      * HP_ECONFIG. Must not touch the event loop: the control thread calls
      * it to validate. self is owned by the caller (destroy frees it). */
-    int (*create)(const cJSON *section, const char *path, void **self, char *err, size_t errlen);
+    int (*create)(const void *options, const char *path, void **self, char *err, size_t errlen);
     void (*destroy)(void *self);
     hp_vtask_t (*invoke)(void *self, hp_ctx_t *ctx);
     /* Optional: called on every worker tick (HP_TICK_MS), e.g. to flush. */

@@ -80,19 +80,29 @@ static void assert_same_options(const hp_options_t *t, const void *a, const void
         }
         default: same = memcmp(pa, pb, o->type == HP_OPT_ENUM ? sizeof(int) : o->size) == 0;
         }
-        if (!same) fail_msg("%s.%s differs from its default", t->section, o->key);
+        if (!same)
+            fail_msg("%s%s%s differs from its default", t->section, t->section[0] ? "." : "",
+                     o->key);
     }
 }
 
 /* Every section's defaults lie inside their bounds (and the L2 client's,
- * not a section yet, once it is given a URL, which has no default). */
+ * not a section yet, once it is given a URL, which has no default), and
+ * every middleware's. */
 static void defaults_lie_in_their_bounds(void **state)
 {
-    const hp_options_t *tables[HP_SECTIONS_MAX + 1];
+    const hp_options_t *tables[HP_SECTIONS_MAX + 1 + HP_CHAIN_MAX];
     size_t n = 0;
     for (size_t i = 0; i < hp_app.nsections; i++)
         tables[n++] = hp_app.sections[i];
     tables[n++] = &hp_l2_options;
+    size_t with_options = 0;
+    for (size_t i = 0; i < hp_app.nmiddleware; i++)
+        if (hp_app.middleware[i]->options) {
+            tables[n++] = hp_app.middleware[i]->options;
+            with_options++;
+        }
+    assert_int_equal(with_options, 3); /* all but metrics */
     for (size_t i = 0; i < n; i++) {
         char values[512] = {0}, err[256] = "";
         assert_true(tables[i]->size <= sizeof(values));
@@ -136,6 +146,15 @@ static void shipped_file_is_the_defaults(void **state)
         assert_same_options(t, hp_config_section(file, t), hp_config_section(def, t));
     }
     assert_int_equal(file->n_middleware, def->n_middleware);
+    for (size_t i = 0; i < def->n_middleware; i++) {
+        const hp_middleware_t *mw = def->middleware[i].desc;
+        assert_ptr_equal(file->middleware[i].desc, mw);
+        if (mw->options == NULL) {
+            assert_null(file->middleware[i].options);
+            continue;
+        }
+        assert_same_options(mw->options, file->middleware[i].options, def->middleware[i].options);
+    }
     hp_config_unref(file);
     hp_config_unref(def);
 }

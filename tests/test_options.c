@@ -12,6 +12,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -23,6 +25,7 @@ typedef struct {
     char name[8];
     const char *url;
     int color;
+    bool loud, quiet;
 } demo_t;
 
 static const char *const colors[] = {"red", "green", "blue", NULL};
@@ -34,6 +37,8 @@ static const hp_option_t rows[] = {
     HP_OPTION_STR(demo_t, "name", name, "abc", "why name"),
     HP_OPTION_STRPTR(demo_t, "url", url, 16, NULL, "why url"),
     HP_OPTION_ENUM(demo_t, "color", color, colors, "green", "why color"),
+    HP_OPTION_BOOL(demo_t, "loud", loud, true, "why loud"),
+    HP_OPTION_BOOL(demo_t, "quiet", quiet, false, "why quiet"),
 };
 
 static const hp_options_t demo = {"demo.sub", rows, sizeof(rows) / sizeof(rows[0]), sizeof(demo_t),
@@ -50,6 +55,8 @@ static void defaults_and_zeros(void **state)
     assert_string_equal(d.name, "abc");
     assert_null(d.url); /* no default */
     assert_int_equal(d.color, 1);
+    assert_true(d.loud);
+    assert_false(d.quiet); /* memset 0xff above: written, not left */
     demo_t z = {.mid = 3};
     hp_options_fill_zeros(&demo, &z);
     assert_int_equal(z.small, 7);
@@ -111,6 +118,20 @@ static void set_from_json(void **state)
     cJSON_Delete(doc);
     assert_int_equal(set(&d, "demo.sub.name", "\"\"", &doc, err), HP_ECONFIG);
     cJSON_Delete(doc);
+    /* A bool is JSON's true or false, nothing that merely looks like one. */
+    assert_int_equal(set(&d, "demo.sub.loud", "false", &doc, err), 0);
+    cJSON_Delete(doc);
+    assert_false(d.loud);
+    assert_int_equal(set(&d, "demo.sub.quiet", "true", &doc, err), 0);
+    cJSON_Delete(doc);
+    assert_true(d.quiet);
+    static const char *const not_bools[] = {"1", "0", "\"true\"", "null"};
+    for (size_t i = 0; i < sizeof(not_bools) / sizeof(not_bools[0]); i++) {
+        assert_int_equal(set(&d, "demo.sub.loud", not_bools[i], &doc, err), HP_ECONFIG);
+        cJSON_Delete(doc);
+        assert_string_equal(err, "f.json: demo.sub.loud: expected true or false");
+    }
+    assert_false(d.loud); /* a refusal leaves the value as it was */
 }
 
 static void check_built_in_code(void **state)
@@ -131,6 +152,22 @@ static void check_built_in_code(void **state)
     assert_string_equal(err, "demo.sub.big: expected an integer from 1 to 1099511627776, got 0");
 }
 
+/* --help's lines: path, default, why; a bool's default as JSON writes it. */
+static void printed(void **state)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    hp_options_print(&demo, f);
+    fclose(f);
+    assert_non_null(strstr(text, "  demo.sub.small"));
+    assert_non_null(strstr(text, " 7 "));
+    assert_non_null(strstr(text, "demo.sub.url                   (none)     why url\n"));
+    assert_non_null(strstr(text, "demo.sub.loud                  true       why loud\n"));
+    assert_non_null(strstr(text, "demo.sub.quiet                 false      why quiet\n"));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -138,6 +175,7 @@ int main(void)
         cmocka_unit_test(paths),
         cmocka_unit_test(set_from_json),
         cmocka_unit_test(check_built_in_code),
+        cmocka_unit_test(printed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
