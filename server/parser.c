@@ -338,7 +338,9 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     hp_conn_t *c = conn_of(p);
     hp_ctx_t *ctx = c->ctx;
     if (count_head(c, len)) return HPE_USER;
-    if (ctx->hname_len + len > sizeof(ctx->hname)) {
+    /* Written so that no sum can wrap (which is also what lets the
+     * compiler see the copy below is at most sizeof(hname)). */
+    if (ctx->hname_len > sizeof(ctx->hname) || len > sizeof(ctx->hname) - ctx->hname_len) {
         ctx->hname_len = UINT8_MAX; /* longer than any name we keep */
         return 0;
     }
