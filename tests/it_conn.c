@@ -536,6 +536,50 @@ static void slow_request_line_costs_linear_memory(void **state)
     hp_it_fixture_stop(f);
 }
 
+/* The project's memory budget: an idle keep-alive connection costs at most
+ * 1 KiB. Measured as the worker's allocated bytes (its own and libuv's,
+ * which include any growth of the loop's watcher table) across opening
+ * IDLE connections that each make one request and stay open, net of what
+ * one /stats costs. The request context goes back to the worker's pool
+ * after each answer, so what stays is the connection itself. */
+static void an_idle_keep_alive_connection_costs_at_most_1_kib(void **state)
+{
+    enum { IDLE = 200 };
+    fixture_t *f = hp_it_fixture_new(state);
+    hp_it_fixture_start_server(f, NULL, NULL);
+    int port = f->server.port;
+    assert_serving(port, 0);
+
+    double o0 = hp_it_stat(port, "allocations|own|bytes");
+    double u0 = hp_it_stat(port, "allocations|libuv|bytes");
+    double o1 = hp_it_stat(port, "allocations|own|bytes");
+    double u1 = hp_it_stat(port, "allocations|libuv|bytes");
+    hp_it_client_t *c = calloc(IDLE, sizeof(*c));
+    for (int i = 0; i < IDLE; i++) {
+        assert_int_equal(hp_it_client_open(&c[i], port), 0);
+        hp_it_resp_t r;
+        assert_int_equal(hp_it_client_sendf(&c[i], "GET /plaintext HTTP/1.1\r\nHost: h\r\n\r\n"),
+                         0);
+        assert_int_equal(hp_it_client_read(&c[i], &r, false), 0);
+        assert_int_equal(r.status, 200);
+        hp_it_resp_free(&r);
+    }
+    assert_int_equal(hp_it_stat(port, "connections|open"), IDLE + 1); /* and /stats' */
+    double o2 = hp_it_stat(port, "allocations|own|bytes");
+    double u2 = hp_it_stat(port, "allocations|libuv|bytes");
+    double per_stats = (o1 - o0) + (u1 - u0);
+    double per_conn = ((o2 - o1) + (u2 - u1) - per_stats) / IDLE;
+    printf("it_conn: %d idle keep-alive connections: %.0f bytes each (own %.0f, libuv %.0f "
+           "in all)\n",
+           IDLE, per_conn, o2 - o1, u2 - u1);
+    assert_true(per_conn > 0);
+    assert_true(per_conn <= 1024);
+    for (int i = 0; i < IDLE; i++)
+        hp_it_client_close(&c[i]);
+    free(c);
+    hp_it_fixture_stop(f);
+}
+
 /* --- chunk extensions ------------------------------------------------------ */
 
 /* Bug: 64 MiB of extension on a one-byte chunk was read and answered 200.
@@ -620,6 +664,8 @@ int main(void)
         cmocka_unit_test_teardown(half_body_behind_backed_up_answers, hp_it_fixture_teardown),
         cmocka_unit_test_teardown(write_and_idle_deadlines, hp_it_fixture_teardown),
         cmocka_unit_test_teardown(slow_request_line_costs_linear_memory, hp_it_fixture_teardown),
+        cmocka_unit_test_teardown(an_idle_keep_alive_connection_costs_at_most_1_kib,
+                                  hp_it_fixture_teardown),
         cmocka_unit_test_teardown(long_chunk_extension_is_refused, hp_it_fixture_teardown),
         cmocka_unit_test_teardown(reset_while_pending_is_noticed_at_once, hp_it_fixture_teardown),
     };
