@@ -115,7 +115,11 @@ def run(a):
         ctx = targets.Context(build=os.path.abspath(a.build), procs=procs, pin=pin)
         names = []
         for v in a.variants:
-            why = VARIANTS[v].available(ctx)
+            rt = VARIANTS[v]
+            why = rt.available(ctx)
+            if rt is targets.HOTPATH and not os.access(os.path.join(ctx.build, "hotpath"),
+                                                       os.X_OK):
+                why = f"{ctx.build}/hotpath is not built (make)"
             if why:
                 print(f"{v}: left out: {why}", flush=True)
             else:
@@ -197,10 +201,13 @@ def main():
         with open(a.table_from) as f:
             print(table(json.load(f)))
         return 0
+    for b in ("hotpath-load", "hotpath-upstream"):
+        if not os.access(os.path.join(a.build, b), os.X_OK):
+            sys.exit(f"threadpool_spin: {a.build}/{b} missing (make builds it)")
     stop_signals_raise()
     try:
         rows = run(a)
-    except cgroup.CgroupError as e:
+    except (cgroup.CgroupError, RuntimeError, TimeoutError, OSError) as e:
         sys.exit(f"threadpool_spin: {e}")
     except KeyboardInterrupt:
         sys.exit("threadpool_spin: interrupted; its processes are stopped, the cgroup removed")
