@@ -652,5 +652,35 @@ class SweepCell(unittest.TestCase):
         self.assertEqual(report.allocs({}), "-")
 
 
+class ThreadpoolSpinTable(unittest.TestCase):
+    """kestrel/threadpool_spin.py's table: one line per variant, cap and rate,
+    each repeat's figure side by side, variants in the tool's order."""
+
+    def row(self, rep, variant, cap, rate, us):
+        return dict(rep=rep, variant=variant, cap=cap, rate=rate, cpu_us_per_req=us,
+                    runs_per_req=2.0, cap_used=0.3 if cap else None, throttled=6,
+                    periods=708, cpu_ms_by_thread={"TP Worker": 192.4, "other": 1.0},
+                    load=dict(achieved_rps=rate, latency_us=dict(p99=17300.0)))
+
+    def test_table(self):
+        import importlib.util
+        spec = importlib.util.spec_from_file_location(
+            "threadpool_spin", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                            "kestrel", "threadpool_spin.py"))
+        tool = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(tool)
+        rows = [self.row(0, "kestrel spin=0", 0.25, 1000, 75.2),
+                self.row(0, "kestrel default", 0.25, 1000, 206.0),
+                self.row(1, "kestrel default", 0.25, 1000, 151.0),
+                self.row(0, "kestrel default", None, 1000, 277.0)]
+        lines = tool.table(rows).splitlines()
+        self.assertEqual(len(lines), 2 + 3)
+        self.assertTrue(lines[2].startswith("| kestrel default | none | 1000 | 277 | 1000 | 17.3 "
+                                            "| - | - | 2.0 | 192/0/0/1 |"))
+        self.assertTrue(lines[3].startswith("| kestrel default | 25%/4ms | 1000 | 206 / 151 |"))
+        self.assertIn("| 30% / 30% | 6/708 / 6/708 |", lines[3])
+        self.assertTrue(lines[4].startswith("| kestrel spin=0 | 25%/4ms | 1000 | 75 |"))
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=1)
