@@ -45,7 +45,7 @@ import time
 from harness import cgroup, measure, micro, report, targets, tiers
 from harness.procs import COMMANDS, Pinning, Procs, logger, stop_signals_raise
 from harness.scenarios import (BASE, BY_NAME, SCENARIOS, TWIN_ALL, TWINS, Nonce,
-                               run_scenarios, scenario_labels, warm)
+                               run_scenarios, scenario_labels, settle_jit, warm)
 from harness.sweep import CappedSweep, Target
 
 log = logger("bench")
@@ -56,7 +56,8 @@ log = logger("bench")
 # scenarios (their priming passes are 2 s each).
 # full: two caps, two rounds per rate (the bands five), finer brackets, the
 # twin in every scenario (the modes that say something there: scenarios.py)
-# and in the sweep, strace and the micro-benchmark.
+# and in the sweep (as kestrel-nospin, primed until its JIT is idle: why in
+# targets.py), strace and the micro-benchmark.
 # Sweep rates are per core; offered = per core x cap. The caps: a quiet
 # run of this VM's spinning generator keeps up to ~80k req/s, and a 25%
 # cap holds /plaintext to ~75k (the capped loop batches), so 50% would
@@ -83,7 +84,7 @@ PROFILES = {
         syscall_requests=4000, micro_args="", cluster_cap=0.10,
     ),
     "full": dict(
-        parts=PARTS, scenarios=None, twin="default", runtimes=["hotpath", "kestrel"],
+        parts=PARTS, scenarios=None, twin="default", runtimes=["hotpath", "kestrel-nospin"],
         rounds=5, duration_s=10, warmup_s=2, prime_s=3, connections=64,
         caps=[0.15, 0.25], spin=True, sweep_path="/plaintext",
         sweep_per_core=[2500, 5000, 10000, 20000, 30000, 50000, 75000, 100000, 125000,
@@ -132,7 +133,7 @@ def parse_args(argv=None):
                     "the profile's; quick leaves out cache-hot): " + ", ".join(BY_NAME))
     ap.add_argument("--runtimes", default="",
                     help="runtimes in the sweep, comma list of: " + ", ".join(targets.RUNTIMES)
-                    + " (default: quick hotpath, full hotpath,kestrel)")
+                    + " (default: quick hotpath, full hotpath,kestrel-nospin)")
     ap.add_argument("--twin", choices=("default", "all", "none"), default="",
                     help="the twin's targets in the scenarios: each scenario's own list "
                     "(full's default), every mode with both GCs in every scenario, or none "
@@ -389,8 +390,13 @@ class Bench:
                     srv = servers[rt.label(m)][0]
                     if sc["name"] not in srv.primed:
                         steps = warm(srv, m, sc, p, self.pin, nonce)
-                        log(f"  {rt.label(m)}: primed on {p['sweep_path']}: "
-                            + " ".join(f"{x:.0f}" for x in steps) + " req/s per second")
+                        settled, jit_ms = settle_jit(srv, m, sc, p, self.pin, nonce)
+                        self.note(f"sweep priming of {rt.label(m)} on {p['sweep_path']}: "
+                                  f"{len(steps)} s, then {len(jit_ms)} s more until its "
+                                  f"tiered compilation " + ("was idle" if settled else
+                                                            "(still compiling: measured so)")
+                                  + "; compiler CPU ms per second: "
+                                  + " ".join(f"{x:.0f}" for x in jit_ms))
                     tl.append(Target(srv, m))
             else:
                 why = rt.available(ctx)

@@ -282,6 +282,34 @@ class CpuClock(unittest.TestCase):
         self.assertAlmostEqual(measure.cpu_used(a, b), 1.75)
         self.assertEqual(measure.cpu_used(a, a), 0)
 
+    def test_by_thread_name(self):
+        a = {(1, "1"): (".NET TP Worker", 1_000_000_000, 10),
+             (1, "2"): (".NET TP Worker", 3_000_000_000, 50),
+             (1, "3"): (".NET Tiered Com", 500_000_000, 5),
+             (1, "9"): (".NET Sockets", 7_000_000_000, 70)}
+        b = {(1, "1"): (".NET TP Worker", 1_200_000_000, 30),  # +0.2 s, 20 runs
+             (1, "2"): (".NET TP Worker", 100_000_000, 4),     # id reused: from zero
+             (1, "3"): (".NET Tiered Com", 500_000_000, 5),    # idle
+             (1, "4"): ("Kestrel Timer", 50_000_000, 2)}       # born in between
+        # (1, "9") exited: left out
+        got = measure.by_thread_name(a, b)
+        self.assertEqual(sorted(got), [".NET TP Worker", ".NET Tiered Com", "Kestrel Timer"])
+        self.assertAlmostEqual(got[".NET TP Worker"][0], 0.3)
+        self.assertEqual(got[".NET TP Worker"][1], 24)
+        self.assertEqual(got[".NET Tiered Com"], (0.0, 0))
+        classes = measure.by_thread_name(a, b, ("TP Worker", "Tiered Com"))
+        self.assertAlmostEqual(classes["other"][0], 0.05)
+        self.assertEqual(sorted(classes), ["TP Worker", "Tiered Com", "other"])
+        self.assertEqual(measure.by_thread_name(b, b), {k: (0.0, 0) for k in got})
+
+    def test_jit_settled(self):
+        self.assertFalse(scenarios.jit_settled([]))
+        self.assertFalse(scenarios.jit_settled([0, 0]))            # too few steps yet
+        self.assertTrue(scenarios.jit_settled([300, 40, 0, 2, 9]))  # last three under 10 ms
+        self.assertFalse(scenarios.jit_settled([0, 0, 0, 341]))     # a burst after a lull
+        self.assertFalse(scenarios.jit_settled([0, 10, 0]))         # 10 ms is not quiet
+        self.assertTrue(scenarios.jit_settled([5, 5], quiet_ms=6, need=2))
+
 
 STRACE = """% time     seconds  usecs/call     calls    errors syscall
 ------ ----------- ----------- --------- --------- -----------------------
@@ -405,6 +433,21 @@ class Counters(unittest.TestCase):
                          ("kestrel-servergc", "valuetask-nopool"))
         self.assertEqual(targets.split_label("nginx"), ("nginx", "nginx"))
 
+    def test_nospin_is_the_twin_with_the_spin_off(self):
+        ns = targets.KESTREL_NOSPIN
+        self.assertIs(targets.RUNTIMES["kestrel-nospin"], ns)
+        self.assertEqual(ns.env[targets.SPIN_KNOB], "0")
+        self.assertEqual(dict(ns.env, **{targets.SPIN_KNOB: None}),
+                         dict(targets.KESTREL.env, **{targets.SPIN_KNOB: None}))
+        self.assertNotIn(targets.SPIN_KNOB, targets.KESTREL.env)
+        self.assertEqual(ns.sweep_modes, ("valuetask", "task"))
+        self.assertEqual(ns.jit_thread, ".NET Tiered Com")
+        # the full run sweeps it; the scenarios keep the defaults
+        self.assertIn("kestrel-nospin", bench.PROFILES["full"]["runtimes"])
+        self.assertNotIn("kestrel", bench.PROFILES["full"]["runtimes"])
+        self.assertIn(ns, scenarios.TWINS)
+        self.assertFalse(any(lbl.startswith("kestrel-nospin") for lbl in scenarios.TWIN_ALL))
+
     def test_servergc_is_asked_for(self):
         self.assertEqual(targets.KESTREL_SERVERGC.env["DOTNET_gcServer"], "1")
         self.assertEqual(targets.KESTREL_SERVERGC.env["DOTNET_PROCESSOR_COUNT"], "2")
@@ -475,7 +518,7 @@ class Options(unittest.TestCase):
         self.assertEqual(a.p["runtimes"], ["hotpath"])
         self.assertNotIn("micro", a.p["parts"])
         a = bench.parse_args([])
-        self.assertEqual(a.p["runtimes"], ["hotpath", "kestrel"])
+        self.assertEqual(a.p["runtimes"], ["hotpath", "kestrel-nospin"])
         self.assertIn("micro", a.p["parts"])
         a = bench.parse_args(["--no-twin"])
         self.assertEqual((a.p["twin"], a.p["runtimes"]), ("none", ["hotpath"]))
@@ -607,6 +650,36 @@ class SweepCell(unittest.TestCase):
         self.assertEqual(report.allocs(dict(bytes_per_req=349.0, gen0_per_1k=0.143)),
                          "- (349 B, gen0 0.143/1k)")
         self.assertEqual(report.allocs({}), "-")
+
+
+class ThreadpoolSpinTable(unittest.TestCase):
+    """kestrel/threadpool_spin.py's table: one line per variant, cap and rate,
+    each repeat's figure side by side, variants in the tool's order."""
+
+    def row(self, rep, variant, cap, rate, us):
+        return dict(rep=rep, variant=variant, cap=cap, rate=rate, cpu_us_per_req=us,
+                    runs_per_req=2.0, cap_used=0.3 if cap else None, throttled=6,
+                    periods=708, cpu_ms_by_thread={"TP Worker": 192.4, "other": 1.0},
+                    load=dict(achieved_rps=rate, latency_us=dict(p99=17300.0)))
+
+    def test_table(self):
+        import importlib.util
+        spec = importlib.util.spec_from_file_location(
+            "threadpool_spin", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                            "kestrel", "threadpool_spin.py"))
+        tool = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(tool)
+        rows = [self.row(0, "kestrel spin=0", 0.25, 1000, 75.2),
+                self.row(0, "kestrel default", 0.25, 1000, 206.0),
+                self.row(1, "kestrel default", 0.25, 1000, 151.0),
+                self.row(0, "kestrel default", None, 1000, 277.0)]
+        lines = tool.table(rows).splitlines()
+        self.assertEqual(len(lines), 2 + 3)
+        self.assertTrue(lines[2].startswith("| kestrel default | none | 1000 | 277 | 1000 | 17.3 "
+                                            "| - | - | 2.0 | 192/0/0/1 |"))
+        self.assertTrue(lines[3].startswith("| kestrel default | 25%/4ms | 1000 | 206 / 151 |"))
+        self.assertIn("| 30% / 30% | 6/708 / 6/708 |", lines[3])
+        self.assertTrue(lines[4].startswith("| kestrel spin=0 | 25%/4ms | 1000 | 75 |"))
 
 
 if __name__ == "__main__":

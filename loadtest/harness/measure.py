@@ -90,6 +90,47 @@ def cpu_used(a, b):
     return total / 1e9
 
 
+def thread_sample(pid):
+    """{(pid, tid): (name, CPU ns, times scheduled in)} for every live thread
+    of pid's process tree, from /proc/PID/task/TID/comm and schedstat (no
+    schedstat in this kernel: an empty dict). Names are what a runtime calls
+    its threads (.NET: ".NET TP Worker", ".NET Tiered Com", ...)."""
+    out = {}
+    for p in process_tree(pid):
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{p}/task/{tid}/schedstat") as f:
+                    v = f.read().split()
+                with open(f"/proc/{p}/task/{tid}/comm") as f:
+                    name = f.read().strip()
+                out[(p, tid)] = (name, int(v[0]), int(v[2]))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def by_thread_name(a, b, classes=None):
+    """{name: (CPU seconds, times scheduled in)} between two thread_samples,
+    summed over the threads of each name, counted as cpu_used() counts (a
+    thread new in b, or whose clock went back, from zero; one gone from b
+    left out). classes: names to group under (a thread whose name contains
+    one counts under it, any other under "other"); None: each name its own."""
+    out = {}
+    for k, (name, ns, runs) in b.items():
+        _, ns0, runs0 = a.get(k, (name, 0, 0))
+        if ns < ns0:
+            ns0 = runs0 = 0
+        if classes is not None:
+            name = next((c for c in classes if c in name), "other")
+        s, r = out.get(name, (0.0, 0))
+        out[name] = (s + (ns - ns0) / 1e9, r + runs - runs0)
+    return out
+
+
 def machine_busy_s():
     """CPU seconds every CPU of the machine has spent busy so far (all of
     /proc/stat's "cpu" line but idle and iowait)."""

@@ -385,6 +385,13 @@ def sweep_section(res):
         + f" Rates on the grid: {p['sweep_rounds']} round(s); the bands: {p['band_rounds']} "
         "rounds; targets in rotated order every round.")
     L.append("")
+    if any(lbl.split(" ")[0] == targets.KESTREL_NOSPIN.name for lbl in sw["labels"]):
+        L.append(f"The twin runs here as `{targets.KESTREL_NOSPIN.name}` "
+                 f"(`{targets.SPIN_KNOB}=0`, primed until its tiered compilation was idle): "
+                 "with the default its idle thread-pool workers spin before they block, and "
+                 "under a cap at low rates that spinning, not the request path, used most of "
+                 "the quota (loadtest/kestrel/README.md).")
+        L.append("")
     L.append("What the period adds: a throttled server waits for its next period, up to "
              "period × (1 − cap): " + ", ".join(
                  f"{c['cap']:.0%} → period {c['period_us'] / 1000:g} ms, up to "

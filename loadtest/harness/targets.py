@@ -26,6 +26,11 @@ The runtimes:
   kestrel-servergc  the twin with server GC (Sdk.Web's default), which one
                     CPU only gets when told there are two:
                     DOTNET_PROCESSOR_COUNT=2 (one heap)
+  kestrel-nospin    the twin whose thread-pool workers block at once instead
+                    of spinning first (DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0):
+                    the full run's sweep runs it, because under a CPU cap at
+                    low rates the default's spinning used most of the quota
+                    (loadtest/kestrel/README.md, kestrel/threadpool_spin.py)
   nginx             the yardstick of the closed-loop scenarios
 
 Counters are deltas of GET /stats between two reads, named here once:
@@ -75,6 +80,7 @@ class Runtime:
     compared: str = "task"
     sweep_modes: Optional[tuple] = None  # the modes in the capped sweep (None: all)
     jit: bool = False                  # compiles as it runs: warm-ups are priming passes
+    jit_thread: Optional[str] = None   # its background compiler thread's name (/proc comm)
     extras: Optional[Callable] = None  # (s0, s1, mode, routes) -> non2xx, cache hit ratio...
     describe: Optional[Callable] = None  # (/stats) -> what the report states about it
     env: dict = field(default_factory=dict)
@@ -253,6 +259,7 @@ KESTREL = Runtime(
         gc_pause_ms=KESTREL_MODE + ("gc_pause_ms",), wall_ms=KESTREL_MODE + ("wall_ms",)),
     sweep_modes=("valuetask", "task"),
     jit=True,
+    jit_thread=".NET Tiered Com",  # tiered compilation's worker (comm keeps 15 characters)
     extras=kestrel_extras,
     describe=kestrel_describe,
     env=dict(DOTNET_CLI_TELEMETRY_OPTOUT="1", DOTNET_NOLOGO="1", DOTNET_gcServer="0"),
@@ -264,7 +271,13 @@ KESTREL_SERVERGC = replace(
     KESTREL, name="kestrel-servergc", modes=("valuetask", "task"),
     env=dict(KESTREL.env, DOTNET_gcServer="1", DOTNET_PROCESSOR_COUNT="2"))
 
-RUNTIMES = {r.name: r for r in (HOTPATH, HOTPATH_SPLIT, KESTREL, KESTREL_SERVERGC)}
+# Idle thread-pool workers spin before they block; under a CFS quota at low
+# rates that spinning, not the request path, is most of the twin's CPU.
+SPIN_KNOB = "DOTNET_ThreadPool_UnfairSemaphoreSpinLimit"
+KESTREL_NOSPIN = replace(KESTREL, name="kestrel-nospin", env=dict(KESTREL.env, **{SPIN_KNOB: "0"}))
+
+RUNTIMES = {r.name: r for r in (HOTPATH, HOTPATH_SPLIT, KESTREL, KESTREL_SERVERGC,
+                                KESTREL_NOSPIN)}
 
 
 def runtime_env(rt):
