@@ -40,7 +40,7 @@ import cluster  # noqa: E402  (loadtest/cluster.py)
 
 CONNS = 4        # load connections through HAProxy
 LOAD = 3000      # requests of the kill's load phase, over all connections
-DRAIN_MAX = 30000  # the drain's load runs until the instance has gone; at most this
+DRAIN_MAX = 300000  # the drain's load runs until the instance has gone; at most this
 KEYS = 64        # /cache/k0 .. k63, so L1, L2 and the upstream all work
 PHASE_S = 30     # a load phase's bound in time, whatever happens
 
@@ -239,7 +239,7 @@ class Test:
     def drain_under_load(self):
         i, port, p = self.c.instances[2]
         load = Load(self.args.port, DRAIN_MAX).start()
-        load.wait_done(0.2)
+        load.wait_done(3000 / DRAIN_MAX)  # well under way (a count, not a share of the bound)
         t0 = time.monotonic()
         p.send_signal(signal.SIGTERM)
         saw_503 = False
