@@ -87,13 +87,8 @@ static void without_it_nothing_is_timed(void **state)
 
 static void it_takes_no_options(void **state)
 {
-    static const char json[] = "{\"middleware\": [{\"name\": \"metrics\", \"buckets\": 4}]}";
-    hp_config_t *cfg = NULL;
-    char err[256] = "";
-    assert_int_equal(
-        hp_config_parse(&hp_app, json, strlen(json), "t", NULL, &cfg, err, sizeof(err)),
-        HP_ECONFIG);
-    assert_non_null(strstr(err, "middleware[0].buckets: unknown key"));
+    hp_assert_config_refused("{\"middleware\": [{\"name\": \"metrics\", \"buckets\": 4}]}",
+                             "middleware[0].buckets: unknown key");
 }
 
 int main(void)

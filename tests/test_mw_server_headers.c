@@ -135,15 +135,8 @@ static void bad_options_are_refused_by_name(void **state)
          "\"0123456789012345678901234567890123456789012345678901234567890123\"}]}",
          "middleware[0].server: expected a non-empty string of at most 63 bytes"},
     };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        hp_config_t *cfg = NULL;
-        char err[256] = "";
-        assert_int_equal(hp_config_parse(&hp_app, bad[i].json, strlen(bad[i].json), "t", NULL, &cfg,
-                                         err, sizeof(err)),
-                         HP_ECONFIG);
-        assert_null(cfg);
-        if (strstr(err, bad[i].msg) == NULL) fail_msg("\"%s\" lacks \"%s\"", err, bad[i].msg);
-    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        hp_assert_config_refused(bad[i].json, bad[i].msg);
 }
 
 int main(void)

@@ -127,3 +127,14 @@ int hp_count(const char *hay, const char *needle)
         n++;
     return n;
 }
+
+void hp_assert_config_refused(const char *json, const char *msg)
+{
+    hp_config_t *cfg = NULL;
+    char err[256] = "";
+    assert_int_equal(
+        hp_config_parse(&hp_app, json, strlen(json), "t", NULL, &cfg, err, sizeof(err)),
+        HP_ECONFIG);
+    assert_null(cfg);
+    if (strstr(err, msg) == NULL) fail_msg("\"%s\" lacks \"%s\"", err, msg);
+}

@@ -57,6 +57,11 @@ void hp_memconn_exchange(hp_memserver_t *m, const char *in, size_t len, bool byt
 int hp_capture_status(const char *text);
 const char *hp_capture_body(const char *text);
 
+/* Assert that the configuration json is refused (HP_ECONFIG, no config
+ * made) with an error naming what msg says: how each middleware's tests
+ * check that its bad options are refused by name. */
+void hp_assert_config_refused(const char *json, const char *msg);
+
 /* The value of the first answer's header name (case-insensitive) copied
  * into buf, or NULL when the first answer has none. */
 const char *hp_capture_header(const char *text, const char *name, char *buf, size_t len);
