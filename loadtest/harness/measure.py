@@ -54,28 +54,34 @@ def parse_result(text):
 
 # --- CPU and memory -------------------------------------------------------------------
 
-def cpu_sample(pid):
-    """{(pid, tid): CPU nanoseconds so far} for every live thread of pid's
-    process tree."""
-    out = {}
+def threads(pid):
+    """(pid, tid) of every live thread of pid's process tree."""
     for p in process_tree(pid):
         try:
             tids = os.listdir(f"/proc/{p}/task")
         except OSError:
             continue
         for tid in tids:
+            yield p, tid
+
+
+def cpu_sample(pid):
+    """{(pid, tid): CPU nanoseconds so far} for every live thread of pid's
+    process tree."""
+    out = {}
+    for p, tid in threads(pid):
+        try:
+            with open(f"/proc/{p}/task/{tid}/schedstat") as f:
+                out[(p, tid)] = int(f.read().split()[0])
+        except FileNotFoundError:  # no schedstat in this kernel: the ticks
             try:
-                with open(f"/proc/{p}/task/{tid}/schedstat") as f:
-                    out[(p, tid)] = int(f.read().split()[0])
-            except FileNotFoundError:  # no schedstat in this kernel: the ticks
-                try:
-                    with open(f"/proc/{p}/task/{tid}/stat") as f:
-                        fields = f.read().rsplit(")", 1)[1].split()
-                    out[(p, tid)] = (int(fields[11]) + int(fields[12])) * 10**9 // CLK_TCK
-                except (OSError, ValueError, IndexError):
-                    pass
+                with open(f"/proc/{p}/task/{tid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                out[(p, tid)] = (int(fields[11]) + int(fields[12])) * 10**9 // CLK_TCK
             except (OSError, ValueError, IndexError):
                 pass
+        except (OSError, ValueError, IndexError):
+            pass
     return out
 
 
@@ -96,20 +102,15 @@ def thread_sample(pid):
     schedstat in this kernel: an empty dict). Names are what a runtime calls
     its threads (.NET: ".NET TP Worker", ".NET Tiered Com", ...)."""
     out = {}
-    for p in process_tree(pid):
+    for p, tid in threads(pid):
         try:
-            tids = os.listdir(f"/proc/{p}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                with open(f"/proc/{p}/task/{tid}/schedstat") as f:
-                    v = f.read().split()
-                with open(f"/proc/{p}/task/{tid}/comm") as f:
-                    name = f.read().strip()
-                out[(p, tid)] = (name, int(v[0]), int(v[2]))
-            except (OSError, ValueError, IndexError):
-                pass
+            with open(f"/proc/{p}/task/{tid}/schedstat") as f:
+                v = f.read().split()
+            with open(f"/proc/{p}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            out[(p, tid)] = (name, int(v[0]), int(v[2]))
+        except (OSError, ValueError, IndexError):
+            pass
     return out
 
 
