@@ -81,9 +81,12 @@ static void finish_from(miss_t *m, const hp_task_t *from, bool l2)
     int rc = hp_task_result(from, &v);
     hp_origin_t *o = m->o;
     if (rc == 0) {
+        /* Saved and restored, not cleared: a continuation may finish
+         * another fill before this completion returns. */
+        const hp_task_t *outer = o->l2_answer;
         if (l2) o->l2_answer = m->task;
         hp_task_complete(m->task, hp_value_ptr(hp_buf_ref(v.ptr)));
-        o->l2_answer = NULL;
+        o->l2_answer = outer;
     } else {
         hp_task_fail(m->task, rc, hp_task_error_message(from));
     }

@@ -68,11 +68,6 @@ static void client_closed(void *arg)
     if (--o->closes == 0) origin_free(o);
 }
 
-static void l2_closed(void *arg)
-{
-    client_closed(arg);
-}
-
 /* Bring the L2 client in line with opts (url NULL: none). */
 static int l2_apply(hp_origin_t *o, const hp_l2_opts_t *opts, char *err, size_t errlen)
 {
@@ -83,7 +78,7 @@ static int l2_apply(hp_origin_t *o, const hp_l2_opts_t *opts, char *err, size_t 
             hp_l2_t *l2 = o->l2;
             o->l2 = NULL; /* before its lookups fault: their fills go upstream */
             o->closes++;
-            hp_l2_close(l2, l2_closed, o);
+            hp_l2_close(l2, client_closed, o);
         }
         return 0;
     }
