@@ -598,6 +598,35 @@ static void head_deadline_survives_backed_up_answers(void **state)
     free(cap.data);
 }
 
+/* The interim 100 Continue is written from inside a parser callback; when
+ * the peer has stopped reading, that write backs up. The rest of the read
+ * (the body, requests pipelined behind it) must then wait like any input
+ * behind backed-up answers: nothing more is answered, and no idle deadline
+ * replaces the write side's, until the peer reads again. */
+static void continue_write_backs_up(void **state)
+{
+    fixture_t *f = *state;
+    capture_t cap;
+    hp_conn_t *c = hp_memconn_new(f, &cap);
+    cap.stalled = true;
+    static const char in[] = "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                             "Content-Length: 5\r\n\r\nhello" PLAIN PLAIN;
+    hp_conn_feed(c, in, sizeof(in) - 1);
+    assert_true(c->flags & HP_CF_WBLOCK);
+    ASSERT_TIMERS(c, HP_LIST_NONE, HP_LIST_WRITE);
+
+    cap.stalled = false;
+    hp_conn_memory_writable(c);
+    assert_false(c->flags & HP_CF_WBLOCK);
+    ASSERT_TIMERS(c, HP_LIST_IDLE, HP_LIST_NONE);
+    assert_int_equal(hp_count(cap.data, "HTTP/1.1 100 Continue"), 1);
+    assert_int_equal(hp_count(cap.data, "HTTP/1.1 200"), 3);
+    assert_non_null(strstr(cap.data, "\r\n\r\nhello"));
+    hp_conn_close(c);
+    uv_run(&f->w.loop, UV_RUN_NOWAIT);
+    free(cap.data);
+}
+
 /* A deadline of the read side that expires while the answers are still
  * backed up closes at once, without a 408 nobody would read; the write
  * deadline, when it comes first, closes too, and is counted. */
@@ -804,6 +833,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(flush_fails_while_parsing_the_carry,
                                         setup_refusing_upstream, teardown),
         cmocka_unit_test_setup_teardown(head_deadline_survives_backed_up_answers, setup, teardown),
+        cmocka_unit_test_setup_teardown(continue_write_backs_up, setup, teardown),
         cmocka_unit_test_setup_teardown(expiry_while_backed_up_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(body_and_idle_deadlines_around_a_block, setup, teardown),
         cmocka_unit_test_setup_teardown(busy_connection_keeps_its_write_deadline,
